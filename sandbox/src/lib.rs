@@ -1,0 +1,1 @@
+//! podnet-sandbox: arrives with the sandbox issue.

@@ -1,0 +1,2 @@
+//! podnet-sandbox: arrives with the sandbox issue.
+fn main() {}

@@ -1,0 +1,232 @@
+//! The command line, as clap types and nothing else: every flag, its help
+//! text and its default. Commands in [`crate::commands`] receive these.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::capacity::CniVersion;
+use crate::output::OutputFormat;
+
+const ABOUT: &str = "Migrate a live EKS cluster to VPC CNI custom networking on a secondary CIDR, without an outage.";
+
+const LONG_ABOUT: &str = "\
+Migrate a live Amazon EKS cluster from \"pods share the node subnets\" to VPC CNI custom
+networking on a secondary CIDR (100.64.0.0/16 by default): associate the CIDR, admit it in the
+security groups your pods call, create per-AZ pod subnets, apply ENIConfigs, configure
+Karpenter, enable custom networking on the vpc-cni addon, replace every node, and verify.
+
+Start with a plan file (plans/example.toml is a commented template):
+  podnet -f my-cluster.toml validate     # check the file, offline
+  podnet -f my-cluster.toml plan         # read-only: discover, check, show every change
+  podnet -f my-cluster.toml apply        # confirm, then run step by step, checkpointed
+  podnet -f my-cluster.toml resume       # continue after a crash or a failure
+  podnet -f my-cluster.toml status       # what the journal says
+  podnet -f my-cluster.toml verify       # is every pod on the pod CIDR?
+
+Exit codes: 0 success (plan: no changes), 1 error or failed check, 2 plan has changes,
+130 interrupted (resume with `podnet resume`).";
+
+#[derive(Debug, Parser)]
+#[command(name = "podnet", version, about = ABOUT, long_about = LONG_ABOUT, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts, before or after its name.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The migration plan file.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PLAN",
+        global = true,
+        default_value = "podnet.toml",
+        env = "PODNET_FILE"
+    )]
+    pub file: PathBuf,
+
+    /// EKS cluster name (overrides the plan file's [cluster] name).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// AWS region (overrides the plan file's [cluster] region).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// AWS shared-config profile to use (as AWS_PROFILE).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Directory holding this cluster's plan, journal and lock
+    /// [default: $XDG_STATE_HOME/podnet/<cluster>.<region>, i.e. ~/.local/state/podnet/…].
+    #[arg(long, global = true, value_name = "DIR", env = "PODNET_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Output format: human text, or one JSON document on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    /// More detail (repeat for debug logs of the AWS and Kubernetes calls).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only results and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// No progress bars or spinners (they are off anyway when stderr is not a terminal).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// No colour (also when NO_COLOR is set).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Discover the cluster, run preflight checks, and show every change and its capacity impact (read-only).
+    Plan(PlanArgs),
+    /// Show the plan, ask for confirmation, then run it step by step with a journal.
+    Apply(ApplyArgs),
+    /// Continue an interrupted or failed apply from its journal (replays the saved plan; never re-plans).
+    Resume(ResumeArgs),
+    /// Print the journal: every step, its state, times, outputs and last error.
+    Status,
+    /// Check that the cluster is fully on custom networking (exit 1 if not).
+    Verify,
+    /// Compute max pods per instance type, as amazon-eks-ami's max-pods-calculator.sh, plus Karpenter's view.
+    MaxPods(MaxPodsArgs),
+    /// Check a plan file statically: every problem with its field and a fix (no AWS calls).
+    Validate,
+    /// Release the apply lock left behind by a podnet that is no longer running.
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResumeArgs {
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Set aside a torn last journal line (left by a crash mid-write) and continue.
+    #[arg(long)]
+    pub repair_journal: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnlockArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Examples:
+  podnet max-pods -i t3.medium --cni-custom-networking            # 12
+  podnet max-pods -i m5.large --cni-prefix-delegation             # 110 (capped)
+  podnet max-pods -i m5.large --cni-custom-networking --cni-prefix-delegation --show-max-allowed   # 290
+  podnet -q max-pods -i t3.large --cni-custom-networking          # just the number, for scripts
+  podnet max-pods -i c7i.large --from-ec2                         # ask DescribeInstanceTypes")]
+pub struct MaxPodsArgs {
+    /// Instance type (repeat, or separate with commas).
+    #[arg(
+        short = 'i',
+        long = "instance-type",
+        value_name = "TYPE",
+        required = true,
+        value_delimiter = ','
+    )]
+    pub instance_types: Vec<String>,
+
+    /// Custom networking is on: the primary ENI serves no pods.
+    #[arg(long)]
+    pub cni_custom_networking: bool,
+
+    /// Prefix delegation is on: a /28 per secondary IP (Nitro, VPC CNI >= 1.9).
+    #[arg(long)]
+    pub cni_prefix_delegation: bool,
+
+    /// VPC CNI version, e.g. 1.19.2 (decides whether prefix delegation applies).
+    #[arg(long, value_name = "X.Y.Z", default_value_t = CniVersion::ASSUMED, value_parser = parse_cni_version)]
+    pub cni_version: CniVersion,
+
+    /// Use at most this many ENIs for pods.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cni_max_eni: Option<u32>,
+
+    /// Show the formula's value without the 110/250 cap.
+    #[arg(long)]
+    pub show_max_allowed: bool,
+
+    /// Read the instance facts from EC2 DescribeInstanceTypes instead of the embedded table
+    /// (honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_EC2).
+    #[arg(long)]
+    pub from_ec2: bool,
+
+    /// reservedENIs for the Karpenter column [default: 1 with --cni-custom-networking, else 0].
+    #[arg(long, value_name = "N")]
+    pub karpenter_reserved_enis: Option<u32>,
+}
+
+fn parse_cni_version(s: &str) -> Result<CniVersion, String> {
+    s.parse()
+        .map_err(|e: crate::capacity::max_pods::BadCniVersion| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_go_before_or_after_the_subcommand() {
+        let a = Cli::try_parse_from(["podnet", "-f", "x.toml", "--output", "json", "validate"]).unwrap();
+        let b = Cli::try_parse_from(["podnet", "validate", "-f", "x.toml", "--output", "json"]).unwrap();
+        assert_eq!(a.global.file, b.global.file);
+        assert_eq!(a.global.output, OutputFormat::Json);
+        assert_eq!(b.global.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn max_pods_flags() {
+        let c = Cli::try_parse_from([
+            "podnet",
+            "max-pods",
+            "-i",
+            "t3.medium,m5.large",
+            "--instance-type",
+            "t3.large",
+            "--cni-version",
+            "v1.8.0",
+        ])
+        .unwrap();
+        let Command::MaxPods(m) = c.command else { panic!() };
+        assert_eq!(m.instance_types, ["t3.medium", "m5.large", "t3.large"]);
+        assert_eq!(m.cni_version, CniVersion::new(1, 8, 0));
+        let err =
+            Cli::try_parse_from(["podnet", "max-pods", "-i", "t3.medium", "--cni-version", "latest"]).unwrap_err();
+        assert!(err.to_string().contains("not a VPC CNI version"), "{err}");
+        assert!(Cli::try_parse_from(["podnet", "max-pods"]).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! `podnet status`: what the journal says: every step, its state, times,
+//! outputs and last error, and whether the apply lock is held.
+
+use anyhow::Result;
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::{Context, ExitStatus};
+use crate::engine::lock::{self, LockState};
+use crate::engine::{JournalState, StepStatus, journal};
+use crate::output::{paint, style, table};
+
+pub fn run(ctx: &Context) -> Result<ExitStatus> {
+    let p = &ctx.printer;
+    let state = ctx.state_dir()?;
+    let lock_state = lock::inspect(&state.lock_path())?;
+    let lock_json = match &lock_state {
+        LockState::Free => json!({ "state": "free" }),
+        LockState::HeldLive(h) => json!({ "state": "held", "holder": h }),
+        LockState::Left(h) => json!({ "state": "left", "holder": h }),
+    };
+    if !state.has_journal() {
+        p.json(&json!({ "state_dir": state.root(), "migration": "none", "lock": lock_json }));
+        p.out(format!(
+            "No migration has been applied from this machine (state directory {}).",
+            state.root().display()
+        ));
+        return Ok(ExitStatus::Success);
+    }
+    // Status reads a damaged journal too far as it can be read; it reports
+    // the damage instead of failing without output.
+    let records = match journal::read(&state.journal_path()) {
+        Ok(r) => r,
+        Err(e) => {
+            p.json(&json!({ "state_dir": state.root(), "migration": "unreadable", "error": e.to_string(), "lock": lock_json }));
+            p.error(&e);
+            return Ok(ExitStatus::Failure);
+        }
+    };
+    let folded = JournalState::from_records(&records);
+    let saved = state.load_plan().ok().flatten();
+    let phase = if folded.is_complete() {
+        "complete"
+    } else if folded.steps.iter().any(|s| s.status == StepStatus::Failed) {
+        "failed"
+    } else {
+        "in-progress"
+    };
+    // Steps of the saved plan not yet reached are pending.
+    let mut steps = folded.steps.clone();
+    if let Some(plan) = &saved {
+        for s in &plan.steps {
+            if !steps.iter().any(|x| x.step == s.step) {
+                steps.push(crate::engine::StepState {
+                    step: s.step.clone(),
+                    status: StepStatus::Pending,
+                    attempts: 0,
+                    started_at: None,
+                    finished_at: None,
+                    outputs: None,
+                    last_error: None,
+                    progress: Default::default(),
+                    drift: None,
+                });
+            }
+        }
+    }
+    p.json(&json!({
+        "state_dir": state.root(),
+        "migration": phase,
+        "cluster": saved.as_ref().map(|s| &s.cluster),
+        "region": saved.as_ref().map(|s| &s.region),
+        "plan_fingerprint": saved.as_ref().map(|s| &s.fingerprint),
+        "runs": folded.runs,
+        "steps": steps,
+        "lock": lock_json,
+    }));
+    if p.is_json() {
+        return Ok(ExitStatus::Success);
+    }
+
+    if let Some(plan) = &saved {
+        p.out(format!(
+            "Migration of {} ({}): {}",
+            plan.cluster,
+            plan.region,
+            paint(style::BOLD, phase)
+        ));
+    } else {
+        p.out(format!("Migration: {}", paint(style::BOLD, phase)));
+    }
+    p.out(format!("State directory: {}", state.root().display()));
+    match &lock_state {
+        LockState::Free => {}
+        LockState::HeldLive(h) => p.out(format!("Lock: held by {h}")),
+        LockState::Left(h) => p.out(format!("Lock: left by {h} (release with `podnet unlock`)")),
+    }
+    p.out("");
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            let st = match s.status {
+                StepStatus::Succeeded => paint(style::GREEN, "succeeded"),
+                StepStatus::Failed => paint(style::RED, "failed"),
+                StepStatus::Started => paint(style::YELLOW, "started"),
+                StepStatus::Pending => paint(style::DIM, "pending"),
+            };
+            vec![
+                s.step.clone(),
+                st,
+                s.attempts.to_string(),
+                s.started_at.map(short_time).unwrap_or_else(|| "-".into()),
+                s.finished_at.map(short_time).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    for l in table(&["STEP", "STATE", "ATTEMPTS", "STARTED", "FINISHED"], &rows) {
+        p.out(l);
+    }
+    for s in &steps {
+        let interesting = s.outputs.as_ref().is_some_and(|o| !o.is_null() && o != &json!({}));
+        if interesting {
+            p.out("");
+            p.out(format!("{} outputs:", s.step));
+            let text = serde_json::to_string_pretty(s.outputs.as_ref().unwrap_or(&json!(null))).unwrap_or_default();
+            for l in text.lines() {
+                p.out(format!("  {l}"));
+            }
+        }
+        if let Some(e) = &s.last_error {
+            if s.status == StepStatus::Failed {
+                p.out("");
+                p.out(format!("{} last error ({:?}):", s.step, e.class));
+                for l in e.to_string().lines() {
+                    p.out(format!("  {l}"));
+                }
+            }
+        }
+        if let Some(d) = &s.drift {
+            p.out("");
+            p.out(format!("{} drifted since it succeeded:", s.step));
+            for l in d {
+                p.out(format!("  {l}"));
+            }
+        }
+    }
+    if phase != "complete" {
+        p.out("");
+        p.out("Continue with `podnet resume`.");
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn short_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%SZ").to_string()
+}

@@ -1,0 +1,239 @@
+//! Runs an approved plan's steps in order against the journal: `StepStarted`
+//! (fsynced) before a step's side effects, `StepSucceeded{outputs}` or
+//! `StepFailed{error}` after. The same function serves `apply` (empty
+//! journal) and `resume` (a journal with history): a step that succeeded is
+//! not run again, only re-observed so drift is reported; a step left
+//! `Started` or `Failed` runs again, and its idempotent apply copes.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::change::{StepPlan, render_step_plan};
+use super::journal::{Event, Journal, JournalError, JournalState, RunEnd, StepStatus};
+use super::lock::this_host;
+use super::state::{SavedPlan, StateDir, StateError};
+use super::step::{Outputs, Step, StepCtx, StepError};
+
+/// Progress callbacks (the CLI draws them; tests may record them).
+pub trait Observer: Send + Sync {
+    fn step_started(&self, _step: &str, _description: &str, _attempt: u32) {}
+    /// Already succeeded in an earlier run.
+    fn step_skipped(&self, _step: &str) {}
+    fn step_drift(&self, _step: &str, _plan: &StepPlan) {}
+    fn step_retrying(&self, _step: &str, _error: &StepError, _delay: Duration) {}
+    fn step_succeeded(&self, _step: &str, _outputs: &Outputs) {}
+    fn step_failed(&self, _step: &str, _error: &StepError) {}
+}
+
+/// An observer that draws nothing.
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// Fault injection for tests: return `true` from `after_started` to stop the
+/// run right after a step's `StepStarted` is durable, as `kill -9` would.
+pub trait Hooks: Send + Sync {
+    fn after_started(&self, _step: &str) -> bool {
+        false
+    }
+}
+
+/// Engine-level retries of a whole step for throttling and transient errors,
+/// on top of the SDKs' own per-request retries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: usize,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn none() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            first_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// One `apply` or `resume` of a saved plan.
+pub struct Run<'a, E: ?Sized + Sync> {
+    pub env: &'a E,
+    pub steps: &'a [Box<dyn Step<E>>],
+    pub state: &'a StateDir,
+    pub saved: &'a SavedPlan,
+    /// `apply` or `resume`, for the journal.
+    pub command: &'a str,
+    pub observer: &'a dyn Observer,
+    pub hooks: Option<&'a dyn Hooks>,
+    pub retry: RetryPolicy,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum RunOutcome {
+    Succeeded {
+        outputs: BTreeMap<String, Outputs>,
+    },
+    Failed {
+        step: String,
+        error: StepError,
+    },
+    /// Stopped with `step` in flight; `podnet resume` continues.
+    Interrupted {
+        step: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(
+        "the saved plan has steps [{saved}] but this podnet builds [{built}]; finish the migration with the podnet version that started it"
+    )]
+    PlanMismatch { saved: String, built: String },
+}
+
+/// Runs (or continues) the saved plan.
+pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, EngineError> {
+    let saved_ids: Vec<&str> = run.saved.steps.iter().map(|s| s.step.as_str()).collect();
+    let built_ids: Vec<&str> = run.steps.iter().map(|s| s.id()).collect();
+    if saved_ids != built_ids {
+        return Err(EngineError::PlanMismatch {
+            saved: saved_ids.join(", "),
+            built: built_ids.join(", "),
+        });
+    }
+    run.state.ensure()?;
+    let (journal, records) = Journal::open(&run.state.journal_path())?;
+    let history = JournalState::from_records(&records);
+    let journal = Mutex::new(journal);
+    let append = |e: Event| -> Result<(), JournalError> {
+        // A poisoned mutex means a panic mid-append elsewhere; the file
+        // itself is still append-only and verified on the next open.
+        let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
+        j.append(e).map(|_| ())
+    };
+
+    let run_id = uuid::Uuid::new_v4().to_string();
+    append(Event::RunStarted {
+        run_id: run_id.clone(),
+        command: run.command.to_string(),
+        podnet_version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        host: this_host(),
+        plan_fingerprint: run.saved.fingerprint.clone(),
+    })?;
+
+    let mut outputs: BTreeMap<String, Outputs> = BTreeMap::new();
+    for step in run.steps {
+        let id = step.id();
+        let past = history.step(id);
+        if let Some(done) = past.filter(|s| s.status == StepStatus::Succeeded) {
+            let out = done.outputs.clone().unwrap_or(Outputs::Null);
+            run.observer.step_skipped(id);
+            // Cheap re-observe: a succeeded step is not re-applied, but the
+            // user hears about anything that changed since.
+            let ctx = StepCtx::planning(id, &outputs);
+            let summary = match step.observe(run.env, &ctx).await {
+                Ok(plan) if plan.has_changes() => {
+                    run.observer.step_drift(id, &plan);
+                    Some(render_step_plan(&plan))
+                }
+                Ok(_) => None,
+                Err(e) => Some(vec![format!("could not re-observe: {e}")]),
+            };
+            if let Some(summary) = summary {
+                append(Event::StepDrift {
+                    step: id.to_string(),
+                    summary,
+                })?;
+            }
+            outputs.insert(id.to_string(), out);
+            continue;
+        }
+
+        let mut attempt = past.map_or(0, |s| s.attempts);
+        let mut progress = past.map(|s| s.progress.clone()).unwrap_or_default();
+        let mut delay = run.retry.first_delay;
+        let mut tries_left = run.retry.attempts.max(1);
+        let result = loop {
+            attempt += 1;
+            tries_left -= 1;
+            append(Event::StepStarted {
+                step: id.to_string(),
+                attempt,
+            })?;
+            run.observer.step_started(id, &step.describe(), attempt);
+            if run.hooks.is_some_and(|h| h.after_started(id)) {
+                return Ok(RunOutcome::Interrupted { step: id.to_string() });
+            }
+            let mut ctx = StepCtx::running(id, &outputs, progress.clone(), &journal);
+            let r = step.apply(run.env, &mut ctx).await;
+            progress = ctx.into_progress();
+            match r {
+                Err(e) if e.class.is_retryable() && tries_left > 0 => {
+                    run.observer.step_retrying(id, &e, delay);
+                    append(Event::StepFailed {
+                        step: id.to_string(),
+                        error: e,
+                    })?;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(run.retry.max_delay);
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(out) => {
+                append(Event::StepSucceeded {
+                    step: id.to_string(),
+                    outputs: out.clone(),
+                })?;
+                run.observer.step_succeeded(id, &out);
+                outputs.insert(id.to_string(), out);
+            }
+            // A step reports Interrupted only when the run must stop as if
+            // killed: nothing more is written, so the step stays Started.
+            Err(e) if e.is_interrupted() => return Ok(RunOutcome::Interrupted { step: id.to_string() }),
+            Err(e) => {
+                append(Event::StepFailed {
+                    step: id.to_string(),
+                    error: e.clone(),
+                })?;
+                append(Event::RunFinished {
+                    run_id,
+                    outcome: RunEnd::Failed,
+                })?;
+                run.observer.step_failed(id, &e);
+                return Ok(RunOutcome::Failed {
+                    step: id.to_string(),
+                    error: e,
+                });
+            }
+        }
+    }
+    append(Event::RunFinished {
+        run_id,
+        outcome: RunEnd::Succeeded,
+    })?;
+    Ok(RunOutcome::Succeeded { outputs })
+}

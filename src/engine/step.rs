@@ -1,0 +1,226 @@
+//! The shape of every migration step: a stable id, a description, a read-only
+//! `observe` that says what would change, and an idempotent `apply` that acts
+//! only on the difference and returns serialisable outputs. Steps hold no
+//! state: what one step learns reaches later ones only through its recorded
+//! outputs ([`StepCtx::output`]), so a resumed run sees exactly what the
+//! interrupted one saw.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::change::StepPlan;
+use super::journal::{Event, Journal, JournalError};
+
+/// Outputs a step records when it succeeds (a JSON object).
+pub type Outputs = serde_json::Value;
+
+/// What kind of failure a step hit; drives retries and the advice shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorClass {
+    /// 429 / RequestLimitExceeded: retry after a pause.
+    Throttled,
+    /// 5xx, timeouts, connection resets: retry.
+    Transient,
+    /// The resource is in a state that forbids the change right now.
+    Conflict,
+    NotFound,
+    /// Credentials lack a permission; the message names the IAM action.
+    Permission,
+    /// The request or the plan is wrong; retrying cannot help.
+    Invalid,
+    /// A bounded wait ran out.
+    Timeout,
+    /// A safety rule stopped the step (a PDB, a preflight check).
+    Blocked,
+    /// Anything else.
+    Failed,
+    /// The run was stopped (Ctrl-C, or a test's injected crash) while the
+    /// step was in flight. The journal keeps it `Started`; resume re-runs it.
+    Interrupted,
+}
+
+impl ErrorClass {
+    /// Classes worth retrying at the engine level (on top of the SDK's own).
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorClass::Throttled | ErrorClass::Transient)
+    }
+}
+
+/// A step failure: what happened, to what, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}{}", .hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+pub struct StepError {
+    pub class: ErrorClass,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl StepError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        StepError {
+            class,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn failed(message: impl Into<String>) -> Self {
+        StepError::new(ErrorClass::Failed, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        StepError::new(ErrorClass::Invalid, message)
+    }
+
+    pub fn interrupted() -> Self {
+        StepError::new(ErrorClass::Interrupted, "interrupted")
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        self.class == ErrorClass::Interrupted
+    }
+}
+
+impl From<JournalError> for StepError {
+    fn from(e: JournalError) -> Self {
+        StepError::failed(format!("cannot write the journal: {e}"))
+            .hint("check the state directory's disk space and permissions, then run `podnet resume`")
+    }
+}
+
+/// What a step sees of the run: the outputs of the steps before it, and its
+/// own checkpoints from earlier attempts.
+pub struct StepCtx<'a> {
+    step: &'a str,
+    outputs: &'a BTreeMap<String, Outputs>,
+    progress: BTreeMap<String, serde_json::Value>,
+    journal: Option<&'a Mutex<Journal>>,
+}
+
+impl<'a> StepCtx<'a> {
+    /// A context for planning: no journal, so no checkpoints.
+    pub fn planning(step: &'a str, outputs: &'a BTreeMap<String, Outputs>) -> Self {
+        StepCtx {
+            step,
+            outputs,
+            progress: BTreeMap::new(),
+            journal: None,
+        }
+    }
+
+    pub(crate) fn running(
+        step: &'a str,
+        outputs: &'a BTreeMap<String, Outputs>,
+        progress: BTreeMap<String, serde_json::Value>,
+        journal: &'a Mutex<Journal>,
+    ) -> Self {
+        StepCtx {
+            step,
+            outputs,
+            progress,
+            journal: Some(journal),
+        }
+    }
+
+    pub fn step(&self) -> &str {
+        self.step
+    }
+
+    pub(crate) fn into_progress(self) -> BTreeMap<String, serde_json::Value> {
+        self.progress
+    }
+
+    /// Whether the run is executing (false while planning).
+    pub fn is_running(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// An earlier step's outputs; `None` while planning, before it has run.
+    pub fn output<T: DeserializeOwned>(&self, step: &str) -> Result<Option<T>, StepError> {
+        match self.outputs.get(step) {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v.clone())
+                .map(Some)
+                .map_err(|e| StepError::failed(format!("outputs of step {step} are unreadable: {e}"))),
+        }
+    }
+
+    /// An earlier step's outputs, which must exist because that step ran.
+    pub fn require_output<T: DeserializeOwned>(&self, step: &str) -> Result<T, StepError> {
+        self.output(step)?.ok_or_else(|| {
+            StepError::failed(format!(
+                "step {} needs the outputs of {step}, which has not run",
+                self.step
+            ))
+        })
+    }
+
+    /// A value this step checkpointed in an earlier (interrupted) attempt.
+    pub fn checkpointed<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.progress
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// Durably records `value` under `key` for this step before going on, so
+    /// that a resumed attempt knows it (a request token, a node already
+    /// drained). Not available while planning.
+    pub fn checkpoint(&mut self, key: &str, value: impl Serialize) -> Result<(), StepError> {
+        let journal = self
+            .journal
+            .ok_or_else(|| StepError::failed(format!("step {} tried to checkpoint while planning", self.step)))?;
+        let value = serde_json::to_value(value).map_err(|e| StepError::failed(e.to_string()))?;
+        let mut j = journal.lock().map_err(|_| StepError::failed("journal lock poisoned"))?;
+        j.append(Event::StepProgress {
+            step: self.step.to_string(),
+            key: key.to_string(),
+            value: value.clone(),
+        })?;
+        self.progress.insert(key.to_string(), value);
+        Ok(())
+    }
+
+    /// The checkpointed value under `key`, or `make()` checkpointed now.
+    /// The way to generate an idempotency token exactly once per step.
+    pub fn checkpoint_once<T: Serialize + DeserializeOwned>(
+        &mut self,
+        key: &str,
+        make: impl FnOnce() -> T,
+    ) -> Result<T, StepError> {
+        if let Some(v) = self.checkpointed(key) {
+            return Ok(v);
+        }
+        let v = make();
+        self.checkpoint(key, &v)?;
+        Ok(v)
+    }
+}
+
+/// One step of a migration, over an environment `E` (the AWS and Kubernetes
+/// clients in podnet; an in-memory world in tests).
+#[async_trait]
+pub trait Step<E: ?Sized + Sync>: Send + Sync {
+    /// Stable across releases: the journal refers to steps by it.
+    fn id(&self) -> &str;
+
+    /// One line for humans.
+    fn describe(&self) -> String;
+
+    /// Read-only: what `apply` would change now.
+    async fn observe(&self, env: &E, ctx: &StepCtx<'_>) -> Result<StepPlan, StepError>;
+
+    /// Observes, then changes only what differs. Must be safe to run again
+    /// after any interruption, including after its own side effects.
+    async fn apply(&self, env: &E, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError>;
+}

@@ -1,0 +1,5 @@
+//! The `podnet` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    podnet::main()
+}
