@@ -116,6 +116,10 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long)]
     pub auto_approve: bool,
+    /// Set an unfinished earlier apply aside and plan again from the cluster as it is now
+    /// (instead of `podnet resume`, e.g. after fixing the plan file).
+    #[arg(long)]
+    pub replan: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -16,10 +16,16 @@ pub mod aws;
 pub mod capacity;
 pub mod cli;
 pub mod commands;
+pub mod discovery;
 pub mod engine;
+pub mod k8s;
+pub mod migration;
 pub mod network;
 pub mod output;
+pub mod planner;
 pub mod spec;
+pub mod steps;
+pub mod verify;
 
 use std::process::ExitCode;
 

@@ -1,11 +1,20 @@
 //! AWS access: the SDK configuration (the standard credential and endpoint
-//! chain: environment, profiles, SSO, IMDS, IRSA, `AWS_ENDPOINT_URL_*`) and
-//! the EC2/EKS reads and writes podnet makes, each behind a narrow function
-//! so commands and steps never touch SDK types directly.
+//! chain: environment, profiles, SSO, IMDS, IRSA, `AWS_ENDPOINT_URL_*`), the
+//! narrow [`Ec2Api`] and [`EksApi`] traits steps are written against, and the
+//! classification of AWS errors.
 
+pub mod ec2;
+pub mod eks;
+pub mod error;
 pub mod instance_types;
 
+use std::sync::Arc;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+pub use ec2::{Ec2Api, SdkEc2};
+pub use eks::{EksApi, SdkEks};
+pub use error::AwsError;
 
 /// Where podnet talks to AWS.
 #[derive(Debug, Clone, Default)]
@@ -24,4 +33,21 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
         loader = loader.region(Region::new(region.clone()));
     }
     loader.load().await
+}
+
+/// The EC2 and EKS clients of one region.
+#[derive(Clone)]
+pub struct AwsClients {
+    pub ec2: Arc<dyn Ec2Api>,
+    pub eks: Arc<dyn EksApi>,
+}
+
+impl AwsClients {
+    pub async fn connect(target: &AwsTarget) -> AwsClients {
+        let cfg = sdk_config(target).await;
+        AwsClients {
+            ec2: Arc::new(SdkEc2::new(aws_sdk_ec2::Client::new(&cfg))),
+            eks: Arc::new(SdkEks::new(aws_sdk_eks::Client::new(&cfg))),
+        }
+    }
 }

@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const TABLE_CSV: &str = include_str!("../../data/instance-types.csv");
 
 /// The network facts of one instance type, as DescribeInstanceTypes reports them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceInfo {
     pub instance_type: String,
     /// `nitro`, `xen`, or empty for bare metal.

@@ -113,7 +113,7 @@ impl<'de> Deserialize<'de> for CniVersion {
 }
 
 /// How the VPC CNI is (or will be) configured on the nodes in question.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CniSettings {
     pub custom_networking: bool,
     pub prefix_delegation: bool,

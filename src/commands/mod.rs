@@ -1,19 +1,25 @@
 //! One thin module per subcommand: read the flags, call the library, hand the
 //! result to the [`Printer`]. The process exit code is an [`ExitStatus`].
 
+mod apply;
 mod max_pods;
+mod plan;
+mod resume;
 mod status;
 mod unlock;
 mod validate;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, GlobalArgs};
-use crate::engine::StateDir;
-use crate::output::Printer;
+use crate::engine::{RunOutcome, StateDir};
+use crate::migration::PlanDocument;
+use crate::output::{Printer, paint, style};
 use crate::spec::{self, Overrides, Spec};
 
 /// How the process ends (documented in `podnet --help`).
@@ -43,7 +49,7 @@ impl From<ExitStatus> for ExitCode {
 /// What every command gets: the global flags and the printer.
 pub struct Context {
     pub global: GlobalArgs,
-    pub printer: Printer,
+    pub printer: Arc<Printer>,
 }
 
 impl Context {
@@ -57,6 +63,15 @@ impl Context {
     /// The validated plan file.
     pub fn spec(&self) -> Result<Spec, spec::SpecError> {
         spec::load(&self.global.file, &self.overrides())
+    }
+
+    /// The state directory of the plan's cluster: `--state-dir`, or the
+    /// per-user default for its cluster and region.
+    pub fn state_dir_for(&self, spec: &Spec) -> Result<StateDir> {
+        match &self.global.state_dir {
+            Some(d) => Ok(StateDir::at(d)),
+            None => Ok(StateDir::default_for(&spec.cluster, &spec.region)?),
+        }
     }
 
     /// This cluster's state directory: `--state-dir`, or the per-user default
@@ -84,31 +99,40 @@ impl Context {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, printer: Printer) -> Result<ExitStatus> {
-    let ctx = Context {
-        global: cli.global,
-        printer,
-    };
+    let ctx = Context { global: cli.global, printer: Arc::new(printer) };
     match cli.command {
         Command::Validate => validate::run(&ctx),
         Command::MaxPods(args) => max_pods::run(&ctx, &args).await,
         Command::Status => status::run(&ctx),
         Command::Unlock(args) => unlock::run(&ctx, &args),
-        Command::Plan(_) => not_available(&ctx, "plan", "cluster discovery and preflight checks"),
-        Command::Apply(_) => not_available(&ctx, "apply", "the AWS and Kubernetes migration steps"),
-        Command::Resume(_) => not_available(&ctx, "resume", "the AWS and Kubernetes migration steps"),
-        Command::Verify => not_available(&ctx, "verify", "cluster verification"),
+        Command::Plan(_) => plan::run(&ctx).await,
+        Command::Apply(args) => apply::run(&ctx, &args).await,
+        Command::Resume(args) => resume::run(&ctx, &args).await,
+        Command::Verify => verify::run(&ctx).await,
     }
 }
 
-/// A command whose machinery is not in this build: say so plainly and fail.
-fn not_available(ctx: &Context, command: &str, needs: &str) -> Result<ExitStatus> {
-    let msg = format!(
-        "`podnet {command}` is not available yet in podnet {}: it needs {needs}, which this release does not include. \
-         Available now: validate, max-pods, status, unlock.",
-        env!("CARGO_PKG_VERSION")
-    );
-    ctx.printer
-        .json(&serde_json::json!({ "error": "not-available", "command": command, "message": msg }));
-    ctx.printer.error(msg);
-    Ok(ExitStatus::Failure)
+/// Reports how a run ended and maps it to the exit status.
+pub(crate) fn run_report(ctx: &Context, outcome: &RunOutcome, plan: Option<&PlanDocument>) -> ExitStatus {
+    let p = &ctx.printer;
+    p.json(&serde_json::json!({ "plan": plan, "applied": true, "outcome": outcome }));
+    match outcome {
+        RunOutcome::Succeeded { outputs } => {
+            p.out(format!(
+                "{} {} step(s) done.",
+                paint(style::GREEN.bold(), "Apply complete:"),
+                outputs.len()
+            ));
+            ExitStatus::Success
+        }
+        RunOutcome::Failed { step, error } => {
+            p.error(format!("step {step} failed: {error}"));
+            p.info("Nothing after it ran. Fix the cause, then run `podnet resume` (`podnet status` shows the journal).");
+            ExitStatus::Failure
+        }
+        RunOutcome::Interrupted { step } => {
+            p.warn(format!("stopped while {step} was running; run `podnet resume` to continue"));
+            ExitStatus::Interrupted
+        }
+    }
 }

@@ -7,6 +7,9 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+pub mod plan_view;
+pub mod progress;
+
 use anstyle::{AnsiColor, Style};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;

@@ -1,0 +1,708 @@
+//! The EC2 calls podnet makes, behind the narrow [`Ec2Api`] trait, with
+//! podnet's own small models of what it reads. [`SdkEc2`] implements it with
+//! aws-sdk-ec2 (paginated reads, classified errors); tests may substitute
+//! their own implementation.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::error::{AwsError, from_sdk};
+use crate::capacity::InstanceInfo;
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CidrAssociation {
+    pub association_id: String,
+    pub cidr: Ipv4Net,
+    /// `associating`, `associated`, `disassociating`, `disassociated`, `failing`, `failed`.
+    pub state: String,
+}
+
+impl CidrAssociation {
+    /// Counts against the quota and blocks overlapping blocks.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state.as_str(), "associating" | "associated")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcInfo {
+    pub id: String,
+    pub primary_cidr: Ipv4Net,
+    pub cidr_associations: Vec<CidrAssociation>,
+    pub has_ipv6: bool,
+}
+
+impl VpcInfo {
+    /// Every live IPv4 block, the primary included.
+    pub fn live_cidrs(&self) -> Vec<Ipv4Net> {
+        let mut v: Vec<Ipv4Net> =
+            self.cidr_associations.iter().filter(|a| a.is_live()).map(|a| a.cidr).collect();
+        if !v.contains(&self.primary_cidr) {
+            v.insert(0, self.primary_cidr);
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetInfo {
+    pub id: String,
+    pub vpc_id: String,
+    pub cidr: Ipv4Net,
+    pub availability_zone: String,
+    pub availability_zone_id: String,
+    pub available_ips: u64,
+    pub tags: Tags,
+}
+
+impl SubnetInfo {
+    pub fn name(&self) -> Option<&str> {
+        self.tags.get("Name").map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTableAssociation {
+    pub id: String,
+    pub subnet_id: Option<String>,
+    pub main: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// IPv4 destination; `None` for prefix-list or IPv6 routes.
+    pub destination: Option<Ipv4Net>,
+    pub destination_prefix_list: Option<String>,
+    /// `local`, `igw-…`, `nat-…`, `tgw-…`, `vpce-…`, `pcx-…`, …
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTableInfo {
+    pub id: String,
+    pub associations: Vec<RouteTableAssociation>,
+    pub routes: Vec<Route>,
+    pub tags: Tags,
+}
+
+impl RouteTableInfo {
+    pub fn is_main(&self) -> bool {
+        self.associations.iter().any(|a| a.main)
+    }
+
+    pub fn association_for(&self, subnet_id: &str) -> Option<&RouteTableAssociation> {
+        self.associations.iter().find(|a| a.subnet_id.as_deref() == Some(subnet_id))
+    }
+}
+
+/// Where an ingress rule admits traffic from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+pub enum RuleSource {
+    Cidr(Ipv4Net),
+    Group(String),
+    PrefixList(String),
+    Ipv6(String),
+}
+
+/// One ingress rule, one source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressRule {
+    /// `sgr-…` when known.
+    pub rule_id: Option<String>,
+    /// `tcp`, `udp`, `icmp`, `-1` (all).
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub source: RuleSource,
+    pub description: Option<String>,
+}
+
+impl IngressRule {
+    /// Whether the rule admits `protocol` on every port of `from..=to`.
+    pub fn covers(&self, protocol: &str, from: Option<i32>, to: Option<i32>) -> bool {
+        if self.protocol == "-1" {
+            return true;
+        }
+        if self.protocol != protocol {
+            return false;
+        }
+        match (self.from_port, self.to_port, from, to) {
+            (_, _, None, None) => self.from_port.is_none() || (self.from_port == Some(0) && self.to_port == Some(65535)),
+            (Some(a), Some(b), Some(f), Some(t)) => (a == -1 && b == -1) || (a <= f && t <= b),
+            (None, None, _, _) => true,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupInfo {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub vpc_id: String,
+    pub tags: Tags,
+    pub ingress: Vec<IngressRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcEndpointInfo {
+    pub id: String,
+    pub service_name: String,
+    /// `Interface` or `Gateway`.
+    pub kind: String,
+    pub security_group_ids: Vec<String>,
+    pub subnet_ids: Vec<String>,
+    pub route_table_ids: Vec<String>,
+}
+
+/// An ingress rule to add.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewIngress {
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub cidr: Ipv4Net,
+    pub description: String,
+}
+
+/// The EC2 calls podnet makes.
+#[async_trait]
+pub trait Ec2Api: Send + Sync {
+    async fn describe_vpc(&self, vpc_id: &str) -> Result<VpcInfo, AwsError>;
+    async fn describe_subnets(&self, vpc_id: &str) -> Result<Vec<SubnetInfo>, AwsError>;
+    async fn describe_route_tables(&self, vpc_id: &str) -> Result<Vec<RouteTableInfo>, AwsError>;
+    /// Security groups of the VPC, their ingress with rule ids.
+    async fn describe_security_groups(&self, vpc_id: &str) -> Result<Vec<SecurityGroupInfo>, AwsError>;
+    async fn describe_vpc_endpoints(&self, vpc_id: &str) -> Result<Vec<VpcEndpointInfo>, AwsError>;
+    async fn describe_instance_types(&self, types: &[String]) -> Result<Vec<InstanceInfo>, AwsError>;
+
+    async fn associate_vpc_cidr_block(&self, vpc_id: &str, cidr: Ipv4Net) -> Result<CidrAssociation, AwsError>;
+    /// Returns the new rules' ids.
+    async fn authorize_ingress(&self, group_id: &str, rule: &NewIngress) -> Result<Vec<String>, AwsError>;
+    async fn create_subnet(&self, vpc_id: &str, az: &str, cidr: Ipv4Net, tags: &Tags) -> Result<SubnetInfo, AwsError>;
+    /// Returns the association id.
+    async fn associate_route_table(&self, route_table_id: &str, subnet_id: &str) -> Result<String, AwsError>;
+    /// Moves an explicit association to another table; returns the new association id.
+    async fn replace_route_table_association(&self, association_id: &str, route_table_id: &str)
+    -> Result<String, AwsError>;
+    async fn create_tags(&self, resource_id: &str, tags: &Tags) -> Result<(), AwsError>;
+    /// A new version of a launch template with the source version's data;
+    /// returns the new version number. `client_token` makes it idempotent.
+    async fn create_launch_template_version(
+        &self,
+        launch_template_id: &str,
+        source_version: &str,
+        description: &str,
+        client_token: &str,
+    ) -> Result<String, AwsError>;
+    /// The launch template's id from its name.
+    async fn launch_template_id(&self, name: &str) -> Result<String, AwsError>;
+}
+
+/// [`Ec2Api`] over aws-sdk-ec2.
+#[derive(Clone)]
+pub struct SdkEc2 {
+    client: Client,
+}
+
+impl SdkEc2 {
+    pub fn new(client: Client) -> Self {
+        SdkEc2 { client }
+    }
+}
+
+fn tags_of(tags: &[Tag]) -> Tags {
+    tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
+}
+
+fn vpc_filter(vpc_id: &str) -> Filter {
+    Filter::builder().name("vpc-id").values(vpc_id).build()
+}
+
+fn parse_net(s: Option<&str>) -> Option<Ipv4Net> {
+    s.and_then(|s| s.parse::<Ipv4Net>().ok()).map(|n| n.trunc())
+}
+
+/// A field EC2 must return; missing means a broken answer, not a panic.
+fn need<T>(v: Option<T>, op: &'static str, what: &str) -> Result<T, AwsError> {
+    v.ok_or_else(|| AwsError {
+        class: crate::engine::ErrorClass::Failed,
+        service: "ec2",
+        operation: op,
+        resource: None,
+        code: None,
+        message: format!("the answer lacks {what}"),
+        status: None,
+    })
+}
+
+fn rules_from_permissions(perms: &[IpPermission]) -> Vec<IngressRule> {
+    let mut out = Vec::new();
+    for p in perms {
+        let protocol = p.ip_protocol().unwrap_or("-1").to_string();
+        let (from, to) = (p.from_port(), p.to_port());
+        let mut push = |source: RuleSource, description: Option<&str>| {
+            out.push(IngressRule {
+                rule_id: None,
+                protocol: protocol.clone(),
+                from_port: from,
+                to_port: to,
+                source,
+                description: description.map(str::to_string),
+            })
+        };
+        for r in p.ip_ranges() {
+            if let Some(n) = parse_net(r.cidr_ip()) {
+                push(RuleSource::Cidr(n), r.description());
+            }
+        }
+        for g in p.user_id_group_pairs() {
+            if let Some(id) = g.group_id() {
+                push(RuleSource::Group(id.to_string()), g.description());
+            }
+        }
+        for pl in p.prefix_list_ids() {
+            if let Some(id) = pl.prefix_list_id() {
+                push(RuleSource::PrefixList(id.to_string()), pl.description());
+            }
+        }
+        for r in p.ipv6_ranges() {
+            if let Some(c) = r.cidr_ipv6() {
+                push(RuleSource::Ipv6(c.to_string()), r.description());
+            }
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Ec2Api for SdkEc2 {
+    async fn describe_vpc(&self, vpc_id: &str) -> Result<VpcInfo, AwsError> {
+        const OP: &str = "DescribeVpcs";
+        let out = self
+            .client
+            .describe_vpcs()
+            .vpc_ids(vpc_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", OP, Some(vpc_id.to_string()), e))?;
+        let vpc = need(out.vpcs().first(), OP, "the VPC")?;
+        let primary_cidr = need(parse_net(vpc.cidr_block()), OP, "the VPC's CidrBlock")?;
+        let cidr_associations = vpc
+            .cidr_block_association_set()
+            .iter()
+            .filter_map(|a| {
+                Some(CidrAssociation {
+                    association_id: a.association_id()?.to_string(),
+                    cidr: parse_net(a.cidr_block())?,
+                    state: a
+                        .cidr_block_state()
+                        .and_then(|s| s.state())
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(VpcInfo {
+            id: vpc_id.to_string(),
+            primary_cidr,
+            cidr_associations,
+            has_ipv6: !vpc.ipv6_cidr_block_association_set().is_empty(),
+        })
+    }
+
+    async fn describe_subnets(&self, vpc_id: &str) -> Result<Vec<SubnetInfo>, AwsError> {
+        const OP: &str = "DescribeSubnets";
+        let mut pages = self.client.describe_subnets().filters(vpc_filter(vpc_id)).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk("ec2", OP, Some(vpc_id.to_string()), e))?;
+            for s in page.subnets() {
+                let Some(cidr) = parse_net(s.cidr_block()) else { continue };
+                out.push(SubnetInfo {
+                    id: need(s.subnet_id(), OP, "SubnetId")?.to_string(),
+                    vpc_id: s.vpc_id().unwrap_or(vpc_id).to_string(),
+                    cidr,
+                    availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+                    availability_zone_id: s.availability_zone_id().unwrap_or_default().to_string(),
+                    available_ips: s.available_ip_address_count().unwrap_or(0).max(0) as u64,
+                    tags: tags_of(s.tags()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn describe_route_tables(&self, vpc_id: &str) -> Result<Vec<RouteTableInfo>, AwsError> {
+        const OP: &str = "DescribeRouteTables";
+        let mut pages = self.client.describe_route_tables().filters(vpc_filter(vpc_id)).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk("ec2", OP, Some(vpc_id.to_string()), e))?;
+            for rt in page.route_tables() {
+                let associations = rt
+                    .associations()
+                    .iter()
+                    .filter(|a| {
+                        a.association_state()
+                            .and_then(|s| s.state())
+                            .is_none_or(|s| s.as_str() == "associated" || s.as_str() == "associating")
+                    })
+                    .filter_map(|a| {
+                        Some(RouteTableAssociation {
+                            id: a.route_table_association_id()?.to_string(),
+                            subnet_id: a.subnet_id().map(str::to_string),
+                            main: a.main().unwrap_or(false),
+                        })
+                    })
+                    .collect();
+                let routes = rt
+                    .routes()
+                    .iter()
+                    .map(|r| {
+                        let target = r
+                            .gateway_id()
+                            .or(r.nat_gateway_id())
+                            .or(r.transit_gateway_id())
+                            .or(r.vpc_peering_connection_id())
+                            .or(r.network_interface_id())
+                            .or(r.instance_id())
+                            .or(r.local_gateway_id())
+                            .or(r.carrier_gateway_id())
+                            .or(r.core_network_arn())
+                            .or(r.egress_only_internet_gateway_id())
+                            .unwrap_or("unknown")
+                            .to_string();
+                        Route {
+                            destination: parse_net(r.destination_cidr_block()),
+                            destination_prefix_list: r.destination_prefix_list_id().map(str::to_string),
+                            target,
+                        }
+                    })
+                    .collect();
+                out.push(RouteTableInfo {
+                    id: need(rt.route_table_id(), OP, "RouteTableId")?.to_string(),
+                    associations,
+                    routes,
+                    tags: tags_of(rt.tags()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn describe_security_groups(&self, vpc_id: &str) -> Result<Vec<SecurityGroupInfo>, AwsError> {
+        const OP: &str = "DescribeSecurityGroups";
+        let mut pages = self.client.describe_security_groups().filters(vpc_filter(vpc_id)).into_paginator().send();
+        let mut groups = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk("ec2", OP, Some(vpc_id.to_string()), e))?;
+            for g in page.security_groups() {
+                groups.push(SecurityGroupInfo {
+                    id: need(g.group_id(), OP, "GroupId")?.to_string(),
+                    name: g.group_name().unwrap_or_default().to_string(),
+                    description: g.description().unwrap_or_default().to_string(),
+                    vpc_id: g.vpc_id().unwrap_or(vpc_id).to_string(),
+                    tags: tags_of(g.tags()),
+                    ingress: rules_from_permissions(g.ip_permissions()),
+                });
+            }
+        }
+        // Rule ids come from DescribeSecurityGroupRules; a rollback needs them.
+        if !groups.is_empty() {
+            const ROP: &str = "DescribeSecurityGroupRules";
+            let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+            for chunk in ids.chunks(200) {
+                let filter = Filter::builder().name("group-id").set_values(Some(chunk.to_vec())).build();
+                let mut pages = self.client.describe_security_group_rules().filters(filter).into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| from_sdk("ec2", ROP, Some(vpc_id.to_string()), e))?;
+                    for r in page.security_group_rules() {
+                        if r.is_egress().unwrap_or(false) {
+                            continue;
+                        }
+                        let Some(g) = groups.iter_mut().find(|g| Some(g.id.as_str()) == r.group_id()) else {
+                            continue;
+                        };
+                        let source = if let Some(c) = parse_net(r.cidr_ipv4()) {
+                            RuleSource::Cidr(c)
+                        } else if let Some(rg) = r.referenced_group_info().and_then(|x| x.group_id()) {
+                            RuleSource::Group(rg.to_string())
+                        } else if let Some(pl) = r.prefix_list_id() {
+                            RuleSource::PrefixList(pl.to_string())
+                        } else if let Some(v6) = r.cidr_ipv6() {
+                            RuleSource::Ipv6(v6.to_string())
+                        } else {
+                            continue;
+                        };
+                        let proto = r.ip_protocol().unwrap_or("-1");
+                        if let Some(rule) = g.ingress.iter_mut().find(|x| {
+                            x.rule_id.is_none()
+                                && x.source == source
+                                && x.protocol == proto
+                                && (proto == "-1" || (x.from_port == r.from_port() && x.to_port == r.to_port()))
+                        }) {
+                            rule.rule_id = r.security_group_rule_id().map(str::to_string);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    async fn describe_vpc_endpoints(&self, vpc_id: &str) -> Result<Vec<VpcEndpointInfo>, AwsError> {
+        const OP: &str = "DescribeVpcEndpoints";
+        let mut pages = self.client.describe_vpc_endpoints().filters(vpc_filter(vpc_id)).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk("ec2", OP, Some(vpc_id.to_string()), e))?;
+            for e in page.vpc_endpoints() {
+                out.push(VpcEndpointInfo {
+                    id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
+                    service_name: e.service_name().unwrap_or_default().to_string(),
+                    kind: e.vpc_endpoint_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                    security_group_ids: e.groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
+                    subnet_ids: e.subnet_ids().to_vec(),
+                    route_table_ids: e.route_table_ids().to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn describe_instance_types(&self, types: &[String]) -> Result<Vec<InstanceInfo>, AwsError> {
+        super::instance_types::describe(&self.client, types).await.map_err(|e| AwsError {
+            class: match &e {
+                super::instance_types::InstanceTypesError::Unknown(_) => crate::engine::ErrorClass::NotFound,
+                _ => crate::engine::ErrorClass::Failed,
+            },
+            service: "ec2",
+            operation: "DescribeInstanceTypes",
+            resource: Some(types.join(",")),
+            code: None,
+            message: e.to_string(),
+            status: None,
+        })
+    }
+
+    async fn associate_vpc_cidr_block(&self, vpc_id: &str, cidr: Ipv4Net) -> Result<CidrAssociation, AwsError> {
+        const OP: &str = "AssociateVpcCidrBlock";
+        let out = self
+            .client
+            .associate_vpc_cidr_block()
+            .vpc_id(vpc_id)
+            .cidr_block(cidr.to_string())
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", OP, Some(format!("{cidr} on {vpc_id}")), e))?;
+        let a = need(out.cidr_block_association(), OP, "CidrBlockAssociation")?;
+        Ok(CidrAssociation {
+            association_id: need(a.association_id(), OP, "AssociationId")?.to_string(),
+            cidr,
+            state: a.cidr_block_state().and_then(|s| s.state()).map(|s| s.as_str().to_string()).unwrap_or_default(),
+        })
+    }
+
+    async fn authorize_ingress(&self, group_id: &str, rule: &NewIngress) -> Result<Vec<String>, AwsError> {
+        const OP: &str = "AuthorizeSecurityGroupIngress";
+        let perm = IpPermission::builder()
+            .ip_protocol(&rule.protocol)
+            .set_from_port(rule.from_port)
+            .set_to_port(rule.to_port)
+            .ip_ranges(IpRange::builder().cidr_ip(rule.cidr.to_string()).description(&rule.description).build())
+            .build();
+        let out = self
+            .client
+            .authorize_security_group_ingress()
+            .group_id(group_id)
+            .ip_permissions(perm)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", OP, Some(group_id.to_string()), e))?;
+        Ok(out.security_group_rules().iter().filter_map(|r| r.security_group_rule_id().map(str::to_string)).collect())
+    }
+
+    async fn create_subnet(&self, vpc_id: &str, az: &str, cidr: Ipv4Net, tags: &Tags) -> Result<SubnetInfo, AwsError> {
+        const OP: &str = "CreateSubnet";
+        let spec = TagSpecification::builder()
+            .resource_type(ResourceType::Subnet)
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+            .build();
+        let out = self
+            .client
+            .create_subnet()
+            .vpc_id(vpc_id)
+            .availability_zone(az)
+            .cidr_block(cidr.to_string())
+            .tag_specifications(spec)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", OP, Some(format!("{cidr} in {az}")), e))?;
+        let s = need(out.subnet(), OP, "Subnet")?;
+        Ok(SubnetInfo {
+            id: need(s.subnet_id(), OP, "SubnetId")?.to_string(),
+            vpc_id: vpc_id.to_string(),
+            cidr,
+            availability_zone: s.availability_zone().unwrap_or(az).to_string(),
+            availability_zone_id: s.availability_zone_id().unwrap_or_default().to_string(),
+            available_ips: s.available_ip_address_count().unwrap_or(0).max(0) as u64,
+            tags: tags_of(s.tags()),
+        })
+    }
+
+    async fn associate_route_table(&self, route_table_id: &str, subnet_id: &str) -> Result<String, AwsError> {
+        const OP: &str = "AssociateRouteTable";
+        let out = self
+            .client
+            .associate_route_table()
+            .route_table_id(route_table_id)
+            .subnet_id(subnet_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", OP, Some(format!("{subnet_id} → {route_table_id}")), e))?;
+        Ok(need(out.association_id(), OP, "AssociationId")?.to_string())
+    }
+
+    async fn replace_route_table_association(
+        &self,
+        association_id: &str,
+        route_table_id: &str,
+    ) -> Result<String, AwsError> {
+        const OP: &str = "ReplaceRouteTableAssociation";
+        let out = self
+            .client
+            .replace_route_table_association()
+            .association_id(association_id)
+            .route_table_id(route_table_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", OP, Some(format!("{association_id} → {route_table_id}")), e))?;
+        Ok(need(out.new_association_id(), OP, "NewAssociationId")?.to_string())
+    }
+
+    async fn create_tags(&self, resource_id: &str, tags: &Tags) -> Result<(), AwsError> {
+        const OP: &str = "CreateTags";
+        self.client
+            .create_tags()
+            .resources(resource_id)
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", OP, Some(resource_id.to_string()), e))?;
+        Ok(())
+    }
+
+    async fn create_launch_template_version(
+        &self,
+        launch_template_id: &str,
+        source_version: &str,
+        description: &str,
+        client_token: &str,
+    ) -> Result<String, AwsError> {
+        use aws_sdk_ec2::types::{
+            LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateInstanceMetadataOptionsRequest,
+            RequestLaunchTemplateData,
+        };
+        const DOP: &str = "DescribeLaunchTemplateVersions";
+        const OP: &str = "CreateLaunchTemplateVersion";
+        let src = self
+            .client
+            .describe_launch_template_versions()
+            .launch_template_id(launch_template_id)
+            .versions(source_version)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", DOP, Some(launch_template_id.to_string()), e))?;
+        let data = src.launch_template_versions().first().and_then(|v| v.launch_template_data());
+        // Real EC2 copies the source version's data itself; the fields are
+        // copied here too so that emulators that do not (moto) get them.
+        let mut req = RequestLaunchTemplateData::builder();
+        if let Some(d) = data {
+            req = req
+                .set_image_id(d.image_id().map(str::to_string))
+                .set_instance_type(d.instance_type().cloned())
+                .set_user_data(d.user_data().map(str::to_string))
+                .set_key_name(d.key_name().map(str::to_string))
+                .set_ebs_optimized(d.ebs_optimized())
+                .set_security_group_ids(Some(d.security_group_ids().to_vec()).filter(|v| !v.is_empty()));
+            if let Some(p) = d.iam_instance_profile() {
+                req = req.iam_instance_profile(
+                    LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                        .set_arn(p.arn().map(str::to_string))
+                        .set_name(if p.arn().is_some() { None } else { p.name().map(str::to_string) })
+                        .build(),
+                );
+            }
+            if let Some(m) = d.metadata_options() {
+                req = req.metadata_options(
+                    LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                        .set_http_tokens(m.http_tokens().cloned())
+                        .set_http_put_response_hop_limit(m.http_put_response_hop_limit())
+                        .set_http_endpoint(m.http_endpoint().cloned())
+                        .build(),
+                );
+            }
+        }
+        let out = self
+            .client
+            .create_launch_template_version()
+            .launch_template_id(launch_template_id)
+            .source_version(source_version)
+            .version_description(description)
+            .client_token(client_token)
+            .launch_template_data(req.build())
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", OP, Some(launch_template_id.to_string()), e))?;
+        let v = need(out.launch_template_version().and_then(|v| v.version_number()), OP, "VersionNumber")?;
+        Ok(v.to_string())
+    }
+
+    async fn launch_template_id(&self, name: &str) -> Result<String, AwsError> {
+        const OP: &str = "DescribeLaunchTemplates";
+        let out = self
+            .client
+            .describe_launch_templates()
+            .launch_template_names(name)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ec2", OP, Some(name.to_string()), e))?;
+        Ok(need(out.launch_templates().first().and_then(|t| t.launch_template_id()), OP, "LaunchTemplateId")?.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(protocol: &str, from: Option<i32>, to: Option<i32>) -> IngressRule {
+        IngressRule {
+            rule_id: None,
+            protocol: protocol.into(),
+            from_port: from,
+            to_port: to,
+            source: RuleSource::Cidr("10.0.0.0/24".parse().unwrap()),
+            description: None,
+        }
+    }
+
+    #[test]
+    fn coverage_of_rules() {
+        assert!(rule("-1", None, None).covers("tcp", Some(3306), Some(3306)));
+        assert!(rule("tcp", Some(0), Some(65535)).covers("tcp", Some(3306), Some(3306)));
+        assert!(rule("tcp", Some(3306), Some(3306)).covers("tcp", Some(3306), Some(3306)));
+        assert!(!rule("tcp", Some(3306), Some(3306)).covers("tcp", Some(3300), Some(3310)));
+        assert!(!rule("udp", Some(53), Some(53)).covers("tcp", Some(53), Some(53)));
+        assert!(rule("icmp", Some(-1), Some(-1)).covers("icmp", Some(8), Some(0)));
+    }
+}

@@ -1,0 +1,97 @@
+//! `podnet apply`: take the lock, plan, show the plan, ask, save the approved
+//! plan, and run it through the engine with a journal. Preflight errors stop
+//! it before any change; no changes means no journal and no AWS writes.
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use super::{Context, ExitStatus, run_report};
+use crate::cli::ApplyArgs;
+use crate::engine::{self, JournalState, Run, SavedPlan, journal, lock};
+use crate::migration;
+use crate::output::plan_view;
+use crate::output::progress::RunProgress;
+use crate::steps;
+
+pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
+    let p = &ctx.printer;
+    let spec = ctx.spec()?;
+    let state = ctx.state_dir_for(&spec)?;
+    state.ensure()?;
+    let guard = lock::acquire(&state.lock_path(), "apply")?;
+    if let Some(prev) = &guard.took_over {
+        p.warn(format!("took over the lock left by {prev}, which is no longer running"));
+    }
+    if state.has_journal() {
+        let records = journal::read(&state.journal_path())?;
+        let history = JournalState::from_records(&records);
+        if history.is_complete() {
+            let to = state.archive()?;
+            p.info(format!("The previous migration finished; its journal is archived in {}.", to.display()));
+        } else if args.replan {
+            let to = state.archive()?;
+            p.warn(format!("set the unfinished apply aside (archived in {}); planning again from the cluster as it is", to.display()));
+        } else {
+            let at = history.last_run().map(|r| r.started_at.to_string()).unwrap_or_default();
+            bail!(
+                "an apply started at {at} is unfinished (state directory {}). Run `podnet resume` to continue it, \
+                 or `podnet apply --replan` to set it aside and plan again",
+                state.root().display()
+            );
+        }
+    }
+
+    let progress = RunProgress::new(p.clone());
+    let env = migration::connect(&spec.region, ctx.global.profile.clone(), progress.clone()).await?;
+    let spinner = p.spinner("discovering");
+    let doc = migration::prepare(&env, &spec, &|m| spinner.set_message(m.to_string())).await;
+    spinner.finish_and_clear();
+    let doc = doc?;
+    for l in plan_view::render(&doc) {
+        p.out(l);
+    }
+    if doc.has_errors() {
+        p.json(&json!({ "plan": doc, "applied": false, "reason": "preflight errors" }));
+        p.error("preflight found errors; nothing was changed");
+        return Ok(ExitStatus::Failure);
+    }
+    if !doc.changes_pending {
+        p.json(&json!({ "plan": doc, "applied": false, "reason": "no changes" }));
+        return Ok(ExitStatus::Success);
+    }
+    if !args.auto_approve {
+        if !p.can_prompt() {
+            bail!("refusing to apply without confirmation: stdin is not a terminal. Review `podnet plan`, then pass --auto-approve");
+        }
+        if !p.confirm("\nDo you want podnet to perform these actions on the cluster?") {
+            p.info("Apply cancelled; nothing was changed.");
+            return Ok(ExitStatus::Failure);
+        }
+    }
+
+    let inputs = serde_json::to_value(&doc.inputs)?;
+    let saved = SavedPlan::new(
+        &spec.cluster,
+        &spec.region,
+        Some(ctx.plan_file()),
+        doc.spec_fingerprint.clone(),
+        doc.steps.clone(),
+        inputs,
+    );
+    state.save_plan(&saved)?;
+    let steps = steps::build(&doc.inputs);
+    p.info(format!("\nApplying (journal: {})", state.journal_path().display()));
+    let outcome = engine::execute(Run {
+        env: &env,
+        steps: &steps,
+        state: &state,
+        saved: &saved,
+        command: "apply",
+        observer: progress.as_ref(),
+        hooks: None,
+        retry: Default::default(),
+    })
+    .await?;
+    drop(guard);
+    Ok(run_report(ctx, &outcome, Some(&doc)))
+}

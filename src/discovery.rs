@@ -1,0 +1,302 @@
+//! Discovery: one read-only pass over the cluster's AWS and Kubernetes state
+//! (DescribeCluster first for the VPC, then every independent read at once),
+//! and the questions later stages ask of it: which subnets hold nodes, which
+//! route table a subnet uses, what the VPC CNI is configured to do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::aws::AwsClients;
+use crate::aws::ec2::{RouteTableInfo, SecurityGroupInfo, SubnetInfo, VpcEndpointInfo, VpcInfo};
+use crate::aws::eks::{AddonInfo, ClusterInfo, NodegroupInfo};
+use crate::aws::error::AwsError;
+use crate::capacity::{CniVersion, InstanceInfo, InstanceTable};
+use crate::k8s::KubeError;
+use crate::k8s::snapshot::{self, KarpenterHint, KubeSnapshot};
+use crate::spec::{OWNER_TAG, Spec};
+
+pub const VPC_CNI_ADDON: &str = "vpc-cni";
+pub const CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
+pub const ENI_CONFIG_LABEL_ENV: &str = "ENI_CONFIG_LABEL_DEF";
+pub const ENI_CONFIG_ANNOTATION_ENV: &str = "ENI_CONFIG_ANNOTATION_DEF";
+pub const PREFIX_DELEGATION_ENV: &str = "ENABLE_PREFIX_DELEGATION";
+pub const SUBNET_DISCOVERY_ENV: &str = "ENABLE_SUBNET_DISCOVERY";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+}
+
+impl DiscoveryError {
+    pub fn hint(&self) -> String {
+        match self {
+            DiscoveryError::Aws(e) => e.hint(),
+            DiscoveryError::Kube(e) => crate::engine::StepError::from(e.clone()).hint.unwrap_or_default(),
+        }
+    }
+}
+
+/// Everything podnet read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Discovery {
+    pub cluster: ClusterInfo,
+    pub vpc: VpcInfo,
+    pub subnets: Vec<SubnetInfo>,
+    pub route_tables: Vec<RouteTableInfo>,
+    pub security_groups: Vec<SecurityGroupInfo>,
+    pub endpoints: Vec<VpcEndpointInfo>,
+    pub nodegroups: Vec<NodegroupInfo>,
+    pub addon: Option<AddonInfo>,
+    pub instance_types: BTreeMap<String, InstanceInfo>,
+    /// Instance types EC2 did not describe, filled from the embedded table.
+    pub instance_types_from_table: Vec<String>,
+    pub kube: KubeSnapshot,
+}
+
+/// Reads the cluster. `progress` hears what is being read.
+pub async fn discover(
+    aws: &AwsClients,
+    kube: &kube::Client,
+    spec: &Spec,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Discovery, DiscoveryError> {
+    progress("reading the EKS cluster");
+    let cluster = aws.eks.describe_cluster(&spec.cluster).await?;
+    let vpc_id = cluster.vpc_id.clone();
+    progress("reading the VPC, node groups, vpc-cni addon and Kubernetes objects");
+    let hint =
+        KarpenterHint { namespace: spec.karpenter.namespace.clone(), deployment: spec.karpenter.deployment.clone() };
+    let nodegroups = async {
+        let names = aws.eks.list_nodegroups(&spec.cluster).await?;
+        futures::future::try_join_all(names.iter().map(|n| aws.eks.describe_nodegroup(&spec.cluster, n))).await
+    };
+    let kube_snapshot = async { snapshot::take(kube, &hint).await.map_err(DiscoveryError::from) };
+    let (vpc, subnets, route_tables, security_groups, endpoints, nodegroups, addon, kube) = tokio::try_join!(
+        async { aws.ec2.describe_vpc(&vpc_id).await.map_err(DiscoveryError::from) },
+        async { aws.ec2.describe_subnets(&vpc_id).await.map_err(DiscoveryError::from) },
+        async { aws.ec2.describe_route_tables(&vpc_id).await.map_err(DiscoveryError::from) },
+        async { aws.ec2.describe_security_groups(&vpc_id).await.map_err(DiscoveryError::from) },
+        async { aws.ec2.describe_vpc_endpoints(&vpc_id).await.map_err(DiscoveryError::from) },
+        async { nodegroups.await.map_err(DiscoveryError::from) },
+        async { aws.eks.describe_addon(&spec.cluster, VPC_CNI_ADDON).await.map_err(DiscoveryError::from) },
+        kube_snapshot,
+    )?;
+
+    // Every instance type that runs or may run nodes.
+    let mut types: BTreeSet<String> = BTreeSet::new();
+    types.extend(kube.nodes.iter().filter_map(|n| n.instance_type.clone()));
+    types.extend(nodegroups.iter().flat_map(|g| g.instance_types.iter().cloned()));
+    if let Some(k) = &kube.karpenter {
+        types.extend(k.nodepools.iter().flat_map(|p| p.instance_types()));
+    }
+    let types: Vec<String> = types.into_iter().collect();
+    progress("reading instance types");
+    let mut instance_types = BTreeMap::new();
+    let mut instance_types_from_table = Vec::new();
+    if !types.is_empty() {
+        match aws.ec2.describe_instance_types(&types).await {
+            Ok(infos) => {
+                for i in infos {
+                    instance_types.insert(i.instance_type.clone(), i);
+                }
+            }
+            // One unknown type (a typo in a NodePool) must not hide the rest.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        for t in &types {
+            if !instance_types.contains_key(t) {
+                if let Some(i) = InstanceTable::embedded().get(t) {
+                    instance_types.insert(t.clone(), i.clone());
+                    instance_types_from_table.push(t.clone());
+                }
+            }
+        }
+    }
+    Ok(Discovery {
+        cluster,
+        vpc,
+        subnets,
+        route_tables,
+        security_groups,
+        endpoints,
+        nodegroups,
+        addon,
+        instance_types,
+        instance_types_from_table,
+        kube,
+    })
+}
+
+/// How far custom networking is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CustomNetworking {
+    Off,
+    On,
+}
+
+impl Discovery {
+    /// The vpc-cni addon's configuration values, parsed (`{}` when unset).
+    pub fn addon_config(&self) -> Value {
+        self.addon
+            .as_ref()
+            .and_then(|a| a.configuration_values.as_deref())
+            .filter(|s| !s.trim().is_empty())
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_else(|| Value::Object(Default::default()))
+    }
+
+    /// The aws-node env as it will be: the addon's configured env over the
+    /// DaemonSet's current env.
+    pub fn cni_env(&self) -> BTreeMap<String, String> {
+        let mut env = self.kube.aws_node.as_ref().map(|a| a.env.clone()).unwrap_or_default();
+        if let Some(cfg) = self.addon_config().get("env").and_then(Value::as_object) {
+            for (k, v) in cfg {
+                if let Some(s) = v.as_str() {
+                    env.insert(k.clone(), s.to_string());
+                }
+            }
+        }
+        env
+    }
+
+    pub fn cni_env_is_true(&self, key: &str) -> bool {
+        self.cni_env().get(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    pub fn custom_networking(&self) -> CustomNetworking {
+        if self.cni_env_is_true(CUSTOM_NETWORK_ENV) { CustomNetworking::On } else { CustomNetworking::Off }
+    }
+
+    /// The VPC CNI version: the addon's, else the aws-node image tag.
+    pub fn cni_version(&self) -> Option<CniVersion> {
+        if let Some(a) = &self.addon {
+            if let Ok(v) = a.version.parse() {
+                return Some(v);
+            }
+        }
+        let image = self.kube.aws_node.as_ref()?.image.as_ref()?;
+        image.rsplit_once(':')?.1.parse().ok()
+    }
+
+    pub fn subnet(&self, id: &str) -> Option<&SubnetInfo> {
+        self.subnets.iter().find(|s| s.id == id)
+    }
+
+    pub fn security_group(&self, id: &str) -> Option<&SecurityGroupInfo> {
+        self.security_groups.iter().find(|g| g.id == id)
+    }
+
+    pub fn subnet_containing(&self, ip: &str) -> Option<&SubnetInfo> {
+        let ip: Ipv4Addr = ip.parse().ok()?;
+        self.subnets.iter().find(|s| s.cidr.contains(&ip))
+    }
+
+    /// The route table a subnet uses: its explicit association, or the main table.
+    pub fn route_table_of(&self, subnet_id: &str) -> Option<&RouteTableInfo> {
+        self.route_tables
+            .iter()
+            .find(|rt| rt.association_for(subnet_id).is_some())
+            .or_else(|| self.route_tables.iter().find(|rt| rt.is_main()))
+    }
+
+    /// Subnets podnet created (or adopted) as pod subnets of this cluster.
+    pub fn is_pod_subnet(&self, s: &SubnetInfo, spec: &Spec) -> bool {
+        s.tags.get(OWNER_TAG).is_some_and(|c| c == &spec.cluster) || spec.secondary_cidr.contains(&s.cidr)
+    }
+
+    /// The subnets that hold (or may hold) nodes, by AZ: managed node group
+    /// subnets, subnets EC2NodeClasses select, and subnets of node IPs. Pod
+    /// subnets are never node subnets.
+    pub fn node_subnets(&self, spec: &Spec) -> BTreeMap<String, Vec<&SubnetInfo>> {
+        let mut ids: BTreeSet<&str> = BTreeSet::new();
+        for g in &self.nodegroups {
+            ids.extend(g.subnets.iter().map(String::as_str));
+        }
+        if let Some(k) = &self.kube.karpenter {
+            for nc in &k.nodeclasses {
+                for s in &self.subnets {
+                    if selector_terms_select(&nc.subnet_selector_terms, &s.id, &s.tags) {
+                        ids.insert(&s.id);
+                    }
+                }
+            }
+        }
+        for n in &self.kube.nodes {
+            if let Some(s) = n.internal_ip.as_deref().and_then(|ip| self.subnet_containing(ip)) {
+                ids.insert(&s.id);
+            }
+        }
+        let mut by_az: BTreeMap<String, Vec<&SubnetInfo>> = BTreeMap::new();
+        for s in &self.subnets {
+            if ids.contains(s.id.as_str()) && !self.is_pod_subnet(s, spec) {
+                by_az.entry(s.availability_zone.clone()).or_default().push(s);
+            }
+        }
+        by_az
+    }
+
+    /// Nodes per subnet id (by InternalIP).
+    pub fn nodes_per_subnet(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for n in &self.kube.nodes {
+            if let Some(s) = n.internal_ip.as_deref().and_then(|ip| self.subnet_containing(ip)) {
+                *m.entry(s.id.clone()).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    /// AZs where nodes run now.
+    pub fn node_zones(&self) -> BTreeSet<String> {
+        self.kube.nodes.iter().filter_map(|n| n.zone.clone()).collect()
+    }
+}
+
+/// Karpenter's `subnetSelectorTerms` (or `securityGroupSelectorTerms`): any
+/// term matches; within a term, `id` must equal and every tag must match
+/// (`*` matches any value).
+pub fn selector_terms_select(terms: &[Value], id: &str, tags: &BTreeMap<String, String>) -> bool {
+    terms.iter().any(|t| {
+        let id_ok = t.get("id").and_then(Value::as_str).is_none_or(|want| want == id);
+        let tags_ok = t.get("tags").and_then(Value::as_object).is_none_or(|want| {
+            want.iter().all(|(k, v)| match (tags.get(k), v.as_str()) {
+                (Some(_), Some("*")) => true,
+                (Some(have), Some(v)) => have == v,
+                _ => false,
+            })
+        });
+        let has_criteria = t.get("id").is_some() || t.get("tags").is_some();
+        has_criteria && id_ok && tags_ok
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn karpenter_selector_terms() {
+        let tags: BTreeMap<String, String> =
+            [("karpenter.sh/discovery".to_string(), "demo".to_string()), ("Name".into(), "x".into())].into();
+        assert!(selector_terms_select(&[json!({"tags": {"karpenter.sh/discovery": "demo"}})], "subnet-1", &tags));
+        assert!(selector_terms_select(&[json!({"tags": {"Name": "*"}})], "subnet-1", &tags));
+        assert!(!selector_terms_select(&[json!({"tags": {"karpenter.sh/discovery": "other"}})], "subnet-1", &tags));
+        assert!(selector_terms_select(&[json!({"id": "subnet-1"})], "subnet-1", &BTreeMap::new()));
+        assert!(!selector_terms_select(&[json!({"id": "subnet-2"})], "subnet-1", &tags));
+        assert!(!selector_terms_select(&[json!({})], "subnet-1", &tags));
+        assert!(selector_terms_select(
+            &[json!({"id": "subnet-9"}), json!({"tags": {"Name": "x"}})],
+            "subnet-1",
+            &tags
+        ));
+    }
+}

@@ -1,0 +1,155 @@
+//! The migration as the commands see it: connect to AWS and Kubernetes,
+//! discover, plan (findings, suggestions, capacity, every step's changes) as
+//! one [`PlanDocument`], and run or resume an approved plan through the
+//! engine. Commands only add flags, prompts and printing on top.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aws::{AwsClients, AwsTarget};
+use crate::discovery::{self, CustomNetworking, Discovery, DiscoveryError};
+use crate::engine::{ChangeCounts, StepCtx, StepError, StepPlan, fingerprint};
+use crate::k8s;
+use crate::planner::{self, CapacityReport, Finding, SgSuggestion};
+use crate::spec::Spec;
+use crate::steps::{self, Env, MigrationInputs, Progress, Waits};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("{error}\n  hint: {hint}")]
+    Discovery { error: DiscoveryError, hint: String },
+    #[error("cannot plan step {step}: {error}")]
+    Observe { step: String, error: StepError },
+    #[error(transparent)]
+    Kube(#[from] k8s::KubeError),
+}
+
+/// Connects to the cluster's AWS account (standard chain) and Kubernetes API
+/// (kubeconfig).
+pub async fn connect(region: &str, profile: Option<String>, progress: Arc<dyn Progress>) -> Result<Env, MigrationError> {
+    let aws = AwsClients::connect(&AwsTarget { region: Some(region.to_string()), profile }).await;
+    let kube = k8s::connect().await?;
+    Ok(Env { aws, kube: Some(kube), waits: Waits::default(), progress })
+}
+
+/// What discovery found, in brief.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiscoverySummary {
+    pub cluster: String,
+    pub kubernetes_version: String,
+    pub vpc_id: String,
+    pub vpc_cidrs: Vec<String>,
+    pub node_subnets: Vec<String>,
+    pub node_groups: Vec<String>,
+    pub nodes: usize,
+    pub pods: usize,
+    pub vpc_cni: String,
+    pub custom_networking: CustomNetworking,
+    pub karpenter: Option<String>,
+    pub eniconfigs: Vec<String>,
+}
+
+fn summarize(spec: &Spec, d: &Discovery) -> DiscoverySummary {
+    let node_subnets = d
+        .node_subnets(spec)
+        .iter()
+        .flat_map(|(az, subnets)| subnets.iter().map(move |s| format!("{az}: {} {} ({} free)", s.id, s.cidr, s.available_ips)))
+        .collect();
+    let karpenter = d.kube.karpenter.as_ref().map(|k| match &k.controller {
+        Some(c) => format!(
+            "{}/{} ({} NodePool(s), {} NodeClaim(s), RESERVED_ENIS={})",
+            c.namespace,
+            c.deployment,
+            k.nodepools.len(),
+            k.nodeclaims.len(),
+            c.reserved_enis.as_deref().unwrap_or("unset")
+        ),
+        None => format!("CRDs only ({} NodePool(s))", k.nodepools.len()),
+    });
+    DiscoverySummary {
+        cluster: d.cluster.name.clone(),
+        kubernetes_version: d.cluster.version.clone(),
+        vpc_id: d.vpc.id.clone(),
+        vpc_cidrs: d.vpc.live_cidrs().iter().map(|c| c.to_string()).collect(),
+        node_subnets,
+        node_groups: d.nodegroups.iter().map(|g| format!("{} ({}×{})", g.name, g.desired_size, g.instance_types.join("/"))).collect(),
+        nodes: d.kube.nodes.len(),
+        pods: d.kube.pods.len(),
+        vpc_cni: match (&d.addon, d.cni_version()) {
+            (Some(a), _) => format!("addon {}", a.version),
+            (None, Some(v)) => format!("self-managed {v}"),
+            (None, None) => "not found".into(),
+        },
+        custom_networking: d.custom_networking(),
+        karpenter,
+        eniconfigs: d.kube.eniconfigs.iter().flatten().map(|e| e.name.clone()).collect(),
+    }
+}
+
+/// Everything `plan` shows, as one stable document (`--output json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanDocument {
+    pub cluster: String,
+    pub region: String,
+    pub discovery: DiscoverySummary,
+    pub findings: Vec<Finding>,
+    pub suggestions: Vec<SgSuggestion>,
+    /// Empty when preflight found errors: nothing would run.
+    pub steps: Vec<StepPlan>,
+    pub summary: ChangeCounts,
+    pub changes_pending: bool,
+    pub capacity: CapacityReport,
+    pub inputs: MigrationInputs,
+    /// SHA-256 of the validated plan file.
+    pub spec_fingerprint: String,
+}
+
+impl PlanDocument {
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == planner::Severity::Error)
+    }
+}
+
+/// Discovers, checks and plans; observes every step (read-only).
+pub async fn prepare(env: &Env, spec: &Spec, progress: &(dyn Fn(&str) + Sync)) -> Result<PlanDocument, MigrationError> {
+    let kube = env.kube.as_ref().ok_or_else(|| MigrationError::Kube(k8s::KubeError {
+        class: crate::engine::ErrorClass::Invalid,
+        action: "connect".into(),
+        message: "no Kubernetes client".into(),
+        status: None,
+    }))?;
+    let d = discovery::discover(&env.aws, kube, spec, progress)
+        .await
+        .map_err(|e| MigrationError::Discovery { hint: e.hint(), error: e })?;
+    let planned = planner::plan(spec, &d);
+    let mut doc = PlanDocument {
+        cluster: spec.cluster.clone(),
+        region: spec.region.clone(),
+        discovery: summarize(spec, &d),
+        findings: planned.findings.clone(),
+        suggestions: planned.suggestions.clone(),
+        steps: vec![],
+        summary: ChangeCounts::default(),
+        changes_pending: false,
+        capacity: planned.capacity.clone(),
+        inputs: planned.inputs.clone(),
+        spec_fingerprint: fingerprint(spec),
+    };
+    if planned.has_errors() {
+        return Ok(doc);
+    }
+    progress("planning each step");
+    let outputs = Default::default();
+    for step in steps::build(&planned.inputs) {
+        let ctx = StepCtx::planning(step.id(), &outputs);
+        let plan = step
+            .observe(env, &ctx)
+            .await
+            .map_err(|error| MigrationError::Observe { step: step.id().to_string(), error })?;
+        doc.summary.add(plan.counts());
+        doc.steps.push(plan);
+    }
+    doc.changes_pending = doc.summary.total() > 0;
+    Ok(doc)
+}

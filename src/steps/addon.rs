@@ -1,0 +1,286 @@
+//! enable-custom-networking: one `UpdateAddon` that merges
+//! `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true` and `ENI_CONFIG_LABEL_DEF` into
+//! the vpc-cni addon's *existing* configuration values (the user's other keys
+//! survive), then waits for the update and the aws-node rollout. The
+//! request token is generated once and journaled, and the update id is
+//! journaled as soon as EKS returns it, so a resumed run never issues a
+//! second update. A self-managed aws-node gets its DaemonSet env patched.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{Env, ids};
+use crate::aws::eks::{AddonUpdate, UpdateInfo};
+use crate::discovery::VPC_CNI_ADDON;
+use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::k8s::{ops, with_retry};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcCniInputs {
+    /// The CNI is the `vpc-cni` EKS addon (else a self-managed DaemonSet).
+    pub managed_addon: bool,
+    /// `NONE`, `OVERWRITE` or `PRESERVE`.
+    pub resolve_conflicts: String,
+    /// Env values to merge in.
+    pub env: BTreeMap<String, String>,
+}
+
+pub struct EnableCustomNetworking {
+    pub cluster: String,
+    pub cni: VpcCniInputs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EnableCustomNetworkingOutputs {
+    pub update_id: Option<String>,
+    /// The addon's configuration values after the update.
+    pub configuration_values: Option<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// `current` with `env` merged into its `env` object; every other key kept.
+pub fn merged_config(current: Option<&str>, env: &BTreeMap<String, String>) -> Result<Value, StepError> {
+    let mut v: Value = match current.map(str::trim).filter(|s| !s.is_empty()) {
+        None => json!({}),
+        Some(s) => serde_json::from_str(s).map_err(|e| {
+            StepError::new(ErrorClass::Invalid, format!("the vpc-cni addon's configuration values are not JSON: {e}"))
+                .hint("fix them with `aws eks update-addon --configuration-values`, then run `podnet resume`")
+        })?,
+    };
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| StepError::new(ErrorClass::Invalid, "the vpc-cni addon's configuration values are not a JSON object"))?;
+    if env.is_empty() {
+        if obj.get("env").is_some_and(|e| !e.is_object()) {
+            return Err(StepError::new(ErrorClass::Invalid, "the vpc-cni addon's configuration `env` is not an object"));
+        }
+        return Ok(v);
+    }
+    let env_obj = obj.entry("env").or_insert_with(|| json!({}));
+    let env_map = env_obj
+        .as_object_mut()
+        .ok_or_else(|| StepError::new(ErrorClass::Invalid, "the vpc-cni addon's configuration `env` is not an object"))?;
+    for (k, val) in env {
+        env_map.insert(k.clone(), Value::String(val.clone()));
+    }
+    Ok(v)
+}
+
+fn env_of(config: &Value) -> BTreeMap<String, String> {
+    config["env"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+fn kube(env: &Env) -> Result<&kube::Client, StepError> {
+    env.kube.as_ref().ok_or_else(|| StepError::failed("no Kubernetes client"))
+}
+
+async fn daemonset_env(client: &kube::Client) -> Result<BTreeMap<String, String>, StepError> {
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    let ds = with_retry("get DaemonSet kube-system/aws-node", || api.get("aws-node")).await?;
+    Ok(ds
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.into_iter().find(|c| c.name == "aws-node"))
+        .and_then(|c| c.env)
+        .map(|e| e.into_iter().filter_map(|e| Some((e.name, e.value?))).collect())
+        .unwrap_or_default())
+}
+
+impl EnableCustomNetworking {
+    fn changes(&self, have: &BTreeMap<String, String>, name: &str, what: &str) -> Vec<Change> {
+        let missing: Vec<(&String, &String)> = self.cni.env.iter().filter(|(k, v)| have.get(*k) != Some(*v)).collect();
+        if missing.is_empty() {
+            return vec![Change::new(Action::NoOp, what, name).because("custom networking is configured")];
+        }
+        let mut c = Change::new(Action::Update, what, name);
+        for (k, v) in missing {
+            c = c.change(format!("env.{k}"), have.get(k), v);
+        }
+        vec![c]
+    }
+
+    /// Waits until the update leaves `InProgress`; returns it whatever its end.
+    async fn wait_update(&self, env: &Env, update_id: &str) -> Result<UpdateInfo, StepError> {
+        let deadline = Instant::now() + Duration::from_secs(1200);
+        loop {
+            let u = env.aws.eks.describe_update(&self.cluster, update_id, None, Some(VPC_CNI_ADDON)).await?;
+            if u.is_done() {
+                return Ok(u);
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::new(ErrorClass::Timeout, format!("the vpc-cni addon update {update_id} is still {} after 20 minutes", u.status))
+                    .hint("run `podnet resume` to keep waiting"));
+            }
+            env.status(self.id(), &format!("waiting for addon update {update_id} ({})", u.status));
+            tokio::time::sleep(env.waits.poll).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Step<Env> for EnableCustomNetworking {
+    fn id(&self) -> &str {
+        ids::ENABLE_CUSTOM_NETWORKING
+    }
+
+    fn describe(&self) -> String {
+        let keys: Vec<String> = self.cni.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if self.cni.managed_addon {
+            format!("update the vpc-cni addon with {}", keys.join(", "))
+        } else {
+            format!("set {} on the aws-node DaemonSet", keys.join(", "))
+        }
+    }
+
+    async fn observe(&self, env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
+        let mut plan = StepPlan::new(self.id(), self.describe());
+        if self.cni.managed_addon {
+            let addon = env.aws.eks.describe_addon(&self.cluster, VPC_CNI_ADDON).await?.ok_or_else(|| {
+                StepError::new(ErrorClass::NotFound, "the vpc-cni addon is gone").hint("run `podnet plan` again")
+            })?;
+            let current = merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?;
+            for c in self.changes(&env_of(&current), VPC_CNI_ADDON, "aws_eks_addon") {
+                plan = plan.with(c);
+            }
+            let kept: Vec<String> = current
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .flat_map(|(k, v)| match (k.as_str(), v.as_object()) {
+                            ("env", Some(env)) => {
+                                env.keys().filter(|x| !self.cni.env.contains_key(*x)).map(|x| format!("env.{x}")).collect()
+                            }
+                            (k, _) => vec![k.to_string()],
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !kept.is_empty() {
+                plan = plan.note(format!("kept from the addon's configuration: {}", kept.join(", ")));
+            }
+        } else {
+            let have = daemonset_env(kube(env)?).await?;
+            for c in self.changes(&have, "kube-system/aws-node", "kubernetes_daemonset_env") {
+                plan = plan.with(c);
+            }
+        }
+        Ok(plan)
+    }
+
+    async fn apply(&self, env: &Env, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+        let client = kube(env)?.clone();
+        let rollout = |m: String| env.status(ids::ENABLE_CUSTOM_NETWORKING, &m);
+        if !self.cni.managed_addon {
+            let have = daemonset_env(&client).await?;
+            if self.cni.env.iter().any(|(k, v)| have.get(k) != Some(v)) {
+                let env_list: Vec<Value> = self.cni.env.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
+                let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": "aws-node", "env": env_list } ] } } } });
+                let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+                let (pp, patch) = (PatchParams::default(), Patch::Strategic(patch));
+                with_retry("patch DaemonSet kube-system/aws-node", || api.patch("aws-node", &pp, &patch)).await?;
+            }
+            ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", Duration::from_secs(900), env.waits.poll, &rollout)
+                .await?;
+            let out = EnableCustomNetworkingOutputs { update_id: None, configuration_values: None, env: self.cni.env.clone() };
+            return serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()));
+        }
+
+        // One token and one update per attempt; a failed update is recorded
+        // so that the next resume makes a new one instead of finding the old.
+        let failed: Vec<String> = ctx.checkpointed("failed-updates").unwrap_or_default();
+        let token_key = format!("client-request-token-{}", failed.len());
+        let update_key = format!("update-id-{}", failed.len());
+        let token: String = ctx.checkpoint_once(&token_key, || uuid::Uuid::new_v4().to_string())?;
+        let update_id: Option<String> = match ctx.checkpointed::<String>(&update_key) {
+            Some(id) => Some(id),
+            None => {
+                let addon = env.aws.eks.describe_addon(&self.cluster, VPC_CNI_ADDON).await?.ok_or_else(|| {
+                    StepError::new(ErrorClass::NotFound, "the vpc-cni addon is gone").hint("run `podnet plan` again")
+                })?;
+                let merged = merged_config(addon.configuration_values.as_deref(), &self.cni.env)?;
+                let current = merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?;
+                if merged == current {
+                    None
+                } else {
+                    env.status(self.id(), "updating the vpc-cni addon");
+                    let u = env
+                        .aws
+                        .eks
+                        .update_addon(
+                            &self.cluster,
+                            VPC_CNI_ADDON,
+                            &AddonUpdate {
+                                version: None,
+                                configuration_values: Some(merged.to_string()),
+                                resolve_conflicts: self.cni.resolve_conflicts.clone(),
+                                client_request_token: token,
+                            },
+                        )
+                        .await?;
+                    ctx.checkpoint(&update_key, &u.id)?;
+                    Some(u.id)
+                }
+            }
+        };
+        if let Some(id) = &update_id {
+            let u = self.wait_update(env, id).await?;
+            if u.status != "Successful" {
+                let mut failed = failed;
+                failed.push(id.clone());
+                ctx.checkpoint("failed-updates", &failed)?;
+                let errs: Vec<String> = u.errors.iter().map(|e| format!("{}: {}", e.code, e.message)).collect();
+                return Err(StepError::new(
+                    ErrorClass::Failed,
+                    format!("the vpc-cni addon update {id} {}: {}", u.status.to_lowercase(), errs.join("; ")),
+                )
+                .hint("see `aws eks describe-update`; fix the cause, then run `podnet resume` (it makes a new update only if the configuration still differs)"));
+            }
+        }
+        ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", Duration::from_secs(900), env.waits.poll, &rollout)
+            .await?;
+        let addon = env.aws.eks.describe_addon(&self.cluster, VPC_CNI_ADDON).await?;
+        let config = addon.and_then(|a| a.configuration_values);
+        let merged_env = env_of(&merged_config(config.as_deref(), &BTreeMap::new())?);
+        if let Some((k, _)) = self.cni.env.iter().find(|(k, v)| merged_env.get(*k) != Some(*v)) {
+            return Err(StepError::new(ErrorClass::Failed, format!("after the update the addon's {k} is still not set"))
+                .hint("another writer changed the addon's configuration; check it, then run `podnet resume`"));
+        }
+        let out = EnableCustomNetworkingOutputs { update_id, configuration_values: config, env: self.cni.env.clone() };
+        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_the_users_keys() {
+        let env: BTreeMap<String, String> = [
+            ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG".to_string(), "true".to_string()),
+            ("ENI_CONFIG_LABEL_DEF".to_string(), "topology.kubernetes.io/zone".to_string()),
+        ]
+        .into();
+        let v = merged_config(Some(r#"{"env":{"WARM_IP_TARGET":"2","MINIMUM_IP_TARGET":"4"},"init":{"env":{}}}"#), &env).unwrap();
+        assert_eq!(v["env"]["WARM_IP_TARGET"], "2");
+        assert_eq!(v["env"]["MINIMUM_IP_TARGET"], "4");
+        assert_eq!(v["env"]["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"], "true");
+        assert!(v["init"].is_object());
+        assert_eq!(merged_config(None, &env).unwrap()["env"]["ENI_CONFIG_LABEL_DEF"], "topology.kubernetes.io/zone");
+        assert_eq!(merged_config(Some("  "), &BTreeMap::new()).unwrap(), json!({}));
+        assert!(merged_config(Some("not json"), &env).is_err());
+        assert!(merged_config(Some("[1]"), &env).is_err());
+        assert!(merged_config(Some(r#"{"env": 3}"#), &env).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! apply-eniconfigs: one `ENIConfig` per AZ, named after the AZ, pointing at
+//! that AZ's pod subnet with the plan's security groups, by server-side apply
+//! with podnet's field manager. It runs before custom networking is enabled:
+//! from VPC CNI 1.13 a node whose ENIConfig is missing never becomes Ready.
+//! A same-named ENIConfig that points elsewhere stops the step unless the
+//! plan says to adopt it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::pod_subnets::CreatePodSubnetsOutputs;
+use super::{Env, ids};
+use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::k8s::{self, FIELD_MANAGER, KubeError, with_retry};
+
+pub const ENICONFIG_CRD: &str = "eniconfigs.crd.k8s.amazonaws.com";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EniConfigInput {
+    /// The AZ, which is also the ENIConfig's name.
+    pub availability_zone: String,
+    pub cidr: Ipv4Net,
+}
+
+pub struct ApplyEniConfigs {
+    pub vpc_id: String,
+    pub eniconfigs: Vec<EniConfigInput>,
+    pub security_groups: Vec<String>,
+    pub adopt_existing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedEniConfig {
+    pub name: String,
+    pub subnet: String,
+    pub security_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApplyEniConfigsOutputs {
+    pub eniconfigs: Vec<AppliedEniConfig>,
+}
+
+fn kube(env: &Env) -> Result<&kube::Client, StepError> {
+    env.kube.as_ref().ok_or_else(|| StepError::failed("no Kubernetes client"))
+}
+
+fn current(o: &DynamicObject) -> (Option<String>, Vec<String>) {
+    let spec = &o.data["spec"];
+    (
+        spec["subnet"].as_str().map(str::to_string),
+        spec["securityGroups"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+    )
+}
+
+impl ApplyEniConfigs {
+    /// Subnet ids by AZ: from create-pod-subnets' outputs when it has run,
+    /// else found in EC2 by CIDR (a re-plan), else unknown until apply.
+    async fn subnets(&self, env: &Env, ctx: &StepCtx<'_>) -> Result<Vec<(EniConfigInput, Option<String>)>, StepError> {
+        if let Some(out) = ctx.output::<CreatePodSubnetsOutputs>(ids::CREATE_POD_SUBNETS)? {
+            return Ok(self
+                .eniconfigs
+                .iter()
+                .map(|e| {
+                    let id = out.subnets.iter().find(|s| s.availability_zone == e.availability_zone).map(|s| s.subnet_id.clone());
+                    (e.clone(), id)
+                })
+                .collect());
+        }
+        let subnets = env.aws.ec2.describe_subnets(&self.vpc_id).await?;
+        Ok(self
+            .eniconfigs
+            .iter()
+            .map(|e| {
+                let id = subnets
+                    .iter()
+                    .find(|s| s.cidr == e.cidr && s.availability_zone == e.availability_zone)
+                    .map(|s| s.id.clone());
+                (e.clone(), id)
+            })
+            .collect())
+    }
+
+    fn mismatch(&self, name: &str, have: &(Option<String>, Vec<String>), subnet: &str) -> StepError {
+        StepError::new(
+            ErrorClass::Conflict,
+            format!(
+                "ENIConfig {name} already exists and points at {} with {:?}, not {subnet} with {:?}",
+                have.0.as_deref().unwrap_or("no subnet"),
+                have.1,
+                self.security_groups
+            ),
+        )
+        .hint("set eniconfig.adopt_existing = true in the plan file to take it over, or remove it if it is stale")
+    }
+
+    async fn wait_crd(&self, client: &kube::Client, env: &Env) -> Result<(), StepError> {
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let crd = with_retry(&format!("get CRD {ENICONFIG_CRD}"), || api.get_opt(ENICONFIG_CRD)).await?;
+            let established = crd
+                .as_ref()
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            if established {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::new(
+                    ErrorClass::Timeout,
+                    if crd.is_none() {
+                        format!("the ENIConfig CRD ({ENICONFIG_CRD}) is not installed")
+                    } else {
+                        "the ENIConfig CRD is not established".to_string()
+                    },
+                )
+                .hint("the vpc-cni addon installs it; check `kubectl get crd eniconfigs.crd.k8s.amazonaws.com`, then run `podnet resume`"));
+            }
+            env.status(ids::APPLY_ENICONFIGS, "waiting for the ENIConfig CRD to be established");
+            tokio::time::sleep(env.waits.poll).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Step<Env> for ApplyEniConfigs {
+    fn id(&self) -> &str {
+        ids::APPLY_ENICONFIGS
+    }
+
+    fn describe(&self) -> String {
+        let names: Vec<&str> = self.eniconfigs.iter().map(|e| e.availability_zone.as_str()).collect();
+        format!("apply ENIConfigs {}", names.join(", "))
+    }
+
+    async fn observe(&self, env: &Env, ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
+        let client = kube(env)?;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::eniconfig_resource());
+        let mut plan = StepPlan::new(self.id(), self.describe());
+        for (e, subnet) in self.subnets(env, ctx).await? {
+            let name = &e.availability_zone;
+            let existing = match api.get_opt(name).await {
+                Ok(o) => o,
+                // No CRD yet: every ENIConfig is to be created.
+                Err(kube::Error::Api(s)) if s.code == 404 => None,
+                Err(err) => return Err(KubeError::from_kube(format!("get ENIConfig {name}"), err).into()),
+            };
+            let change = match (existing, &subnet) {
+                (None, _) => {
+                    let c = Change::new(Action::Create, "kubernetes_eniconfig", name);
+                    let c = match &subnet {
+                        Some(id) => c.set("spec.subnet", id),
+                        None => c.unknown("spec.subnet"),
+                    };
+                    c.set("spec.securityGroups", &self.security_groups)
+                }
+                (Some(o), Some(id)) => {
+                    let have = current(&o);
+                    if have.0.as_deref() == Some(id.as_str()) && have.1 == self.security_groups {
+                        Change::new(Action::NoOp, "kubernetes_eniconfig", name).because("matches the plan")
+                    } else if self.adopt_existing {
+                        Change::new(Action::Update, "kubernetes_eniconfig", name)
+                            .change("spec.subnet", &have.0, id)
+                            .change("spec.securityGroups", &have.1, &self.security_groups)
+                            .because("adopted")
+                    } else {
+                        return Err(self.mismatch(name, &have, id));
+                    }
+                }
+                (Some(o), None) => {
+                    let have = current(&o);
+                    if !self.adopt_existing {
+                        return Err(self.mismatch(name, &have, "the new pod subnet"));
+                    }
+                    Change::new(Action::Update, "kubernetes_eniconfig", name).unknown("spec.subnet").because("adopted")
+                }
+            };
+            plan = plan.with(change);
+        }
+        Ok(plan)
+    }
+
+    async fn apply(&self, env: &Env, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+        let client = kube(env)?;
+        self.wait_crd(client, env).await?;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::eniconfig_resource());
+        let mut out = ApplyEniConfigsOutputs::default();
+        for (e, subnet) in self.subnets(env, ctx).await? {
+            let name = e.availability_zone.clone();
+            let subnet = subnet.ok_or_else(|| {
+                StepError::failed(format!("no pod subnet for {name} was recorded by {}", ids::CREATE_POD_SUBNETS))
+            })?;
+            if let Some(o) = with_retry(&format!("get ENIConfig {name}"), || api.get_opt(&name)).await? {
+                let have = current(&o);
+                let same = have.0.as_deref() == Some(subnet.as_str()) && have.1 == self.security_groups;
+                if !same && !self.adopt_existing {
+                    return Err(self.mismatch(&name, &have, &subnet));
+                }
+            }
+            let body = json!({
+                "apiVersion": "crd.k8s.amazonaws.com/v1alpha1",
+                "kind": "ENIConfig",
+                "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "podnet" } },
+                "spec": { "subnet": subnet, "securityGroups": self.security_groups },
+            });
+            env.status(self.id(), &format!("applying ENIConfig {name}"));
+            let pp = PatchParams::apply(FIELD_MANAGER).force();
+            let patch = Patch::Apply(&body);
+            with_retry(&format!("apply ENIConfig {name}"), || api.patch(&name, &pp, &patch)).await?;
+            out.eniconfigs.push(AppliedEniConfig { name, subnet, security_groups: self.security_groups.clone() });
+        }
+        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+    }
+}

@@ -1,0 +1,181 @@
+//! configure-karpenter: set `RESERVED_ENIS` on the Karpenter controller so it
+//! stops promising pods the node has no IPs for (Karpenter does not know
+//! about custom networking), optionally pin EC2NodeClass
+//! `spec.kubelet.maxPods`, and wait for the controller's rollout. A
+//! Helm-managed controller gets the values snippet that keeps the next
+//! `helm upgrade` from undoing it. No Karpenter: skipped, saying so.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Env, ids};
+use crate::engine::{Action, Change, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::k8s::{self, ops, with_retry};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KarpenterInputs {
+    pub namespace: String,
+    pub deployment: String,
+    pub container: String,
+    pub helm_managed: bool,
+    pub reserved_enis: u32,
+    pub max_pods: Option<u32>,
+    /// EC2NodeClasses that get `max_pods` (all of them when the plan lists none).
+    pub node_classes: Vec<String>,
+}
+
+pub struct ConfigureKarpenter {
+    /// `None`: the cluster runs no Karpenter, or the plan turned it off.
+    pub karpenter: Option<KarpenterInputs>,
+    pub skip_reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConfigureKarpenterOutputs {
+    pub skipped: bool,
+    pub namespace: Option<String>,
+    pub deployment: Option<String>,
+    pub reserved_enis: Option<u32>,
+    pub max_pods: Option<u32>,
+    pub node_classes: Vec<String>,
+    /// Helm values to keep in sync, when Helm manages the controller.
+    pub helm_values: Option<String>,
+}
+
+pub fn helm_snippet(reserved_enis: u32) -> String {
+    format!("settings:\n  reservedENIs: \"{reserved_enis}\"")
+}
+
+fn kube(env: &Env) -> Result<&kube::Client, StepError> {
+    env.kube.as_ref().ok_or_else(|| StepError::failed("no Kubernetes client"))
+}
+
+fn env_value(d: &Deployment, container: &str, key: &str) -> Option<String> {
+    d.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == container)?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == key)
+        .and_then(|e| e.value.clone())
+}
+
+impl KarpenterInputs {
+    async fn node_classes(&self, client: &kube::Client) -> Result<Vec<DynamicObject>, StepError> {
+        if self.max_pods.is_none() {
+            return Ok(vec![]);
+        }
+        let all = k8s::list_custom(client, &k8s::ec2nodeclass_resource(), "EC2NodeClasses").await?.unwrap_or_default();
+        Ok(all
+            .into_iter()
+            .filter(|o| self.node_classes.is_empty() || self.node_classes.iter().any(|n| Some(n) == o.metadata.name.as_ref()))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Step<Env> for ConfigureKarpenter {
+    fn id(&self) -> &str {
+        ids::CONFIGURE_KARPENTER
+    }
+
+    fn describe(&self) -> String {
+        match &self.karpenter {
+            Some(k) => format!("set RESERVED_ENIS={} on {}/{}", k.reserved_enis, k.namespace, k.deployment),
+            None => format!("configure Karpenter (skipped: {})", self.skip_reason),
+        }
+    }
+
+    async fn observe(&self, env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
+        let plan = StepPlan::new(self.id(), self.describe());
+        let Some(k) = &self.karpenter else { return Ok(plan.note(format!("skipped: {}", self.skip_reason))) };
+        let client = kube(env)?;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &k.namespace);
+        let d = with_retry(&format!("get Deployment {}/{}", k.namespace, k.deployment), || api.get(&k.deployment)).await?;
+        let want = k.reserved_enis.to_string();
+        let have = env_value(&d, &k.container, "RESERVED_ENIS");
+        let name = format!("{}/{} container {}", k.namespace, k.deployment, k.container);
+        let mut plan = plan.with(if have.as_deref() == Some(want.as_str()) {
+            Change::new(Action::NoOp, "kubernetes_deployment_env", name).because(format!("RESERVED_ENIS={want}"))
+        } else {
+            Change::new(Action::Update, "kubernetes_deployment_env", name).change("env.RESERVED_ENIS", have, want)
+        });
+        for nc in k.node_classes(client).await? {
+            let have = nc.data["spec"]["kubelet"]["maxPods"].as_u64();
+            let want = k.max_pods.map(u64::from);
+            let n = nc.metadata.name.clone().unwrap_or_default();
+            plan = plan.with(if have == want {
+                Change::new(Action::NoOp, "karpenter_ec2nodeclass", n)
+            } else {
+                Change::new(Action::Update, "karpenter_ec2nodeclass", n).change("spec.kubelet.maxPods", have, want)
+            });
+        }
+        if k.helm_managed {
+            plan = plan.note(format!(
+                "the controller is Helm-managed: also set these values so the next `helm upgrade` keeps it:\n{}",
+                helm_snippet(k.reserved_enis)
+            ));
+        }
+        Ok(plan)
+    }
+
+    async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+        let Some(k) = &self.karpenter else {
+            let out = ConfigureKarpenterOutputs { skipped: true, ..Default::default() };
+            return serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()));
+        };
+        let client = kube(env)?;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &k.namespace);
+        let what = format!("{}/{}", k.namespace, k.deployment);
+        let d = with_retry(&format!("get Deployment {what}"), || api.get(&k.deployment)).await?;
+        let want = k.reserved_enis.to_string();
+        if env_value(&d, &k.container, "RESERVED_ENIS").as_deref() != Some(want.as_str()) {
+            env.status(self.id(), &format!("setting RESERVED_ENIS={want} on {what}"));
+            // Strategic merge: containers and their env merge by name, so
+            // every other setting of the controller stays as it is.
+            let patch = json!({ "spec": { "template": { "spec": { "containers": [
+                { "name": k.container, "env": [ { "name": "RESERVED_ENIS", "value": want } ] }
+            ] } } } });
+            let (pp, patch) = (PatchParams::default(), Patch::Strategic(patch));
+            with_retry(&format!("patch Deployment {what}"), || api.patch(&k.deployment, &pp, &patch)).await?;
+        }
+        let mut patched = Vec::new();
+        if let Some(max) = k.max_pods {
+            let nc_api: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::ec2nodeclass_resource());
+            for nc in k.node_classes(client).await? {
+                let n = nc.metadata.name.clone().unwrap_or_default();
+                if nc.data["spec"]["kubelet"]["maxPods"].as_u64() != Some(u64::from(max)) {
+                    let patch = json!({ "spec": { "kubelet": { "maxPods": max } } });
+                    let (pp, patch) = (PatchParams::default(), Patch::Merge(patch));
+                    with_retry(&format!("patch EC2NodeClass {n}"), || nc_api.patch(&n, &pp, &patch)).await?;
+                }
+                patched.push(n);
+            }
+        }
+        let progress = |m: String| env.status(ids::CONFIGURE_KARPENTER, &m);
+        ops::wait_deployment_rollout(client, &k.namespace, &k.deployment, Duration::from_secs(600), env.waits.poll, &progress)
+            .await?;
+        let out = ConfigureKarpenterOutputs {
+            skipped: false,
+            namespace: Some(k.namespace.clone()),
+            deployment: Some(k.deployment.clone()),
+            reserved_enis: Some(k.reserved_enis),
+            max_pods: k.max_pods,
+            node_classes: patched,
+            helm_values: k.helm_managed.then(|| helm_snippet(k.reserved_enis)),
+        };
+        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+    }
+}

@@ -1,0 +1,180 @@
+//! The migration's steps, in BRIEF.md's safe order, and what they run
+//! against. [`MigrationInputs`] is everything the planner decided (VPC, pod
+//! subnet CIDRs and route tables, security-group targets, …); it is saved
+//! with the approved plan, and [`build`] turns it into steps, so `resume`
+//! rebuilds exactly the steps `apply` approved without planning again.
+
+pub mod addon;
+pub mod associate_cidr;
+pub mod eniconfigs;
+pub mod karpenter;
+pub mod pod_subnets;
+pub mod replace_nodes;
+pub mod security_groups;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::AwsClients;
+use crate::aws::ec2::Tags;
+use crate::engine::Step;
+
+/// Step ids, stable across releases: the journal refers to them.
+pub mod ids {
+    pub const ASSOCIATE_CIDR: &str = "associate-cidr";
+    pub const PATCH_SECURITY_GROUPS: &str = "patch-security-groups";
+    pub const CREATE_POD_SUBNETS: &str = "create-pod-subnets";
+    pub const APPLY_ENICONFIGS: &str = "apply-eniconfigs";
+    pub const CONFIGURE_KARPENTER: &str = "configure-karpenter";
+    pub const ENABLE_CUSTOM_NETWORKING: &str = "enable-custom-networking";
+    pub const REPLACE_KARPENTER_NODES: &str = "replace-karpenter-nodes";
+    pub const ROLL_NODE_GROUPS: &str = "roll-node-groups";
+    pub const VERIFY: &str = "verify";
+}
+
+/// Hears what a step is waiting for (drawn as a spinner message).
+pub trait Progress: Send + Sync {
+    fn status(&self, step: &str, message: &str);
+}
+
+/// Progress nobody watches.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn status(&self, _: &str, _: &str) {}
+}
+
+/// Bounds of every wait a step makes.
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    pub poll: Duration,
+    /// A CIDR association reaching `associated`.
+    pub cidr_association: Duration,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits { poll: Duration::from_secs(2), cidr_association: Duration::from_secs(300) }
+    }
+}
+
+/// What steps run against.
+#[derive(Clone)]
+pub struct Env {
+    pub aws: AwsClients,
+    pub kube: Option<kube::Client>,
+    pub waits: Waits,
+    pub progress: Arc<dyn Progress>,
+}
+
+impl Env {
+    pub fn status(&self, step: &str, message: &str) {
+        self.progress.status(step, message);
+    }
+}
+
+/// One pod subnet to create (or find again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSubnetInput {
+    pub availability_zone: String,
+    pub cidr: Ipv4Net,
+    pub name: String,
+    /// The route table of the node subnet in the same AZ (or the main table).
+    pub route_table_id: String,
+    /// Every tag the subnet must carry (Name, ownership, CNI role, extras).
+    pub tags: Tags,
+}
+
+/// One ingress rule admitting the pod CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgPatchInput {
+    pub group_id: String,
+    pub group_name: String,
+    /// EC2 `IpProtocol`: tcp, udp, icmp or -1.
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub cidr: Ipv4Net,
+    pub description: String,
+}
+
+impl SgPatchInput {
+    pub fn ports_label(&self) -> String {
+        match (self.protocol.as_str(), self.from_port, self.to_port) {
+            ("-1", _, _) => "all traffic".to_string(),
+            (p, Some(a), Some(b)) if a == b => format!("{p} {a}"),
+            (p, Some(a), Some(b)) => format!("{p} {a}-{b}"),
+            (p, _, _) => p.to_string(),
+        }
+    }
+}
+
+/// Everything the planner decided; saved with the approved plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationInputs {
+    pub cluster: String,
+    pub region: String,
+    pub vpc_id: String,
+    pub secondary_cidr: Ipv4Net,
+    pub vpc_cidr_quota: usize,
+    pub security_group_patches: Vec<SgPatchInput>,
+    pub pod_subnets: Vec<PodSubnetInput>,
+    /// ENIConfig security group ids (resolved; the cluster security group by default).
+    pub eniconfig_security_groups: Vec<String>,
+    pub adopt_existing_eniconfigs: bool,
+    /// `None`: no Karpenter to configure (`karpenter_skip_reason` says why).
+    pub karpenter: Option<karpenter::KarpenterInputs>,
+    pub karpenter_skip_reason: String,
+    pub vpc_cni: addon::VpcCniInputs,
+    pub node_pools: Vec<String>,
+    pub node_groups: Vec<replace_nodes::NodeGroupRoll>,
+    pub drain: replace_nodes::DrainSettings,
+    pub expect: crate::verify::Expectations,
+}
+
+/// The steps of a migration, in order.
+pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
+    vec![
+        Box::new(associate_cidr::AssociateCidr {
+            vpc_id: inputs.vpc_id.clone(),
+            cidr: inputs.secondary_cidr,
+            quota: inputs.vpc_cidr_quota,
+        }),
+        Box::new(security_groups::PatchSecurityGroups {
+            vpc_id: inputs.vpc_id.clone(),
+            patches: inputs.security_group_patches.clone(),
+        }),
+        Box::new(pod_subnets::CreatePodSubnets { vpc_id: inputs.vpc_id.clone(), subnets: inputs.pod_subnets.clone() }),
+        Box::new(eniconfigs::ApplyEniConfigs {
+            vpc_id: inputs.vpc_id.clone(),
+            eniconfigs: inputs
+                .pod_subnets
+                .iter()
+                .map(|s| eniconfigs::EniConfigInput { availability_zone: s.availability_zone.clone(), cidr: s.cidr })
+                .collect(),
+            security_groups: inputs.eniconfig_security_groups.clone(),
+            adopt_existing: inputs.adopt_existing_eniconfigs,
+        }),
+        Box::new(karpenter::ConfigureKarpenter {
+            karpenter: inputs.karpenter.clone(),
+            skip_reason: inputs.karpenter_skip_reason.clone(),
+        }),
+        Box::new(addon::EnableCustomNetworking { cluster: inputs.cluster.clone(), cni: inputs.vpc_cni.clone() }),
+        Box::new(replace_nodes::ReplaceKarpenterNodes {
+            node_pools: inputs.node_pools.clone(),
+            drain: inputs.drain.clone(),
+            expect: inputs.expect.clone(),
+        }),
+        Box::new(replace_nodes::RollNodeGroups {
+            cluster: inputs.cluster.clone(),
+            node_groups: inputs.node_groups.clone(),
+            expect: inputs.expect.clone(),
+            settle_timeout_secs: inputs.drain.settle_timeout_secs,
+        }),
+        Box::new(verify::Verify { expect: inputs.expect.clone(), timeout: Duration::from_secs(300) }),
+    ]
+}

@@ -1,0 +1,216 @@
+//! create-pod-subnets: one subnet per AZ inside the secondary CIDR, tagged
+//! (`Name`, podnet's ownership tag, `kubernetes.io/role/cni=1`, the plan's
+//! extras) and associated with the route table the node subnet of that AZ
+//! uses — a new subnet would silently use the VPC's main table otherwise. On
+//! a re-run, subnets are found again by VPC and CIDR and only what differs
+//! (a tag, the association) is changed.
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::{Env, PodSubnetInput, ids};
+use crate::aws::ec2::{RouteTableInfo, SubnetInfo, Tags};
+use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::network::overlaps;
+
+pub struct CreatePodSubnets {
+    pub vpc_id: String,
+    pub subnets: Vec<PodSubnetInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSubnet {
+    pub availability_zone: String,
+    pub cidr: Ipv4Net,
+    pub subnet_id: String,
+    pub route_table_id: String,
+    /// The explicit association (none when the target is the main table and
+    /// the subnet uses it implicitly).
+    pub association_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CreatePodSubnetsOutputs {
+    pub subnets: Vec<PodSubnet>,
+}
+
+/// Where one subnet stands.
+enum Found<'a> {
+    Missing,
+    Present(&'a SubnetInfo),
+}
+
+fn find<'a>(subnets: &'a [SubnetInfo], want: &PodSubnetInput) -> Result<Found<'a>, StepError> {
+    if let Some(s) = subnets.iter().find(|s| s.cidr == want.cidr) {
+        if s.availability_zone != want.availability_zone {
+            return Err(StepError::new(
+                ErrorClass::Conflict,
+                format!("{} already exists as {} in {}, not {}", want.cidr, s.id, s.availability_zone, want.availability_zone),
+            )
+            .hint("give that AZ another block in the plan file, or remove the existing subnet"));
+        }
+        return Ok(Found::Present(s));
+    }
+    if let Some(s) = subnets.iter().find(|s| overlaps(&s.cidr, &want.cidr)) {
+        return Err(StepError::new(
+            ErrorClass::Conflict,
+            format!("{} overlaps the existing subnet {} ({})", want.cidr, s.id, s.cidr),
+        )
+        .hint("choose pod subnet blocks that no existing subnet uses"));
+    }
+    Ok(Found::Missing)
+}
+
+fn missing_tags(have: &Tags, want: &Tags) -> Tags {
+    want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The route-table situation of an existing subnet.
+enum Assoc {
+    /// Explicitly associated with the wanted table.
+    Ok(String),
+    /// Implicitly on the main table, which is the wanted one.
+    ImplicitMain,
+    /// Explicitly on another table: (association id, that table).
+    Elsewhere(String, String),
+    /// Implicitly on the main table, but another table is wanted.
+    NeedsAssociation,
+}
+
+fn association(rts: &[RouteTableInfo], subnet_id: &str, want_rt: &str) -> Assoc {
+    for rt in rts {
+        if let Some(a) = rt.association_for(subnet_id) {
+            return if rt.id == want_rt { Assoc::Ok(a.id.clone()) } else { Assoc::Elsewhere(a.id.clone(), rt.id.clone()) };
+        }
+    }
+    if rts.iter().any(|rt| rt.id == want_rt && rt.is_main()) { Assoc::ImplicitMain } else { Assoc::NeedsAssociation }
+}
+
+#[async_trait]
+impl Step<Env> for CreatePodSubnets {
+    fn id(&self) -> &str {
+        ids::CREATE_POD_SUBNETS
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self.subnets.iter().map(|s| format!("{} in {}", s.cidr, s.availability_zone)).collect();
+        format!("create pod subnets {}", parts.join(", "))
+    }
+
+    async fn observe(&self, env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
+        let (subnets, rts) = tokio::try_join!(
+            env.aws.ec2.describe_subnets(&self.vpc_id),
+            env.aws.ec2.describe_route_tables(&self.vpc_id)
+        )?;
+        let mut plan = StepPlan::new(self.id(), self.describe());
+        for want in &self.subnets {
+            let label = format!("{} ({})", want.name, want.availability_zone);
+            match find(&subnets, want)? {
+                Found::Missing => {
+                    let mut c = Change::new(Action::Create, "aws_subnet", &label)
+                        .set("vpc_id", &self.vpc_id)
+                        .set("availability_zone", &want.availability_zone)
+                        .set("cidr_block", want.cidr.to_string())
+                        .unknown("id");
+                    for (k, v) in &want.tags {
+                        c = c.set(format!("tags.{k}"), v);
+                    }
+                    plan = plan.with(c).with(
+                        Change::new(Action::Create, "aws_route_table_association", &label)
+                            .unknown("subnet_id")
+                            .set("route_table_id", &want.route_table_id),
+                    );
+                }
+                Found::Present(s) => {
+                    let missing = missing_tags(&s.tags, &want.tags);
+                    if missing.is_empty() {
+                        plan = plan.with(Change::new(Action::NoOp, "aws_subnet", format!("{label} {}", s.id)).because("exists"));
+                    } else {
+                        let mut c = Change::new(Action::Update, "aws_subnet", format!("{label} {}", s.id));
+                        for (k, v) in &missing {
+                            c = c.change(format!("tags.{k}"), s.tags.get(k), v);
+                        }
+                        plan = plan.with(c);
+                    }
+                    let name = format!("{label} {}", s.id);
+                    plan = plan.with(match association(&rts, &s.id, &want.route_table_id) {
+                        Assoc::Ok(_) | Assoc::ImplicitMain => Change::new(Action::NoOp, "aws_route_table_association", name)
+                            .because(format!("uses {}", want.route_table_id)),
+                        Assoc::Elsewhere(_, other) => Change::new(Action::Update, "aws_route_table_association", name)
+                            .change("route_table_id", other, &want.route_table_id),
+                        Assoc::NeedsAssociation => Change::new(Action::Create, "aws_route_table_association", name)
+                            .set("subnet_id", &s.id)
+                            .set("route_table_id", &want.route_table_id),
+                    });
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+        let (mut subnets, rts) = tokio::try_join!(
+            env.aws.ec2.describe_subnets(&self.vpc_id),
+            env.aws.ec2.describe_route_tables(&self.vpc_id)
+        )?;
+        let mut out = CreatePodSubnetsOutputs::default();
+        for want in &self.subnets {
+            let subnet = match find(&subnets, want)? {
+                Found::Present(s) => {
+                    let missing = missing_tags(&s.tags, &want.tags);
+                    if !missing.is_empty() {
+                        env.status(self.id(), &format!("tagging {}", s.id));
+                        env.aws.ec2.create_tags(&s.id, &missing).await?;
+                    }
+                    s.clone()
+                }
+                Found::Missing => {
+                    env.status(self.id(), &format!("creating {} in {}", want.cidr, want.availability_zone));
+                    match env.aws.ec2.create_subnet(&self.vpc_id, &want.availability_zone, want.cidr, &want.tags).await {
+                        Ok(s) => s,
+                        // Created by an attempt whose answer was lost: find it again.
+                        Err(e) if e.is_code("InvalidSubnet.Conflict") => {
+                            subnets = env.aws.ec2.describe_subnets(&self.vpc_id).await?;
+                            match find(&subnets, want)? {
+                                Found::Present(s) => s.clone(),
+                                Found::Missing => return Err(e.into()),
+                            }
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            let association_id = match association(&rts, &subnet.id, &want.route_table_id) {
+                Assoc::Ok(id) => Some(id),
+                Assoc::ImplicitMain => None,
+                Assoc::Elsewhere(assoc, _) => {
+                    env.status(self.id(), &format!("moving {} to {}", subnet.id, want.route_table_id));
+                    Some(env.aws.ec2.replace_route_table_association(&assoc, &want.route_table_id).await?)
+                }
+                Assoc::NeedsAssociation => {
+                    env.status(self.id(), &format!("associating {} with {}", subnet.id, want.route_table_id));
+                    match env.aws.ec2.associate_route_table(&want.route_table_id, &subnet.id).await {
+                        Ok(id) => Some(id),
+                        Err(e) if e.is_code("Resource.AlreadyAssociated") => {
+                            let rts = env.aws.ec2.describe_route_tables(&self.vpc_id).await?;
+                            match association(&rts, &subnet.id, &want.route_table_id) {
+                                Assoc::Ok(id) => Some(id),
+                                _ => return Err(e.into()),
+                            }
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            out.subnets.push(PodSubnet {
+                availability_zone: want.availability_zone.clone(),
+                cidr: want.cidr,
+                subnet_id: subnet.id.clone(),
+                route_table_id: want.route_table_id.clone(),
+                association_id,
+            });
+        }
+        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+    }
+}

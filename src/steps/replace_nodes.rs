@@ -1,0 +1,455 @@
+//! Node replacement. Existing nodes never switch to custom networking; only
+//! nodes launched after it was enabled do, so every node is replaced.
+//!
+//! - replace-karpenter-nodes: batch by batch, cordon, drain with kubectl's
+//!   semantics (PDBs honoured), delete the NodeClaim, and wait until the
+//!   replacements Karpenter launches for the evicted (now pending) pods are
+//!   Ready on their ENIConfig with the expected `capacity.pods`. A node is
+//!   "old" while it lacks the eniConfig label, so a resumed run finds exactly
+//!   the nodes left; each finished node is also checkpointed.
+//! - roll-node-groups: per managed node group, a new launch template version
+//!   (so EKS recomputes max pods), `UpdateNodegroupVersion` with a journaled
+//!   request token and update id, progress from `DescribeUpdate`, then the
+//!   new nodes' `capacity.pods` checked.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, DynamicObject, ListParams};
+use kube::{Api, ResourceExt};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{Env, ids};
+use crate::aws::eks::LaunchTemplateRef;
+use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::k8s::ops::{self, DrainPolicy, DrainReport};
+use crate::k8s::snapshot::{NODEGROUP_LABEL, NODEPOOL_LABEL, NodeSummary};
+use crate::k8s::{self, KubeError, list_all, with_retry};
+use crate::verify::Expectations;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainSettings {
+    pub batch_size: u32,
+    pub drain_timeout_secs: u64,
+    pub evict_emptydir: bool,
+    pub evict_unmanaged: bool,
+    pub pdb_bypass_after_timeout: bool,
+    /// How long replacements may take to be Ready and hold the pods.
+    pub settle_timeout_secs: u64,
+}
+
+impl DrainSettings {
+    fn policy(&self, poll: Duration) -> DrainPolicy {
+        DrainPolicy {
+            evict_emptydir: self.evict_emptydir,
+            evict_unmanaged: self.evict_unmanaged,
+            bypass_pdbs_after_timeout: self.pdb_bypass_after_timeout,
+            timeout: Duration::from_secs(self.drain_timeout_secs),
+            poll,
+        }
+    }
+}
+
+fn kube(env: &Env) -> Result<&kube::Client, StepError> {
+    env.kube.as_ref().ok_or_else(|| StepError::failed("no Kubernetes client"))
+}
+
+async fn nodes(client: &kube::Client, selector: &str) -> Result<Vec<NodeSummary>, KubeError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let lp = ListParams::default().labels(selector);
+    Ok(list_all(&api, &lp, &format!("nodes {selector}")).await?.iter().map(k8s::snapshot::node_summary).collect())
+}
+
+async fn pending_pods(client: &kube::Client) -> Result<Vec<String>, KubeError> {
+    let api: Api<Pod> = Api::all(client.clone());
+    let lp = ListParams::default().fields("status.phase=Pending");
+    Ok(list_all(&api, &lp, "pending pods").await?.iter().map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())).collect())
+}
+
+/// Waits until nothing is pending and every node of `selector` that is not
+/// in `old` is Ready, on its ENIConfig, with the expected capacity.
+async fn wait_settled(
+    env: &Env,
+    step: &str,
+    selector: &str,
+    old: &BTreeSet<String>,
+    expect: &Expectations,
+    timeout: Duration,
+) -> Result<Vec<String>, StepError> {
+    let client = kube(env)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let all = nodes(client, selector).await?;
+        let fresh: Vec<&NodeSummary> = all.iter().filter(|n| !old.contains(&n.name)).collect();
+        let mut problems = Vec::new();
+        for n in &fresh {
+            if !n.ready {
+                problems.push(format!("{} is not Ready", n.name));
+            } else if !expect.node_is_migrated(n) {
+                problems.push(format!("{} has no ENIConfig label (custom networking not in effect)", n.name));
+            } else if let Some(want) = expect.expected_pods(n) {
+                if n.capacity_pods != Some(want) {
+                    // Wrong capacity does not fix itself: fail at once.
+                    return Err(StepError::new(
+                        ErrorClass::Failed,
+                        format!(
+                            "new node {} ({}) reports capacity.pods {} but custom networking gives it {want}",
+                            n.name,
+                            n.instance_type.as_deref().unwrap_or("?"),
+                            n.capacity_pods.map(|c| c.to_string()).unwrap_or_else(|| "unset".into())
+                        ),
+                    )
+                    .hint("pods on it would stick on IP assignment: check Karpenter's RESERVED_ENIS (or the node group's max pods), then run `podnet resume`"));
+                }
+            }
+        }
+        let pending = pending_pods(client).await?;
+        if problems.is_empty() && pending.is_empty() {
+            return Ok(fresh.iter().map(|n| n.name.clone()).collect());
+        }
+        if Instant::now() >= deadline {
+            let mut why = problems;
+            if !pending.is_empty() {
+                why.push(format!("{} pod(s) pending: {}", pending.len(), pending.iter().take(5).cloned().collect::<Vec<_>>().join(", ")));
+            }
+            return Err(StepError::new(
+                ErrorClass::Timeout,
+                format!("replacement capacity did not settle in {}s: {}", timeout.as_secs(), why.join("; ")),
+            )
+            .hint("check why pods are pending (`kubectl get events`); fix it, then run `podnet resume`"));
+        }
+        env.status(step, &format!("{} new node(s), {} pending pod(s), waiting for replacements", fresh.len(), pending.len()));
+        tokio::time::sleep(env.waits.poll).await;
+    }
+}
+
+/// replace-karpenter-nodes.
+pub struct ReplaceKarpenterNodes {
+    pub node_pools: Vec<String>,
+    pub drain: DrainSettings,
+    pub expect: Expectations,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReplacedNode {
+    pub name: String,
+    pub nodeclaim: Option<String>,
+    pub evicted: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReplaceKarpenterNodesOutputs {
+    pub replaced: Vec<ReplacedNode>,
+    pub nodes_now: Vec<String>,
+}
+
+impl ReplaceKarpenterNodes {
+    fn selector(&self) -> String {
+        format!("{NODEPOOL_LABEL} in ({})", self.node_pools.join(","))
+    }
+
+    async fn old_nodes(&self, client: &kube::Client) -> Result<Vec<NodeSummary>, StepError> {
+        let mut v: Vec<NodeSummary> =
+            nodes(client, &self.selector()).await?.into_iter().filter(|n| n.os != "windows" && !self.expect.node_is_migrated(n)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    async fn delete_nodeclaim(&self, client: &kube::Client, node: &NodeSummary) -> Result<Option<String>, StepError> {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodeclaim_resource());
+        let claims = list_all(&api, &ListParams::default(), "NodeClaims").await?;
+        let claim = claims.iter().find(|c| {
+            c.data["status"]["nodeName"].as_str() == Some(node.name.as_str())
+                || (node.provider_id.is_some() && c.data["status"]["providerID"].as_str() == node.provider_id.as_deref())
+        });
+        match claim {
+            Some(c) => {
+                let name = c.name_any();
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(KubeError::from_kube(format!("delete NodeClaim {name}"), e).into()),
+                }
+                Ok(Some(name))
+            }
+            None => {
+                // No NodeClaim (a node Karpenter adopted?): deleting the Node
+                // lets Karpenter's finalizer terminate the instance.
+                let nodes: Api<Node> = Api::all(client.clone());
+                match nodes.delete(&node.name, &DeleteParams::default()).await {
+                    Ok(_) | Err(kube::Error::Api(_)) => Ok(None),
+                    Err(e) => Err(KubeError::from_kube(format!("delete node {}", node.name), e).into()),
+                }
+            }
+        }
+    }
+
+    async fn wait_gone(&self, env: &Env, names: &[String]) -> Result<(), StepError> {
+        let client = kube(env)?;
+        let api: Api<Node> = Api::all(client.clone());
+        let deadline = Instant::now() + Duration::from_secs(self.drain.settle_timeout_secs);
+        loop {
+            let mut left = Vec::new();
+            for n in names {
+                if with_retry(&format!("get node {n}"), || api.get_opt(n)).await?.is_some() {
+                    left.push(n.clone());
+                }
+            }
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::new(ErrorClass::Timeout, format!("nodes {} are still there after their NodeClaims were deleted", left.join(", ")))
+                    .hint("check Karpenter's logs for termination errors, then run `podnet resume`"));
+            }
+            env.status(self.id(), &format!("waiting for Karpenter to terminate {}", left.join(", ")));
+            tokio::time::sleep(env.waits.poll).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Step<Env> for ReplaceKarpenterNodes {
+    fn id(&self) -> &str {
+        ids::REPLACE_KARPENTER_NODES
+    }
+
+    fn describe(&self) -> String {
+        if self.node_pools.is_empty() {
+            "replace Karpenter nodes (none selected)".into()
+        } else {
+            format!("replace the nodes of NodePool(s) {} in batches of {}", self.node_pools.join(", "), self.drain.batch_size)
+        }
+    }
+
+    async fn observe(&self, env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
+        let mut plan = StepPlan::new(self.id(), self.describe());
+        if self.node_pools.is_empty() {
+            return Ok(plan.note("no NodePool selected for replacement"));
+        }
+        for n in self.old_nodes(kube(env)?).await? {
+            plan = plan.with(
+                Change::new(Action::Replace, "karpenter_node", &n.name)
+                    .change("capacity.pods", n.capacity_pods, "(known after apply)")
+                    .because(format!("{} {}", n.zone.as_deref().unwrap_or("?"), n.instance_type.as_deref().unwrap_or("?"))),
+            );
+        }
+        Ok(plan.note("replacements: Karpenter launches them for the evicted (pending) pods, with custom networking"))
+    }
+
+    async fn apply(&self, env: &Env, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+        let mut out = ReplaceKarpenterNodesOutputs {
+            replaced: ctx.checkpointed("replaced").unwrap_or_default(),
+            nodes_now: vec![],
+        };
+        if self.node_pools.is_empty() {
+            return serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()));
+        }
+        let client = kube(env)?.clone();
+        let policy = self.drain.policy(env.waits.poll);
+        let total_at_start = out.replaced.len() + self.old_nodes(&client).await?.len();
+        loop {
+            let old = self.old_nodes(&client).await?;
+            if old.is_empty() {
+                break;
+            }
+            let batch: Vec<NodeSummary> = old.iter().take(self.drain.batch_size.max(1) as usize).cloned().collect();
+            let old_names: BTreeSet<String> = old.iter().map(|n| n.name.clone()).collect();
+            env.status(
+                self.id(),
+                &format!("{} of {} node(s) replaced; next: {}", out.replaced.len(), total_at_start, batch.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")),
+            );
+            for n in &batch {
+                ops::cordon(&client, &n.name).await?;
+            }
+            let mut reports: Vec<(NodeSummary, DrainReport)> = Vec::new();
+            for n in &batch {
+                let progress = |m: String| env.status(ids::REPLACE_KARPENTER_NODES, &m);
+                let report = ops::drain(&client, &n.name, &policy, &progress).await?;
+                reports.push((n.clone(), report));
+            }
+            let mut names = Vec::new();
+            for (n, report) in reports {
+                let claim = self.delete_nodeclaim(&client, &n).await?;
+                names.push(n.name.clone());
+                out.replaced.push(ReplacedNode { name: n.name.clone(), nodeclaim: claim, evicted: report.evicted.len() });
+                ctx.checkpoint("replaced", &out.replaced)?;
+            }
+            self.wait_gone(env, &names).await?;
+            wait_settled(env, self.id(), &self.selector(), &old_names, &self.expect, Duration::from_secs(self.drain.settle_timeout_secs)).await?;
+        }
+        out.nodes_now = nodes(&client, &self.selector()).await?.into_iter().map(|n| n.name).collect();
+        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+    }
+}
+
+/// A managed node group to roll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeGroupRoll {
+    pub name: String,
+    pub launch_template: Option<LaunchTemplateRef>,
+}
+
+/// roll-node-groups.
+pub struct RollNodeGroups {
+    pub cluster: String,
+    pub node_groups: Vec<NodeGroupRoll>,
+    pub expect: Expectations,
+    pub settle_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RolledNodeGroup {
+    pub name: String,
+    pub update_id: Option<String>,
+    pub launch_template_version: Option<String>,
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RollNodeGroupsOutputs {
+    pub node_groups: Vec<RolledNodeGroup>,
+}
+
+impl RollNodeGroups {
+    async fn old_nodes(&self, client: &kube::Client, ng: &str) -> Result<Vec<NodeSummary>, StepError> {
+        Ok(nodes(client, &format!("{NODEGROUP_LABEL}={ng}")).await?.into_iter().filter(|n| !self.expect.node_is_migrated(n)).collect())
+    }
+
+    async fn roll(&self, env: &Env, ctx: &mut StepCtx<'_>, g: &NodeGroupRoll) -> Result<RolledNodeGroup, StepError> {
+        let client = kube(env)?.clone();
+        let update_key = format!("update-id:{}", g.name);
+        let lt_key = format!("launch-template-version:{}", g.name);
+        let mut rolled = RolledNodeGroup { name: g.name.clone(), ..Default::default() };
+        let update_id = match ctx.checkpointed::<String>(&update_key) {
+            Some(id) => Some(id),
+            None if self.old_nodes(&client, &g.name).await?.is_empty() => None,
+            None => {
+                let lt = match &g.launch_template {
+                    None => None,
+                    Some(lt) => {
+                        let version = match ctx.checkpointed::<String>(&lt_key) {
+                            Some(v) => v,
+                            None => {
+                                let id = match (&lt.id, &lt.name) {
+                                    (Some(id), _) => id.clone(),
+                                    (None, Some(name)) => env.aws.ec2.launch_template_id(name).await?,
+                                    (None, None) => return Err(StepError::failed(format!("node group {} has a launch template without id or name", g.name))),
+                                };
+                                let token: String = ctx.checkpoint_once(&format!("lt-token:{}", g.name), || uuid::Uuid::new_v4().to_string())?;
+                                env.status(self.id(), &format!("new launch template version for {}", g.name));
+                                let v = env
+                                    .aws
+                                    .ec2
+                                    .create_launch_template_version(
+                                        &id,
+                                        lt.version.as_deref().unwrap_or("$Default"),
+                                        "podnet: nodes under VPC CNI custom networking",
+                                        &token,
+                                    )
+                                    .await?;
+                                ctx.checkpoint(&lt_key, &v)?;
+                                v
+                            }
+                        };
+                        rolled.launch_template_version = Some(version.clone());
+                        Some(LaunchTemplateRef { id: lt.id.clone(), name: lt.name.clone(), version: Some(version) })
+                    }
+                };
+                let token: String = ctx.checkpoint_once(&format!("update-token:{}", g.name), || uuid::Uuid::new_v4().to_string())?;
+                env.status(self.id(), &format!("starting the rolling update of {}", g.name));
+                let u = env.aws.eks.update_nodegroup_version(&self.cluster, &g.name, lt.as_ref(), false, &token).await?;
+                ctx.checkpoint(&update_key, &u.id)?;
+                Some(u.id)
+            }
+        };
+        if let Some(id) = &update_id {
+            rolled.update_id = Some(id.clone());
+            let deadline = Instant::now() + Duration::from_secs(3600);
+            loop {
+                let u = env.aws.eks.describe_update(&self.cluster, id, Some(&g.name), None).await?;
+                match u.status.as_str() {
+                    "Successful" => break,
+                    "Failed" | "Cancelled" => {
+                        let errs: Vec<String> = u
+                            .errors
+                            .iter()
+                            .map(|e| format!("{}: {} ({})", e.code, e.message, e.resource_ids.join(", ")))
+                            .collect();
+                        let eviction = u.errors.iter().any(|e| e.code == "PodEvictionFailure");
+                        return Err(StepError::new(
+                            if eviction { ErrorClass::Blocked } else { ErrorClass::Failed },
+                            format!("the rolling update {id} of {} {}: {}", g.name, u.status.to_lowercase(), errs.join("; ")),
+                        )
+                        .hint(if eviction {
+                            "pods could not be evicted within 15 minutes (a PodDisruptionBudget?); fix it, then run `podnet resume`"
+                        } else {
+                            "see `aws eks describe-update`; fix the cause, then run `podnet resume`"
+                        }));
+                    }
+                    _ => {}
+                }
+                if Instant::now() >= deadline {
+                    return Err(StepError::new(ErrorClass::Timeout, format!("the rolling update {id} of {} is still {} after an hour", g.name, u.status))
+                        .hint("run `podnet resume` to keep waiting"));
+                }
+                let old = self.old_nodes(&client, &g.name).await.map(|v| v.len()).unwrap_or(0);
+                env.status(self.id(), &format!("{}: update {} {}, {} old node(s) left", g.name, id, u.status, old));
+                tokio::time::sleep(env.waits.poll).await;
+            }
+        }
+        let old: BTreeSet<String> = self.old_nodes(&client, &g.name).await?.into_iter().map(|n| n.name).collect();
+        if !old.is_empty() {
+            return Err(StepError::new(
+                ErrorClass::Failed,
+                format!("after the update of {}, nodes still run without custom networking: {}", g.name, old.into_iter().collect::<Vec<_>>().join(", ")),
+            )
+            .hint("check the node group's launch template and the vpc-cni addon configuration, then run `podnet resume`"));
+        }
+        rolled.nodes = wait_settled(env, self.id(), &format!("{NODEGROUP_LABEL}={}", g.name), &BTreeSet::new(), &self.expect, Duration::from_secs(self.settle_timeout_secs)).await?;
+        Ok(rolled)
+    }
+}
+
+#[async_trait]
+impl Step<Env> for RollNodeGroups {
+    fn id(&self) -> &str {
+        ids::ROLL_NODE_GROUPS
+    }
+
+    fn describe(&self) -> String {
+        if self.node_groups.is_empty() {
+            "roll managed node groups (none selected)".into()
+        } else {
+            format!("roll managed node group(s) {}", self.node_groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", "))
+        }
+    }
+
+    async fn observe(&self, env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
+        let mut plan = StepPlan::new(self.id(), self.describe());
+        for g in &self.node_groups {
+            let old = self.old_nodes(kube(env)?, &g.name).await?;
+            if old.is_empty() {
+                plan = plan.with(Change::new(Action::NoOp, "aws_eks_node_group", &g.name).because("every node runs custom networking"));
+                continue;
+            }
+            let mut c = Change::new(Action::Update, "aws_eks_node_group", &g.name);
+            if let Some(lt) = &g.launch_template {
+                c = c.change("launch_template.version", &lt.version, "(known after apply)");
+            }
+            plan = plan.with(c.because(format!("rolling update replaces {}", old.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "))));
+        }
+        Ok(plan)
+    }
+
+    async fn apply(&self, env: &Env, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+        let mut out = RollNodeGroupsOutputs::default();
+        for g in &self.node_groups {
+            out.node_groups.push(self.roll(env, ctx, g).await?);
+        }
+        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+    }
+}

@@ -1,0 +1,160 @@
+//! patch-security-groups: make every security group the plan names admit the
+//! pod CIDR on its ports, before any pod can hold a pod-CIDR address. A rule
+//! that already admits it (the same or a wider block) is left alone;
+//! `InvalidPermission.Duplicate` means another writer got there first. The
+//! rule ids go into the journal so a rollback can remove exactly these rules.
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::{Env, SgPatchInput, ids};
+use crate::aws::ec2::{IngressRule, NewIngress, RuleSource, SecurityGroupInfo};
+use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+
+pub struct PatchSecurityGroups {
+    pub vpc_id: String,
+    pub patches: Vec<SgPatchInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchedRule {
+    pub group_id: String,
+    pub group_name: String,
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub cidr: Ipv4Net,
+    /// Ids of the rules that admit it (`sgr-…`), when EC2 reports them.
+    pub rule_ids: Vec<String>,
+    /// podnet added the rule (false: it was already there).
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PatchSecurityGroupsOutputs {
+    pub rules: Vec<PatchedRule>,
+}
+
+/// The rules of `group` that already admit the patch (a block containing the
+/// pod CIDR, covering the protocol and ports).
+pub fn admitting<'a>(group: &'a SecurityGroupInfo, p: &SgPatchInput) -> Vec<&'a IngressRule> {
+    group
+        .ingress
+        .iter()
+        .filter(|r| matches!(&r.source, RuleSource::Cidr(c) if c.contains(&p.cidr)))
+        .filter(|r| r.covers(&p.protocol, p.from_port, p.to_port))
+        .collect()
+}
+
+fn group<'a>(groups: &'a [SecurityGroupInfo], p: &SgPatchInput) -> Result<&'a SecurityGroupInfo, StepError> {
+    groups.iter().find(|g| g.id == p.group_id).ok_or_else(|| {
+        StepError::new(ErrorClass::NotFound, format!("security group {} ({}) is gone", p.group_id, p.group_name))
+            .hint("fix security_group_patch in the plan file and run `podnet plan`")
+    })
+}
+
+fn resource_name(p: &SgPatchInput) -> String {
+    format!("{} ({}) {} from {}", p.group_id, p.group_name, p.ports_label(), p.cidr)
+}
+
+#[async_trait]
+impl Step<Env> for PatchSecurityGroups {
+    fn id(&self) -> &str {
+        ids::PATCH_SECURITY_GROUPS
+    }
+
+    fn describe(&self) -> String {
+        format!("admit the pod CIDR in {} security group rule(s)", self.patches.len())
+    }
+
+    async fn observe(&self, env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
+        let mut plan = StepPlan::new(self.id(), self.describe());
+        if self.patches.is_empty() {
+            return Ok(plan.note("the plan file names no security group to patch"));
+        }
+        let groups = env.aws.ec2.describe_security_groups(&self.vpc_id).await?;
+        for p in &self.patches {
+            let g = group(&groups, p)?;
+            let have = admitting(g, p);
+            let change = if let Some(r) = have.first() {
+                let why = match &r.source {
+                    RuleSource::Cidr(c) if *c == p.cidr => "already admitted".to_string(),
+                    RuleSource::Cidr(c) => format!("already admitted through {c}"),
+                    _ => "already admitted".to_string(),
+                };
+                Change::new(Action::NoOp, "aws_security_group_rule", resource_name(p)).because(why)
+            } else {
+                Change::new(Action::Create, "aws_security_group_rule", resource_name(p))
+                    .set("security_group_id", &p.group_id)
+                    .set("protocol", &p.protocol)
+                    .set("from_port", p.from_port)
+                    .set("to_port", p.to_port)
+                    .set("cidr_ipv4", p.cidr.to_string())
+                    .set("description", &p.description)
+                    .unknown("security_group_rule_id")
+            };
+            plan = plan.with(change);
+        }
+        Ok(plan)
+    }
+
+    async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+        let mut out = PatchSecurityGroupsOutputs::default();
+        if self.patches.is_empty() {
+            return serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()));
+        }
+        let mut groups = env.aws.ec2.describe_security_groups(&self.vpc_id).await?;
+        let mut added_any = false;
+        for p in &self.patches {
+            let g = group(&groups, p)?;
+            let have: Vec<String> = admitting(g, p).iter().filter_map(|r| r.rule_id.clone()).collect();
+            if !admitting(g, p).is_empty() {
+                out.rules.push(rule(p, have, false));
+                continue;
+            }
+            env.status(self.id(), &format!("authorizing {}", resource_name(p)));
+            let ingress = NewIngress {
+                protocol: p.protocol.clone(),
+                from_port: p.from_port,
+                to_port: p.to_port,
+                cidr: p.cidr,
+                description: p.description.clone(),
+            };
+            match env.aws.ec2.authorize_ingress(&p.group_id, &ingress).await {
+                Ok(ids) => {
+                    added_any = true;
+                    out.rules.push(rule(p, ids, true));
+                }
+                // Someone (or an earlier, interrupted attempt) added it since we looked.
+                Err(e) if e.is_code("InvalidPermission.Duplicate") => out.rules.push(rule(p, vec![], false)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Fill in rule ids EC2 did not return with the answer.
+        if added_any || out.rules.iter().any(|r| r.rule_ids.is_empty()) {
+            groups = env.aws.ec2.describe_security_groups(&self.vpc_id).await?;
+            for (r, p) in out.rules.iter_mut().zip(&self.patches) {
+                if r.rule_ids.is_empty() {
+                    if let Ok(g) = group(&groups, p) {
+                        r.rule_ids = admitting(g, p).iter().filter_map(|x| x.rule_id.clone()).collect();
+                    }
+                }
+            }
+        }
+        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+    }
+}
+
+fn rule(p: &SgPatchInput, rule_ids: Vec<String>, created: bool) -> PatchedRule {
+    PatchedRule {
+        group_id: p.group_id.clone(),
+        group_name: p.group_name.clone(),
+        protocol: p.protocol.clone(),
+        from_port: p.from_port,
+        to_port: p.to_port,
+        cidr: p.cidr,
+        rule_ids,
+        created,
+    }
+}

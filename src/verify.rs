@@ -1,0 +1,284 @@
+//! Verification: is the cluster fully on custom networking? Every running
+//! non-hostNetwork pod on the secondary CIDR, every node on its AZ's
+//! ENIConfig with the expected `capacity.pods`, no pod stuck on IP
+//! assignment, an ENIConfig per AZ, the aws-node env and Karpenter's
+//! `RESERVED_ENIS` set, and the free-IP headroom of each pod subnet. Used by
+//! the `verify` step that ends `apply` and by `podnet verify`.
+
+use std::collections::BTreeMap;
+
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::AwsClients;
+use crate::capacity::{CniSettings, InstanceInfo, karpenter_max_pods, max_pods};
+use crate::discovery::{CUSTOM_NETWORK_ENV, ENI_CONFIG_LABEL_ENV};
+use crate::k8s::snapshot::{self, ENICONFIG_LABEL, KarpenterHint, KubeSnapshot, NodeSummary};
+use crate::k8s::{KubeError, list_all};
+use crate::network::usable_addresses;
+
+/// The message the VPC CNI puts in `FailedCreatePodSandBox` events when it
+/// has no address for a pod.
+pub const IP_ASSIGNMENT_FAILURE: &str = "failed to assign an IP address to container";
+
+/// What the migrated cluster must look like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expectations {
+    pub vpc_id: String,
+    pub secondary_cidr: Ipv4Net,
+    /// AZ → pod subnet CIDR.
+    pub pod_subnets: BTreeMap<String, Ipv4Net>,
+    /// The node label naming a node's ENIConfig (`topology.kubernetes.io/zone`).
+    pub eni_config_label: String,
+    pub cni_env: BTreeMap<String, String>,
+    pub cni_after: CniSettings,
+    pub instance_types: BTreeMap<String, InstanceInfo>,
+    /// Karpenter controller to check, and the values it must have.
+    pub karpenter: Option<KarpenterExpectation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KarpenterExpectation {
+    pub namespace: String,
+    pub deployment: String,
+    pub reserved_enis: u32,
+    pub max_pods: Option<u32>,
+}
+
+impl Expectations {
+    /// `capacity.pods` a node of this kind and type must report once it runs
+    /// under custom networking; `None` when the type is unknown.
+    pub fn expected_pods(&self, node: &NodeSummary) -> Option<u32> {
+        let info = self.instance_types.get(node.instance_type.as_deref()?)?;
+        if node.nodepool.is_some() {
+            let k = self.karpenter.as_ref();
+            return Some(match k.and_then(|k| k.max_pods) {
+                Some(m) => m,
+                None => karpenter_max_pods(info, k.map(|k| k.reserved_enis).unwrap_or(0)),
+            });
+        }
+        Some(max_pods(info, &self.cni_after, false).max_pods)
+    }
+
+    /// The ENIConfig a node must use: its value of the ENIConfig label.
+    pub fn expected_eniconfig(&self, node: &NodeSummary) -> Option<String> {
+        node.labels.get(&self.eni_config_label).cloned()
+    }
+
+    /// A node already runs under custom networking as planned.
+    pub fn node_is_migrated(&self, node: &NodeSummary) -> bool {
+        node.eniconfig_label.is_some() && node.eniconfig_label == self.expected_eniconfig(node)
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub id: String,
+    pub passed: bool,
+    /// A warning does not fail verification.
+    pub warning: bool,
+    pub summary: String,
+    /// What failed, one line each (capped).
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub checks: Vec<Check>,
+}
+
+impl VerifyReport {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed || c.warning)
+    }
+
+    pub fn failed(&self) -> Vec<&Check> {
+        self.checks.iter().filter(|c| !c.passed && !c.warning).collect()
+    }
+}
+
+const MAX_LISTED: usize = 20;
+
+fn check(id: &str, summary: String, failures: Vec<String>) -> Check {
+    let passed = failures.is_empty();
+    let total = failures.len();
+    let mut failures: Vec<String> = failures.into_iter().take(MAX_LISTED).collect();
+    if total > MAX_LISTED {
+        failures.push(format!("… and {} more", total - MAX_LISTED));
+    }
+    Check { id: id.into(), passed, warning: false, summary, failures }
+}
+
+/// Runs every check against the live cluster.
+pub async fn verify(aws: &AwsClients, kube: &kube::Client, x: &Expectations) -> Result<VerifyReport, KubeError> {
+    let hint = KarpenterHint {
+        namespace: x.karpenter.as_ref().map(|k| k.namespace.clone()),
+        deployment: x.karpenter.as_ref().map(|k| k.deployment.clone()),
+    };
+    let snap = snapshot::take(kube, &hint).await?;
+    let events_api: Api<Event> = Api::all(kube.clone());
+    let lp = ListParams::default().fields("reason=FailedCreatePodSandBox");
+    let events = match list_all(&events_api, &lp, "events").await {
+        Ok(e) => e,
+        // An API server that cannot select events by reason: read them all.
+        Err(e) if e.status == Some(400) => list_all(&events_api, &ListParams::default(), "events").await?,
+        Err(e) => return Err(e),
+    };
+    let subnets = aws.ec2.describe_subnets(&x.vpc_id).await.ok();
+    Ok(evaluate(x, &snap, &events, subnets.as_deref()))
+}
+
+/// The checks, on what was read (pure, for tests).
+pub fn evaluate(
+    x: &Expectations,
+    snap: &KubeSnapshot,
+    events: &[Event],
+    subnets: Option<&[crate::aws::ec2::SubnetInfo]>,
+) -> VerifyReport {
+    let mut r = VerifyReport::default();
+    let linux: Vec<&NodeSummary> = snap.nodes.iter().filter(|n| n.os != "windows").collect();
+
+    let running: Vec<_> = snap.pods.iter().filter(|p| p.phase == "Running" && !p.host_network).collect();
+    let outside: Vec<String> = running
+        .iter()
+        .filter(|p| {
+            !p.ip.as_deref().and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok()).is_some_and(|ip| x.secondary_cidr.contains(&ip))
+        })
+        .map(|p| format!("{} has {} on {}", p.key(), p.ip.as_deref().unwrap_or("no IP"), p.node.as_deref().unwrap_or("?")))
+        .collect();
+    r.checks.push(check(
+        "pods.ip-in-pod-cidr",
+        format!("{} of {} running pods (not hostNetwork) have an address in {}", running.len() - outside.len(), running.len(), x.secondary_cidr),
+        outside,
+    ));
+
+    let unlabelled: Vec<String> = linux
+        .iter()
+        .filter(|n| !x.node_is_migrated(n))
+        .map(|n| {
+            format!(
+                "{} has {}={} (expected {})",
+                n.name,
+                ENICONFIG_LABEL,
+                n.eniconfig_label.as_deref().unwrap_or("<unset>"),
+                x.expected_eniconfig(n).unwrap_or_else(|| format!("a value of {}", x.eni_config_label))
+            )
+        })
+        .collect();
+    r.checks.push(check(
+        "nodes.eniconfig-label",
+        format!("{} of {} nodes carry {ENICONFIG_LABEL}=<their {}>", linux.len() - unlabelled.len(), linux.len(), x.eni_config_label),
+        unlabelled,
+    ));
+
+    let mut unknown_types = Vec::new();
+    let wrong_capacity: Vec<String> = linux
+        .iter()
+        .filter_map(|n| match x.expected_pods(n) {
+            None => {
+                unknown_types.push(n.name.clone());
+                None
+            }
+            Some(want) if n.capacity_pods != Some(want) => Some(format!(
+                "{} ({}) has capacity.pods {} (expected {want})",
+                n.name,
+                n.instance_type.as_deref().unwrap_or("?"),
+                n.capacity_pods.map(|c| c.to_string()).unwrap_or_else(|| "unset".into())
+            )),
+            Some(_) => None,
+        })
+        .collect();
+    let mut c = check(
+        "nodes.capacity-pods",
+        format!("{} of {} nodes report the custom-networking max pods", linux.len() - wrong_capacity.len() - unknown_types.len(), linux.len()),
+        wrong_capacity,
+    );
+    if !unknown_types.is_empty() {
+        c.summary.push_str(&format!(" ({} of unknown instance types not checked)", unknown_types.len()));
+    }
+    r.checks.push(c);
+
+    let live: BTreeMap<(String, String), &snapshot::PodSummary> =
+        snap.pods.iter().map(|p| ((p.namespace.clone(), p.name.clone()), p)).collect();
+    let stuck: Vec<String> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedCreatePodSandBox"))
+        .filter(|e| e.message.as_deref().is_some_and(|m| m.contains(IP_ASSIGNMENT_FAILURE)))
+        .filter_map(|e| {
+            let o = &e.involved_object;
+            let key = (o.namespace.clone().unwrap_or_default(), o.name.clone().unwrap_or_default());
+            let pod = live.get(&key)?;
+            // Only pods that still wait for an address count, not history.
+            (pod.phase != "Running" && pod.uid == o.uid.clone().unwrap_or_default()).then(|| format!("{}/{} on {}", key.0, key.1, pod.node.as_deref().unwrap_or("?")))
+        })
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
+        .collect();
+    r.checks.push(check(
+        "pods.no-ip-assignment-failures",
+        format!("{} pod(s) stuck with \"{IP_ASSIGNMENT_FAILURE}\"", stuck.len()),
+        stuck,
+    ));
+
+    let eniconfigs = snap.eniconfigs.clone().unwrap_or_default();
+    let mut missing = Vec::new();
+    for (az, cidr) in &x.pod_subnets {
+        let want_subnet = subnets.and_then(|s| s.iter().find(|s| &s.cidr == cidr && &s.availability_zone == az)).map(|s| s.id.clone());
+        match eniconfigs.iter().find(|e| &e.name == az) {
+            None => missing.push(format!("no ENIConfig named {az}")),
+            Some(e) if want_subnet.is_some() && e.subnet != want_subnet => missing.push(format!(
+                "ENIConfig {az} points at {} instead of {} ({cidr})",
+                e.subnet.as_deref().unwrap_or("nothing"),
+                want_subnet.unwrap_or_default()
+            )),
+            Some(_) => {}
+        }
+    }
+    r.checks.push(check("eniconfigs.per-az", format!("{} AZ(s) with a pod subnet, each needs its ENIConfig", x.pod_subnets.len()), missing));
+
+    let env = snap.aws_node.as_ref().map(|a| a.env.clone()).unwrap_or_default();
+    let env_wrong: Vec<String> = x
+        .cni_env
+        .iter()
+        .filter(|(k, v)| env.get(*k).map(|h| h.eq_ignore_ascii_case(v)) != Some(true))
+        .map(|(k, v)| format!("aws-node {k}={} (expected {v})", env.get(k).map(String::as_str).unwrap_or("<unset>")))
+        .collect();
+    r.checks.push(check(
+        "aws-node.env",
+        format!("aws-node runs with {CUSTOM_NETWORK_ENV} and {ENI_CONFIG_LABEL_ENV} set"),
+        env_wrong,
+    ));
+
+    if let Some(k) = &x.karpenter {
+        let have = snap.karpenter.as_ref().and_then(|s| s.controller.as_ref()).and_then(|c| c.reserved_enis.clone());
+        let want = k.reserved_enis.to_string();
+        let wrong = if have.as_deref() == Some(want.as_str()) {
+            vec![]
+        } else {
+            vec![format!("{}/{} RESERVED_ENIS={} (expected {want})", k.namespace, k.deployment, have.as_deref().unwrap_or("<unset>"))]
+        };
+        r.checks.push(check("karpenter.reserved-enis", format!("Karpenter RESERVED_ENIS={want}"), wrong));
+    }
+
+    if let Some(subnets) = subnets {
+        let mut lines = Vec::new();
+        let mut low = Vec::new();
+        for (az, cidr) in &x.pod_subnets {
+            if let Some(s) = subnets.iter().find(|s| &s.cidr == cidr) {
+                let usable = usable_addresses(cidr);
+                lines.push(format!("{az} {cidr}: {} of {usable} free", s.available_ips));
+                if s.available_ips * 10 < usable {
+                    low.push(format!("{az} {cidr} has only {} of {usable} addresses free", s.available_ips));
+                }
+            }
+        }
+        let mut c = check("pod-subnets.headroom", format!("free pod IPs: {}", lines.join("; ")), low);
+        c.warning = !c.passed;
+        r.checks.push(c);
+    }
+    r
+}
