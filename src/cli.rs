@@ -120,6 +120,10 @@ pub struct ApplyArgs {
     /// (instead of `podnet resume`, e.g. after fixing the plan file).
     #[arg(long)]
     pub replan: bool,
+    /// Stop cleanly after this step (e.g. `create-pod-subnets` to do the AWS half now and the
+    /// cutover later); `podnet resume` continues.
+    #[arg(long, value_name = "STEP")]
+    pub stop_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -130,6 +134,9 @@ pub struct ResumeArgs {
     /// Set aside a torn last journal line (left by a crash mid-write) and continue.
     #[arg(long)]
     pub repair_journal: bool,
+    /// Stop cleanly after this step; `podnet resume` continues.
+    #[arg(long, value_name = "STEP")]
+    pub stop_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

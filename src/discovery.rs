@@ -70,8 +70,10 @@ pub async fn discover(
     let cluster = aws.eks.describe_cluster(&spec.cluster).await?;
     let vpc_id = cluster.vpc_id.clone();
     progress("reading the VPC, node groups, vpc-cni addon and Kubernetes objects");
-    let hint =
-        KarpenterHint { namespace: spec.karpenter.namespace.clone(), deployment: spec.karpenter.deployment.clone() };
+    let hint = KarpenterHint {
+        namespace: spec.karpenter.namespace.clone(),
+        deployment: spec.karpenter.deployment.clone(),
+    };
     let nodegroups = async {
         let names = aws.eks.list_nodegroups(&spec.cluster).await?;
         futures::future::try_join_all(names.iter().map(|n| aws.eks.describe_nodegroup(&spec.cluster, n))).await
@@ -80,11 +82,31 @@ pub async fn discover(
     let (vpc, subnets, route_tables, security_groups, endpoints, nodegroups, addon, kube) = tokio::try_join!(
         async { aws.ec2.describe_vpc(&vpc_id).await.map_err(DiscoveryError::from) },
         async { aws.ec2.describe_subnets(&vpc_id).await.map_err(DiscoveryError::from) },
-        async { aws.ec2.describe_route_tables(&vpc_id).await.map_err(DiscoveryError::from) },
-        async { aws.ec2.describe_security_groups(&vpc_id).await.map_err(DiscoveryError::from) },
-        async { aws.ec2.describe_vpc_endpoints(&vpc_id).await.map_err(DiscoveryError::from) },
+        async {
+            aws.ec2
+                .describe_route_tables(&vpc_id)
+                .await
+                .map_err(DiscoveryError::from)
+        },
+        async {
+            aws.ec2
+                .describe_security_groups(&vpc_id)
+                .await
+                .map_err(DiscoveryError::from)
+        },
+        async {
+            aws.ec2
+                .describe_vpc_endpoints(&vpc_id)
+                .await
+                .map_err(DiscoveryError::from)
+        },
         async { nodegroups.await.map_err(DiscoveryError::from) },
-        async { aws.eks.describe_addon(&spec.cluster, VPC_CNI_ADDON).await.map_err(DiscoveryError::from) },
+        async {
+            aws.eks
+                .describe_addon(&spec.cluster, VPC_CNI_ADDON)
+                .await
+                .map_err(DiscoveryError::from)
+        },
         kube_snapshot,
     )?;
 
@@ -172,7 +194,11 @@ impl Discovery {
     }
 
     pub fn custom_networking(&self) -> CustomNetworking {
-        if self.cni_env_is_true(CUSTOM_NETWORK_ENV) { CustomNetworking::On } else { CustomNetworking::Off }
+        if self.cni_env_is_true(CUSTOM_NETWORK_ENV) {
+            CustomNetworking::On
+        } else {
+            CustomNetworking::Off
+        }
     }
 
     /// The VPC CNI version: the addon's, else the aws-node image tag.
@@ -285,12 +311,31 @@ mod tests {
 
     #[test]
     fn karpenter_selector_terms() {
-        let tags: BTreeMap<String, String> =
-            [("karpenter.sh/discovery".to_string(), "demo".to_string()), ("Name".into(), "x".into())].into();
-        assert!(selector_terms_select(&[json!({"tags": {"karpenter.sh/discovery": "demo"}})], "subnet-1", &tags));
-        assert!(selector_terms_select(&[json!({"tags": {"Name": "*"}})], "subnet-1", &tags));
-        assert!(!selector_terms_select(&[json!({"tags": {"karpenter.sh/discovery": "other"}})], "subnet-1", &tags));
-        assert!(selector_terms_select(&[json!({"id": "subnet-1"})], "subnet-1", &BTreeMap::new()));
+        let tags: BTreeMap<String, String> = [
+            ("karpenter.sh/discovery".to_string(), "demo".to_string()),
+            ("Name".into(), "x".into()),
+        ]
+        .into();
+        assert!(selector_terms_select(
+            &[json!({"tags": {"karpenter.sh/discovery": "demo"}})],
+            "subnet-1",
+            &tags
+        ));
+        assert!(selector_terms_select(
+            &[json!({"tags": {"Name": "*"}})],
+            "subnet-1",
+            &tags
+        ));
+        assert!(!selector_terms_select(
+            &[json!({"tags": {"karpenter.sh/discovery": "other"}})],
+            "subnet-1",
+            &tags
+        ));
+        assert!(selector_terms_select(
+            &[json!({"id": "subnet-1"})],
+            "subnet-1",
+            &BTreeMap::new()
+        ));
         assert!(!selector_terms_select(&[json!({"id": "subnet-2"})], "subnet-1", &tags));
         assert!(!selector_terms_select(&[json!({})], "subnet-1", &tags));
         assert!(selector_terms_select(

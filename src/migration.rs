@@ -27,10 +27,23 @@ pub enum MigrationError {
 
 /// Connects to the cluster's AWS account (standard chain) and Kubernetes API
 /// (kubeconfig).
-pub async fn connect(region: &str, profile: Option<String>, progress: Arc<dyn Progress>) -> Result<Env, MigrationError> {
-    let aws = AwsClients::connect(&AwsTarget { region: Some(region.to_string()), profile }).await;
+pub async fn connect(
+    region: &str,
+    profile: Option<String>,
+    progress: Arc<dyn Progress>,
+) -> Result<Env, MigrationError> {
+    let aws = AwsClients::connect(&AwsTarget {
+        region: Some(region.to_string()),
+        profile,
+    })
+    .await;
     let kube = k8s::connect().await?;
-    Ok(Env { aws, kube: Some(kube), waits: Waits::default(), progress })
+    Ok(Env {
+        aws,
+        kube: Some(kube),
+        waits: Waits::default(),
+        progress,
+    })
 }
 
 /// What discovery found, in brief.
@@ -54,7 +67,11 @@ fn summarize(spec: &Spec, d: &Discovery) -> DiscoverySummary {
     let node_subnets = d
         .node_subnets(spec)
         .iter()
-        .flat_map(|(az, subnets)| subnets.iter().map(move |s| format!("{az}: {} {} ({} free)", s.id, s.cidr, s.available_ips)))
+        .flat_map(|(az, subnets)| {
+            subnets
+                .iter()
+                .map(move |s| format!("{az}: {} {} ({} free)", s.id, s.cidr, s.available_ips))
+        })
         .collect();
     let karpenter = d.kube.karpenter.as_ref().map(|k| match &k.controller {
         Some(c) => format!(
@@ -73,7 +90,11 @@ fn summarize(spec: &Spec, d: &Discovery) -> DiscoverySummary {
         vpc_id: d.vpc.id.clone(),
         vpc_cidrs: d.vpc.live_cidrs().iter().map(|c| c.to_string()).collect(),
         node_subnets,
-        node_groups: d.nodegroups.iter().map(|g| format!("{} ({}×{})", g.name, g.desired_size, g.instance_types.join("/"))).collect(),
+        node_groups: d
+            .nodegroups
+            .iter()
+            .map(|g| format!("{} ({}×{})", g.name, g.desired_size, g.instance_types.join("/")))
+            .collect(),
         nodes: d.kube.nodes.len(),
         pods: d.kube.pods.len(),
         vpc_cni: match (&d.addon, d.cni_version()) {
@@ -113,15 +134,20 @@ impl PlanDocument {
 
 /// Discovers, checks and plans; observes every step (read-only).
 pub async fn prepare(env: &Env, spec: &Spec, progress: &(dyn Fn(&str) + Sync)) -> Result<PlanDocument, MigrationError> {
-    let kube = env.kube.as_ref().ok_or_else(|| MigrationError::Kube(k8s::KubeError {
-        class: crate::engine::ErrorClass::Invalid,
-        action: "connect".into(),
-        message: "no Kubernetes client".into(),
-        status: None,
-    }))?;
+    let kube = env.kube.as_ref().ok_or_else(|| {
+        MigrationError::Kube(k8s::KubeError {
+            class: crate::engine::ErrorClass::Invalid,
+            action: "connect".into(),
+            message: "no Kubernetes client".into(),
+            status: None,
+        })
+    })?;
     let d = discovery::discover(&env.aws, kube, spec, progress)
         .await
-        .map_err(|e| MigrationError::Discovery { hint: e.hint(), error: e })?;
+        .map_err(|e| MigrationError::Discovery {
+            hint: e.hint(),
+            error: e,
+        })?;
     let planned = planner::plan(spec, &d);
     let mut doc = PlanDocument {
         cluster: spec.cluster.clone(),
@@ -143,10 +169,10 @@ pub async fn prepare(env: &Env, spec: &Spec, progress: &(dyn Fn(&str) + Sync)) -
     let outputs = Default::default();
     for step in steps::build(&planned.inputs) {
         let ctx = StepCtx::planning(step.id(), &outputs);
-        let plan = step
-            .observe(env, &ctx)
-            .await
-            .map_err(|error| MigrationError::Observe { step: step.id().to_string(), error })?;
+        let plan = step.observe(env, &ctx).await.map_err(|error| MigrationError::Observe {
+            step: step.id().to_string(),
+            error,
+        })?;
         doc.summary.add(plan.counts());
         doc.steps.push(plan);
     }

@@ -110,7 +110,13 @@ fn check(id: &str, summary: String, failures: Vec<String>) -> Check {
     if total > MAX_LISTED {
         failures.push(format!("… and {} more", total - MAX_LISTED));
     }
-    Check { id: id.into(), passed, warning: false, summary, failures }
+    Check {
+        id: id.into(),
+        passed,
+        warning: false,
+        summary,
+        failures,
+    }
 }
 
 /// Runs every check against the live cluster.
@@ -142,17 +148,36 @@ pub fn evaluate(
     let mut r = VerifyReport::default();
     let linux: Vec<&NodeSummary> = snap.nodes.iter().filter(|n| n.os != "windows").collect();
 
-    let running: Vec<_> = snap.pods.iter().filter(|p| p.phase == "Running" && !p.host_network).collect();
+    let running: Vec<_> = snap
+        .pods
+        .iter()
+        .filter(|p| p.phase == "Running" && !p.host_network)
+        .collect();
     let outside: Vec<String> = running
         .iter()
         .filter(|p| {
-            !p.ip.as_deref().and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok()).is_some_and(|ip| x.secondary_cidr.contains(&ip))
+            !p.ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+                .is_some_and(|ip| x.secondary_cidr.contains(&ip))
         })
-        .map(|p| format!("{} has {} on {}", p.key(), p.ip.as_deref().unwrap_or("no IP"), p.node.as_deref().unwrap_or("?")))
+        .map(|p| {
+            format!(
+                "{} has {} on {}",
+                p.key(),
+                p.ip.as_deref().unwrap_or("no IP"),
+                p.node.as_deref().unwrap_or("?")
+            )
+        })
         .collect();
     r.checks.push(check(
         "pods.ip-in-pod-cidr",
-        format!("{} of {} running pods (not hostNetwork) have an address in {}", running.len() - outside.len(), running.len(), x.secondary_cidr),
+        format!(
+            "{} of {} running pods (not hostNetwork) have an address in {}",
+            running.len() - outside.len(),
+            running.len(),
+            x.secondary_cidr
+        ),
         outside,
     ));
 
@@ -165,13 +190,19 @@ pub fn evaluate(
                 n.name,
                 ENICONFIG_LABEL,
                 n.eniconfig_label.as_deref().unwrap_or("<unset>"),
-                x.expected_eniconfig(n).unwrap_or_else(|| format!("a value of {}", x.eni_config_label))
+                x.expected_eniconfig(n)
+                    .unwrap_or_else(|| format!("a value of {}", x.eni_config_label))
             )
         })
         .collect();
     r.checks.push(check(
         "nodes.eniconfig-label",
-        format!("{} of {} nodes carry {ENICONFIG_LABEL}=<their {}>", linux.len() - unlabelled.len(), linux.len(), x.eni_config_label),
+        format!(
+            "{} of {} nodes carry {ENICONFIG_LABEL}=<their {}>",
+            linux.len() - unlabelled.len(),
+            linux.len(),
+            x.eni_config_label
+        ),
         unlabelled,
     ));
 
@@ -194,26 +225,40 @@ pub fn evaluate(
         .collect();
     let mut c = check(
         "nodes.capacity-pods",
-        format!("{} of {} nodes report the custom-networking max pods", linux.len() - wrong_capacity.len() - unknown_types.len(), linux.len()),
+        format!(
+            "{} of {} nodes report the custom-networking max pods",
+            linux.len() - wrong_capacity.len() - unknown_types.len(),
+            linux.len()
+        ),
         wrong_capacity,
     );
     if !unknown_types.is_empty() {
-        c.summary.push_str(&format!(" ({} of unknown instance types not checked)", unknown_types.len()));
+        c.summary.push_str(&format!(
+            " ({} of unknown instance types not checked)",
+            unknown_types.len()
+        ));
     }
     r.checks.push(c);
 
-    let live: BTreeMap<(String, String), &snapshot::PodSummary> =
-        snap.pods.iter().map(|p| ((p.namespace.clone(), p.name.clone()), p)).collect();
+    let live: BTreeMap<(String, String), &snapshot::PodSummary> = snap
+        .pods
+        .iter()
+        .map(|p| ((p.namespace.clone(), p.name.clone()), p))
+        .collect();
     let stuck: Vec<String> = events
         .iter()
         .filter(|e| e.reason.as_deref() == Some("FailedCreatePodSandBox"))
         .filter(|e| e.message.as_deref().is_some_and(|m| m.contains(IP_ASSIGNMENT_FAILURE)))
         .filter_map(|e| {
             let o = &e.involved_object;
-            let key = (o.namespace.clone().unwrap_or_default(), o.name.clone().unwrap_or_default());
+            let key = (
+                o.namespace.clone().unwrap_or_default(),
+                o.name.clone().unwrap_or_default(),
+            );
             let pod = live.get(&key)?;
             // Only pods that still wait for an address count, not history.
-            (pod.phase != "Running" && pod.uid == o.uid.clone().unwrap_or_default()).then(|| format!("{}/{} on {}", key.0, key.1, pod.node.as_deref().unwrap_or("?")))
+            (pod.phase != "Running" && pod.uid == o.uid.clone().unwrap_or_default())
+                .then(|| format!("{}/{} on {}", key.0, key.1, pod.node.as_deref().unwrap_or("?")))
         })
         .collect::<std::collections::BTreeSet<String>>()
         .into_iter()
@@ -227,7 +272,9 @@ pub fn evaluate(
     let eniconfigs = snap.eniconfigs.clone().unwrap_or_default();
     let mut missing = Vec::new();
     for (az, cidr) in &x.pod_subnets {
-        let want_subnet = subnets.and_then(|s| s.iter().find(|s| &s.cidr == cidr && &s.availability_zone == az)).map(|s| s.id.clone());
+        let want_subnet = subnets
+            .and_then(|s| s.iter().find(|s| &s.cidr == cidr && &s.availability_zone == az))
+            .map(|s| s.id.clone());
         match eniconfigs.iter().find(|e| &e.name == az) {
             None => missing.push(format!("no ENIConfig named {az}")),
             Some(e) if want_subnet.is_some() && e.subnet != want_subnet => missing.push(format!(
@@ -238,14 +285,26 @@ pub fn evaluate(
             Some(_) => {}
         }
     }
-    r.checks.push(check("eniconfigs.per-az", format!("{} AZ(s) with a pod subnet, each needs its ENIConfig", x.pod_subnets.len()), missing));
+    r.checks.push(check(
+        "eniconfigs.per-az",
+        format!(
+            "{} AZ(s) with a pod subnet, each needs its ENIConfig",
+            x.pod_subnets.len()
+        ),
+        missing,
+    ));
 
     let env = snap.aws_node.as_ref().map(|a| a.env.clone()).unwrap_or_default();
     let env_wrong: Vec<String> = x
         .cni_env
         .iter()
         .filter(|(k, v)| env.get(*k).map(|h| h.eq_ignore_ascii_case(v)) != Some(true))
-        .map(|(k, v)| format!("aws-node {k}={} (expected {v})", env.get(k).map(String::as_str).unwrap_or("<unset>")))
+        .map(|(k, v)| {
+            format!(
+                "aws-node {k}={} (expected {v})",
+                env.get(k).map(String::as_str).unwrap_or("<unset>")
+            )
+        })
         .collect();
     r.checks.push(check(
         "aws-node.env",
@@ -254,14 +313,27 @@ pub fn evaluate(
     ));
 
     if let Some(k) = &x.karpenter {
-        let have = snap.karpenter.as_ref().and_then(|s| s.controller.as_ref()).and_then(|c| c.reserved_enis.clone());
+        let have = snap
+            .karpenter
+            .as_ref()
+            .and_then(|s| s.controller.as_ref())
+            .and_then(|c| c.reserved_enis.clone());
         let want = k.reserved_enis.to_string();
         let wrong = if have.as_deref() == Some(want.as_str()) {
             vec![]
         } else {
-            vec![format!("{}/{} RESERVED_ENIS={} (expected {want})", k.namespace, k.deployment, have.as_deref().unwrap_or("<unset>"))]
+            vec![format!(
+                "{}/{} RESERVED_ENIS={} (expected {want})",
+                k.namespace,
+                k.deployment,
+                have.as_deref().unwrap_or("<unset>")
+            )]
         };
-        r.checks.push(check("karpenter.reserved-enis", format!("Karpenter RESERVED_ENIS={want}"), wrong));
+        r.checks.push(check(
+            "karpenter.reserved-enis",
+            format!("Karpenter RESERVED_ENIS={want}"),
+            wrong,
+        ));
     }
 
     if let Some(subnets) = subnets {
@@ -272,11 +344,18 @@ pub fn evaluate(
                 let usable = usable_addresses(cidr);
                 lines.push(format!("{az} {cidr}: {} of {usable} free", s.available_ips));
                 if s.available_ips * 10 < usable {
-                    low.push(format!("{az} {cidr} has only {} of {usable} addresses free", s.available_ips));
+                    low.push(format!(
+                        "{az} {cidr} has only {} of {usable} addresses free",
+                        s.available_ips
+                    ));
                 }
             }
         }
-        let mut c = check("pod-subnets.headroom", format!("free pod IPs: {}", lines.join("; ")), low);
+        let mut c = check(
+            "pod-subnets.headroom",
+            format!("free pod IPs: {}", lines.join("; ")),
+            low,
+        );
         c.warning = !c.passed;
         r.checks.push(c);
     }

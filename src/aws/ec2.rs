@@ -42,8 +42,12 @@ pub struct VpcInfo {
 impl VpcInfo {
     /// Every live IPv4 block, the primary included.
     pub fn live_cidrs(&self) -> Vec<Ipv4Net> {
-        let mut v: Vec<Ipv4Net> =
-            self.cidr_associations.iter().filter(|a| a.is_live()).map(|a| a.cidr).collect();
+        let mut v: Vec<Ipv4Net> = self
+            .cidr_associations
+            .iter()
+            .filter(|a| a.is_live())
+            .map(|a| a.cidr)
+            .collect();
         if !v.contains(&self.primary_cidr) {
             v.insert(0, self.primary_cidr);
         }
@@ -98,7 +102,9 @@ impl RouteTableInfo {
     }
 
     pub fn association_for(&self, subnet_id: &str) -> Option<&RouteTableAssociation> {
-        self.associations.iter().find(|a| a.subnet_id.as_deref() == Some(subnet_id))
+        self.associations
+            .iter()
+            .find(|a| a.subnet_id.as_deref() == Some(subnet_id))
     }
 }
 
@@ -135,7 +141,9 @@ impl IngressRule {
             return false;
         }
         match (self.from_port, self.to_port, from, to) {
-            (_, _, None, None) => self.from_port.is_none() || (self.from_port == Some(0) && self.to_port == Some(65535)),
+            (_, _, None, None) => {
+                self.from_port.is_none() || (self.from_port == Some(0) && self.to_port == Some(65535))
+            }
             (Some(a), Some(b), Some(f), Some(t)) => (a == -1 && b == -1) || (a <= f && t <= b),
             (None, None, _, _) => true,
             _ => false,
@@ -192,8 +200,11 @@ pub trait Ec2Api: Send + Sync {
     /// Returns the association id.
     async fn associate_route_table(&self, route_table_id: &str, subnet_id: &str) -> Result<String, AwsError>;
     /// Moves an explicit association to another table; returns the new association id.
-    async fn replace_route_table_association(&self, association_id: &str, route_table_id: &str)
-    -> Result<String, AwsError>;
+    async fn replace_route_table_association(
+        &self,
+        association_id: &str,
+        route_table_id: &str,
+    ) -> Result<String, AwsError>;
     async fn create_tags(&self, resource_id: &str, tags: &Tags) -> Result<(), AwsError>;
     /// A new version of a launch template with the source version's data;
     /// returns the new version number. `client_token` makes it idempotent.
@@ -221,7 +232,9 @@ impl SdkEc2 {
 }
 
 fn tags_of(tags: &[Tag]) -> Tags {
-    tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .collect()
 }
 
 fn vpc_filter(vpc_id: &str) -> Filter {
@@ -322,12 +335,19 @@ impl Ec2Api for SdkEc2 {
 
     async fn describe_subnets(&self, vpc_id: &str) -> Result<Vec<SubnetInfo>, AwsError> {
         const OP: &str = "DescribeSubnets";
-        let mut pages = self.client.describe_subnets().filters(vpc_filter(vpc_id)).into_paginator().send();
+        let mut pages = self
+            .client
+            .describe_subnets()
+            .filters(vpc_filter(vpc_id))
+            .into_paginator()
+            .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| from_sdk("ec2", OP, Some(vpc_id.to_string()), e))?;
             for s in page.subnets() {
-                let Some(cidr) = parse_net(s.cidr_block()) else { continue };
+                let Some(cidr) = parse_net(s.cidr_block()) else {
+                    continue;
+                };
                 out.push(SubnetInfo {
                     id: need(s.subnet_id(), OP, "SubnetId")?.to_string(),
                     vpc_id: s.vpc_id().unwrap_or(vpc_id).to_string(),
@@ -344,7 +364,12 @@ impl Ec2Api for SdkEc2 {
 
     async fn describe_route_tables(&self, vpc_id: &str) -> Result<Vec<RouteTableInfo>, AwsError> {
         const OP: &str = "DescribeRouteTables";
-        let mut pages = self.client.describe_route_tables().filters(vpc_filter(vpc_id)).into_paginator().send();
+        let mut pages = self
+            .client
+            .describe_route_tables()
+            .filters(vpc_filter(vpc_id))
+            .into_paginator()
+            .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| from_sdk("ec2", OP, Some(vpc_id.to_string()), e))?;
@@ -402,7 +427,12 @@ impl Ec2Api for SdkEc2 {
 
     async fn describe_security_groups(&self, vpc_id: &str) -> Result<Vec<SecurityGroupInfo>, AwsError> {
         const OP: &str = "DescribeSecurityGroups";
-        let mut pages = self.client.describe_security_groups().filters(vpc_filter(vpc_id)).into_paginator().send();
+        let mut pages = self
+            .client
+            .describe_security_groups()
+            .filters(vpc_filter(vpc_id))
+            .into_paginator()
+            .send();
         let mut groups = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| from_sdk("ec2", OP, Some(vpc_id.to_string()), e))?;
@@ -422,8 +452,16 @@ impl Ec2Api for SdkEc2 {
             const ROP: &str = "DescribeSecurityGroupRules";
             let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
             for chunk in ids.chunks(200) {
-                let filter = Filter::builder().name("group-id").set_values(Some(chunk.to_vec())).build();
-                let mut pages = self.client.describe_security_group_rules().filters(filter).into_paginator().send();
+                let filter = Filter::builder()
+                    .name("group-id")
+                    .set_values(Some(chunk.to_vec()))
+                    .build();
+                let mut pages = self
+                    .client
+                    .describe_security_group_rules()
+                    .filters(filter)
+                    .into_paginator()
+                    .send();
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(|e| from_sdk("ec2", ROP, Some(vpc_id.to_string()), e))?;
                     for r in page.security_group_rules() {
@@ -462,7 +500,12 @@ impl Ec2Api for SdkEc2 {
 
     async fn describe_vpc_endpoints(&self, vpc_id: &str) -> Result<Vec<VpcEndpointInfo>, AwsError> {
         const OP: &str = "DescribeVpcEndpoints";
-        let mut pages = self.client.describe_vpc_endpoints().filters(vpc_filter(vpc_id)).into_paginator().send();
+        let mut pages = self
+            .client
+            .describe_vpc_endpoints()
+            .filters(vpc_filter(vpc_id))
+            .into_paginator()
+            .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| from_sdk("ec2", OP, Some(vpc_id.to_string()), e))?;
@@ -470,8 +513,15 @@ impl Ec2Api for SdkEc2 {
                 out.push(VpcEndpointInfo {
                     id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
                     service_name: e.service_name().unwrap_or_default().to_string(),
-                    kind: e.vpc_endpoint_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
-                    security_group_ids: e.groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
+                    kind: e
+                        .vpc_endpoint_type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    security_group_ids: e
+                        .groups()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(str::to_string))
+                        .collect(),
                     subnet_ids: e.subnet_ids().to_vec(),
                     route_table_ids: e.route_table_ids().to_vec(),
                 });
@@ -481,18 +531,20 @@ impl Ec2Api for SdkEc2 {
     }
 
     async fn describe_instance_types(&self, types: &[String]) -> Result<Vec<InstanceInfo>, AwsError> {
-        super::instance_types::describe(&self.client, types).await.map_err(|e| AwsError {
-            class: match &e {
-                super::instance_types::InstanceTypesError::Unknown(_) => crate::engine::ErrorClass::NotFound,
-                _ => crate::engine::ErrorClass::Failed,
-            },
-            service: "ec2",
-            operation: "DescribeInstanceTypes",
-            resource: Some(types.join(",")),
-            code: None,
-            message: e.to_string(),
-            status: None,
-        })
+        super::instance_types::describe(&self.client, types)
+            .await
+            .map_err(|e| AwsError {
+                class: match &e {
+                    super::instance_types::InstanceTypesError::Unknown(_) => crate::engine::ErrorClass::NotFound,
+                    _ => crate::engine::ErrorClass::Failed,
+                },
+                service: "ec2",
+                operation: "DescribeInstanceTypes",
+                resource: Some(types.join(",")),
+                code: None,
+                message: e.to_string(),
+                status: None,
+            })
     }
 
     async fn associate_vpc_cidr_block(&self, vpc_id: &str, cidr: Ipv4Net) -> Result<CidrAssociation, AwsError> {
@@ -509,7 +561,11 @@ impl Ec2Api for SdkEc2 {
         Ok(CidrAssociation {
             association_id: need(a.association_id(), OP, "AssociationId")?.to_string(),
             cidr,
-            state: a.cidr_block_state().and_then(|s| s.state()).map(|s| s.as_str().to_string()).unwrap_or_default(),
+            state: a
+                .cidr_block_state()
+                .and_then(|s| s.state())
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
         })
     }
 
@@ -519,7 +575,12 @@ impl Ec2Api for SdkEc2 {
             .ip_protocol(&rule.protocol)
             .set_from_port(rule.from_port)
             .set_to_port(rule.to_port)
-            .ip_ranges(IpRange::builder().cidr_ip(rule.cidr.to_string()).description(&rule.description).build())
+            .ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(rule.cidr.to_string())
+                    .description(&rule.description)
+                    .build(),
+            )
             .build();
         let out = self
             .client
@@ -529,14 +590,22 @@ impl Ec2Api for SdkEc2 {
             .send()
             .await
             .map_err(|e| from_sdk("ec2", OP, Some(group_id.to_string()), e))?;
-        Ok(out.security_group_rules().iter().filter_map(|r| r.security_group_rule_id().map(str::to_string)).collect())
+        Ok(out
+            .security_group_rules()
+            .iter()
+            .filter_map(|r| r.security_group_rule_id().map(str::to_string))
+            .collect())
     }
 
     async fn create_subnet(&self, vpc_id: &str, az: &str, cidr: Ipv4Net, tags: &Tags) -> Result<SubnetInfo, AwsError> {
         const OP: &str = "CreateSubnet";
         let spec = TagSpecification::builder()
             .resource_type(ResourceType::Subnet)
-            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
             .build();
         let out = self
             .client
@@ -595,7 +664,11 @@ impl Ec2Api for SdkEc2 {
         self.client
             .create_tags()
             .resources(resource_id)
-            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
             .send()
             .await
             .map_err(|e| from_sdk("ec2", OP, Some(resource_id.to_string()), e))?;
@@ -623,7 +696,10 @@ impl Ec2Api for SdkEc2 {
             .send()
             .await
             .map_err(|e| from_sdk("ec2", DOP, Some(launch_template_id.to_string()), e))?;
-        let data = src.launch_template_versions().first().and_then(|v| v.launch_template_data());
+        let data = src
+            .launch_template_versions()
+            .first()
+            .and_then(|v| v.launch_template_data());
         // Real EC2 copies the source version's data itself; the fields are
         // copied here too so that emulators that do not (moto) get them.
         let mut req = RequestLaunchTemplateData::builder();
@@ -639,7 +715,11 @@ impl Ec2Api for SdkEc2 {
                 req = req.iam_instance_profile(
                     LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
                         .set_arn(p.arn().map(str::to_string))
-                        .set_name(if p.arn().is_some() { None } else { p.name().map(str::to_string) })
+                        .set_name(if p.arn().is_some() {
+                            None
+                        } else {
+                            p.name().map(str::to_string)
+                        })
                         .build(),
                 );
             }
@@ -664,7 +744,11 @@ impl Ec2Api for SdkEc2 {
             .send()
             .await
             .map_err(|e| from_sdk("ec2", OP, Some(launch_template_id.to_string()), e))?;
-        let v = need(out.launch_template_version().and_then(|v| v.version_number()), OP, "VersionNumber")?;
+        let v = need(
+            out.launch_template_version().and_then(|v| v.version_number()),
+            OP,
+            "VersionNumber",
+        )?;
         Ok(v.to_string())
     }
 
@@ -677,7 +761,12 @@ impl Ec2Api for SdkEc2 {
             .send()
             .await
             .map_err(|e| from_sdk("ec2", OP, Some(name.to_string()), e))?;
-        Ok(need(out.launch_templates().first().and_then(|t| t.launch_template_id()), OP, "LaunchTemplateId")?.to_string())
+        Ok(need(
+            out.launch_templates().first().and_then(|t| t.launch_template_id()),
+            OP,
+            "LaunchTemplateId",
+        )?
+        .to_string())
     }
 }
 

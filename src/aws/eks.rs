@@ -163,7 +163,10 @@ fn update_of(u: &aws_sdk_eks::types::Update) -> UpdateInfo {
             .params()
             .iter()
             .map(|p| {
-                (p.r#type().map(|t| t.as_str().to_string()).unwrap_or_default(), p.value().unwrap_or_default().to_string())
+                (
+                    p.r#type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                    p.value().unwrap_or_default().to_string(),
+                )
             })
             .collect(),
         errors: u
@@ -190,7 +193,9 @@ impl EksApi for SdkEks {
             .await
             .map_err(|e| from_sdk("eks", OP, Some(name.to_string()), e))?;
         let c = out.cluster().ok_or_else(|| broken(OP, "cluster"))?;
-        let vpc = c.resources_vpc_config().ok_or_else(|| broken(OP, "resourcesVpcConfig"))?;
+        let vpc = c
+            .resources_vpc_config()
+            .ok_or_else(|| broken(OP, "resourcesVpcConfig"))?;
         let net = c.kubernetes_network_config();
         Ok(ClusterInfo {
             name: c.name().unwrap_or(name).to_string(),
@@ -201,7 +206,10 @@ impl EksApi for SdkEks {
             subnet_ids: vpc.subnet_ids().to_vec(),
             cluster_security_group_id: vpc.cluster_security_group_id().map(str::to_string),
             security_group_ids: vpc.security_group_ids().to_vec(),
-            ip_family: net.and_then(|n| n.ip_family()).map(|f| f.as_str().to_string()).unwrap_or_else(|| "ipv4".into()),
+            ip_family: net
+                .and_then(|n| n.ip_family())
+                .map(|f| f.as_str().to_string())
+                .unwrap_or_else(|| "ipv4".into()),
             service_ipv4_cidr: net.and_then(|n| n.service_ipv4_cidr()).map(str::to_string),
             auto_mode: c.compute_config().and_then(|cc| cc.enabled()).unwrap_or(false),
         })
@@ -209,7 +217,12 @@ impl EksApi for SdkEks {
 
     async fn list_nodegroups(&self, cluster: &str) -> Result<Vec<String>, AwsError> {
         const OP: &str = "ListNodegroups";
-        let mut pages = self.client.list_nodegroups().cluster_name(cluster).into_paginator().send();
+        let mut pages = self
+            .client
+            .list_nodegroups()
+            .cluster_name(cluster)
+            .into_paginator()
+            .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| from_sdk("eks", OP, Some(cluster.to_string()), e))?;
@@ -247,10 +260,18 @@ impl EksApi for SdkEks {
                 name: lt.name().map(str::to_string),
                 version: lt.version().map(str::to_string),
             }),
-            labels: n.labels().map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            labels: n
+                .labels()
+                .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
             autoscaling_groups: n
                 .resources()
-                .map(|r| r.auto_scaling_groups().iter().filter_map(|g| g.name().map(str::to_string)).collect())
+                .map(|r| {
+                    r.auto_scaling_groups()
+                        .iter()
+                        .filter_map(|g| g.name().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
             max_unavailable: n.update_config().and_then(|u| u.max_unavailable()),
             max_unavailable_percentage: n.update_config().and_then(|u| u.max_unavailable_percentage()),
@@ -259,7 +280,14 @@ impl EksApi for SdkEks {
 
     async fn describe_addon(&self, cluster: &str, addon: &str) -> Result<Option<AddonInfo>, AwsError> {
         const OP: &str = "DescribeAddon";
-        let out = match self.client.describe_addon().cluster_name(cluster).addon_name(addon).send().await {
+        let out = match self
+            .client
+            .describe_addon()
+            .cluster_name(cluster)
+            .addon_name(addon)
+            .send()
+            .await
+        {
             Ok(o) => o,
             Err(e) => {
                 let e = from_sdk("eks", OP, Some(addon.to_string()), e);

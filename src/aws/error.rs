@@ -80,31 +80,72 @@ impl From<AwsError> for StepError {
 pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
     if let Some(code) = code {
         match code {
-            "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
-            | "RequestThrottled" | "RequestThrottledException" | "SlowDown" | "PriorRequestNotComplete"
-            | "EC2ThrottledException" | "BandwidthLimitExceeded" => return ErrorClass::Throttled,
-            "InternalError" | "InternalFailure" | "ServiceUnavailable" | "ServiceUnavailableException"
-            | "Unavailable" | "ServerException" | "InternalServerError" | "RequestTimeout"
-            | "RequestTimeoutException" | "InsufficientInstanceCapacity" => return ErrorClass::Transient,
-            "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" | "AuthFailure"
-            | "UnrecognizedClientException" | "InvalidClientTokenId" | "ExpiredToken" | "ExpiredTokenException"
-            | "SignatureDoesNotMatch" | "OptInRequired" | "Blocked" | "NotAuthorizedException" => {
+            "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "SlowDown"
+            | "PriorRequestNotComplete"
+            | "EC2ThrottledException"
+            | "BandwidthLimitExceeded" => return ErrorClass::Throttled,
+            "InternalError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "ServiceUnavailableException"
+            | "Unavailable"
+            | "ServerException"
+            | "InternalServerError"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+            | "InsufficientInstanceCapacity" => return ErrorClass::Transient,
+            "UnauthorizedOperation"
+            | "AccessDenied"
+            | "AccessDeniedException"
+            | "AuthFailure"
+            | "UnrecognizedClientException"
+            | "InvalidClientTokenId"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "SignatureDoesNotMatch"
+            | "OptInRequired"
+            | "Blocked"
+            | "NotAuthorizedException" => {
                 return ErrorClass::Permission;
             }
             "ResourceNotFoundException" | "NotFoundException" => return ErrorClass::NotFound,
-            "ResourceInUseException" | "IncorrectState" | "IncorrectInstanceState" | "DependencyViolation"
-            | "InvalidSubnet.Conflict" | "Resource.AlreadyAssociated" | "InvalidVpcState"
-            | "ConcurrentModificationException" | "ConflictException" | "IdempotentParameterMismatch" => {
+            "ResourceInUseException"
+            | "IncorrectState"
+            | "IncorrectInstanceState"
+            | "DependencyViolation"
+            | "InvalidSubnet.Conflict"
+            | "Resource.AlreadyAssociated"
+            | "InvalidVpcState"
+            | "ConcurrentModificationException"
+            | "ConflictException"
+            | "IdempotentParameterMismatch" => {
                 return ErrorClass::Conflict;
             }
-            "CidrLimitExceeded" | "VpcLimitExceeded" | "SubnetLimitExceeded" | "RulesPerSecurityGroupLimitExceeded"
-            | "SecurityGroupLimitExceeded" | "RouteTableLimitExceeded" | "LimitExceededException"
-            | "ResourceLimitExceeded" | "ServiceQuotaExceededException" | "AddressLimitExceeded" => {
+            "CidrLimitExceeded"
+            | "VpcLimitExceeded"
+            | "SubnetLimitExceeded"
+            | "RulesPerSecurityGroupLimitExceeded"
+            | "SecurityGroupLimitExceeded"
+            | "RouteTableLimitExceeded"
+            | "LimitExceededException"
+            | "ResourceLimitExceeded"
+            | "ServiceQuotaExceededException"
+            | "AddressLimitExceeded" => {
                 return ErrorClass::Blocked;
             }
             c if c.ends_with(".NotFound") => return ErrorClass::NotFound,
-            c if c.starts_with("Invalid") || c.starts_with("Missing") || c.ends_with("ValidationException")
-                || c == "ValidationError" || c == "CidrConflict" || c == "UnsupportedOperation" =>
+            c if c.starts_with("Invalid")
+                || c.starts_with("Missing")
+                || c.ends_with("ValidationException")
+                || c == "ValidationError"
+                || c == "CidrConflict"
+                || c == "UnsupportedOperation" =>
             {
                 return ErrorClass::Invalid;
             }
@@ -137,7 +178,11 @@ where
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
             let code = ctx.err().code().map(str::to_string);
-            let message = ctx.err().message().map(str::to_string).unwrap_or_else(|| format!("{}", DisplayErrorContext(&err)));
+            let message = ctx
+                .err()
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{}", DisplayErrorContext(&err)));
             (classify(code.as_deref(), Some(status)), code, message, Some(status))
         }
         SdkError::TimeoutError(_) => (ErrorClass::Transient, None, "the request timed out".to_string(), None),
@@ -149,18 +194,39 @@ where
             } else {
                 "the request could not be sent"
             };
-            (ErrorClass::Transient, None, format!("{what}: {}", DisplayErrorContext(&err)), None)
+            (
+                ErrorClass::Transient,
+                None,
+                format!("{what}: {}", DisplayErrorContext(&err)),
+                None,
+            )
         }
         SdkError::ResponseError(r) => {
             let status = r.raw().status().as_u16();
-            (classify(None, Some(status)), None, format!("unreadable response (HTTP {status})"), Some(status))
+            (
+                classify(None, Some(status)),
+                None,
+                format!("unreadable response (HTTP {status})"),
+                Some(status),
+            )
         }
-        SdkError::ConstructionFailure(_) => {
-            (ErrorClass::Invalid, None, format!("the request could not be built: {}", DisplayErrorContext(&err)), None)
-        }
+        SdkError::ConstructionFailure(_) => (
+            ErrorClass::Invalid,
+            None,
+            format!("the request could not be built: {}", DisplayErrorContext(&err)),
+            None,
+        ),
         _ => (ErrorClass::Failed, None, format!("{}", DisplayErrorContext(&err)), None),
     };
-    AwsError { class, service, operation, resource, code, message, status }
+    AwsError {
+        class,
+        service,
+        operation,
+        resource,
+        code,
+        message,
+        status,
+    }
 }
 
 #[cfg(test)]

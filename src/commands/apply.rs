@@ -27,10 +27,16 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
         let history = JournalState::from_records(&records);
         if history.is_complete() {
             let to = state.archive()?;
-            p.info(format!("The previous migration finished; its journal is archived in {}.", to.display()));
+            p.info(format!(
+                "The previous migration finished; its journal is archived in {}.",
+                to.display()
+            ));
         } else if args.replan {
             let to = state.archive()?;
-            p.warn(format!("set the unfinished apply aside (archived in {}); planning again from the cluster as it is", to.display()));
+            p.warn(format!(
+                "set the unfinished apply aside (archived in {}); planning again from the cluster as it is",
+                to.display()
+            ));
         } else {
             let at = history.last_run().map(|r| r.started_at.to_string()).unwrap_or_default();
             bail!(
@@ -61,7 +67,9 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
     }
     if !args.auto_approve {
         if !p.can_prompt() {
-            bail!("refusing to apply without confirmation: stdin is not a terminal. Review `podnet plan`, then pass --auto-approve");
+            bail!(
+                "refusing to apply without confirmation: stdin is not a terminal. Review `podnet plan`, then pass --auto-approve"
+            );
         }
         if !p.confirm("\nDo you want podnet to perform these actions on the cluster?") {
             p.info("Apply cancelled; nothing was changed.");
@@ -90,6 +98,7 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
         observer: progress.as_ref(),
         hooks: None,
         retry: Default::default(),
+        stop_after: args.stop_after.as_deref(),
     })
     .await?;
     drop(guard);

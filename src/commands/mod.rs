@@ -99,7 +99,10 @@ impl Context {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, printer: Printer) -> Result<ExitStatus> {
-    let ctx = Context { global: cli.global, printer: Arc::new(printer) };
+    let ctx = Context {
+        global: cli.global,
+        printer: Arc::new(printer),
+    };
     match cli.command {
         Command::Validate => validate::run(&ctx),
         Command::MaxPods(args) => max_pods::run(&ctx, &args).await,
@@ -127,11 +130,21 @@ pub(crate) fn run_report(ctx: &Context, outcome: &RunOutcome, plan: Option<&Plan
         }
         RunOutcome::Failed { step, error } => {
             p.error(format!("step {step} failed: {error}"));
-            p.info("Nothing after it ran. Fix the cause, then run `podnet resume` (`podnet status` shows the journal).");
+            p.info(
+                "Nothing after it ran. Fix the cause, then run `podnet resume` (`podnet status` shows the journal).",
+            );
             ExitStatus::Failure
         }
+        RunOutcome::Stopped { after, .. } => {
+            p.out(format!(
+                "Stopped after {after}, as asked. `podnet resume` continues from the next step."
+            ));
+            ExitStatus::Success
+        }
         RunOutcome::Interrupted { step } => {
-            p.warn(format!("stopped while {step} was running; run `podnet resume` to continue"));
+            p.warn(format!(
+                "stopped while {step} was running; run `podnet resume` to continue"
+            ));
             ExitStatus::Interrupted
         }
     }

@@ -16,7 +16,13 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
     let p = &ctx.printer;
     // The plan file may be gone; the saved plan is what resume runs. The
     // state directory comes from the flags, the plan file, or --state-dir.
-    let file_spec = spec::load(&ctx.global.file, &Overrides { cluster: ctx.global.cluster.clone(), region: ctx.global.region.clone() });
+    let file_spec = spec::load(
+        &ctx.global.file,
+        &Overrides {
+            cluster: ctx.global.cluster.clone(),
+            region: ctx.global.region.clone(),
+        },
+    );
     let state = match (&file_spec, &ctx.global.state_dir) {
         (_, Some(_)) | (Err(_), None) => ctx.state_dir()?,
         (Ok(s), None) => ctx.state_dir_for(s)?,
@@ -25,9 +31,12 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
     if let Some(prev) = &guard.took_over {
         p.warn(format!("took over the lock left by {prev}, which is no longer running"));
     }
-    let saved = state
-        .load_plan()?
-        .with_context(|| format!("nothing to resume: no saved plan in {} (start with `podnet apply`)", state.root().display()))?;
+    let saved = state.load_plan()?.with_context(|| {
+        format!(
+            "nothing to resume: no saved plan in {} (start with `podnet apply`)",
+            state.root().display()
+        )
+    })?;
     if args.repair_journal {
         if let Some(aside) = journal::repair_torn_tail(&state.journal_path())? {
             p.warn(format!("set the torn last journal line aside in {}", aside.display()));
@@ -50,7 +59,10 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
                 );
             }
         }
-        Err(e) => p.warn(format!("cannot read the plan file ({e}); resuming the saved plan of {}", saved.created_at)),
+        Err(e) => p.warn(format!(
+            "cannot read the plan file ({e}); resuming the saved plan of {}",
+            saved.created_at
+        )),
     }
 
     let inputs: MigrationInputs = serde_json::from_value(saved.inputs.clone())
@@ -62,7 +74,10 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
         .map(|s| s.step.as_str())
         .filter(|id| history.step(id).is_none_or(|s| s.status != StepStatus::Succeeded))
         .collect();
-    p.info(format!("Resuming the migration of {} ({}) planned at {}.", saved.cluster, saved.region, saved.created_at));
+    p.info(format!(
+        "Resuming the migration of {} ({}) planned at {}.",
+        saved.cluster, saved.region, saved.created_at
+    ));
     if left.is_empty() {
         p.info("Every step has succeeded; checking them for drift.");
     } else {
@@ -88,6 +103,7 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
         observer: progress.as_ref(),
         hooks: None,
         retry: Default::default(),
+        stop_after: args.stop_after.as_deref(),
     })
     .await?;
     drop(guard);

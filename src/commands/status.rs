@@ -43,6 +43,8 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
         "complete"
     } else if folded.steps.iter().any(|s| s.status == StepStatus::Failed) {
         "failed"
+    } else if folded.last_run().and_then(|r| r.outcome) == Some(crate::engine::RunEnd::Stopped) {
+        "paused"
     } else {
         "in-progress"
     };

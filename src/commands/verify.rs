@@ -13,7 +13,10 @@ pub async fn run(ctx: &Context) -> Result<ExitStatus> {
     let p = &ctx.printer;
     let spec = ctx.spec()?;
     let env = migration::connect(&spec.region, ctx.global.profile.clone(), RunProgress::new(p.clone())).await?;
-    let kube = env.kube.as_ref().ok_or_else(|| anyhow::anyhow!("no Kubernetes client"))?;
+    let kube = env
+        .kube
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no Kubernetes client"))?;
     let spinner = p.spinner("discovering");
     let d = discovery::discover(&env.aws, kube, &spec, &|m| spinner.set_message(m.to_string())).await;
     spinner.finish_and_clear();
@@ -35,10 +38,16 @@ pub async fn run(ctx: &Context) -> Result<ExitStatus> {
         }
     }
     if report.passed() {
-        p.out(paint(style::GREEN.bold(), format!("Verified: {} runs on VPC CNI custom networking.", spec.cluster)));
+        p.out(paint(
+            style::GREEN.bold(),
+            format!("Verified: {} runs on VPC CNI custom networking.", spec.cluster),
+        ));
         Ok(ExitStatus::Success)
     } else {
-        p.out(paint(style::RED.bold(), format!("{} check(s) failed.", report.failed().len())));
+        p.out(paint(
+            style::RED.bold(),
+            format!("{} check(s) failed.", report.failed().len()),
+        ));
         Ok(ExitStatus::Failure)
     }
 }

@@ -27,6 +27,8 @@ pub enum RunEnd {
     Succeeded,
     Failed,
     Interrupted,
+    /// Stopped after a step on request (`--stop-after`); resume continues.
+    Stopped,
 }
 
 /// One thing that happened.

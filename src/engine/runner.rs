@@ -81,6 +81,8 @@ pub struct Run<'a, E: ?Sized + Sync> {
     pub observer: &'a dyn Observer,
     pub hooks: Option<&'a dyn Hooks>,
     pub retry: RetryPolicy,
+    /// Stop (cleanly, resumable) once this step has succeeded.
+    pub stop_after: Option<&'a str>,
 }
 
 /// How a run ended.
@@ -98,6 +100,11 @@ pub enum RunOutcome {
     Interrupted {
         step: String,
     },
+    /// Stopped after `after` as asked (`--stop-after`); `podnet resume` continues.
+    Stopped {
+        after: String,
+        outputs: BTreeMap<String, Outputs>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +117,8 @@ pub enum EngineError {
         "the saved plan has steps [{saved}] but this podnet builds [{built}]; finish the migration with the podnet version that started it"
     )]
     PlanMismatch { saved: String, built: String },
+    #[error("--stop-after {0}: no such step; the steps are {1}")]
+    UnknownStep(String, String),
 }
 
 /// Runs (or continues) the saved plan.
@@ -121,6 +130,11 @@ pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, En
             saved: saved_ids.join(", "),
             built: built_ids.join(", "),
         });
+    }
+    if let Some(stop) = run.stop_after {
+        if !built_ids.contains(&stop) {
+            return Err(EngineError::UnknownStep(stop.to_string(), built_ids.join(", ")));
+        }
     }
     run.state.ensure()?;
     let (journal, records) = Journal::open(&run.state.journal_path())?;
@@ -168,6 +182,16 @@ pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, En
                 })?;
             }
             outputs.insert(id.to_string(), out);
+            if run.stop_after == Some(id) {
+                append(Event::RunFinished {
+                    run_id,
+                    outcome: RunEnd::Stopped,
+                })?;
+                return Ok(RunOutcome::Stopped {
+                    after: id.to_string(),
+                    outputs,
+                });
+            }
             continue;
         }
 
@@ -210,6 +234,16 @@ pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, En
                 })?;
                 run.observer.step_succeeded(id, &out);
                 outputs.insert(id.to_string(), out);
+                if run.stop_after == Some(id) {
+                    append(Event::RunFinished {
+                        run_id,
+                        outcome: RunEnd::Stopped,
+                    })?;
+                    return Ok(RunOutcome::Stopped {
+                        after: id.to_string(),
+                        outputs,
+                    });
+                }
             }
             // A step reports Interrupted only when the run must stop as if
             // killed: nothing more is written, so the step stays Started.

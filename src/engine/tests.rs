@@ -258,6 +258,7 @@ async fn go(world: &World, f: &Fixture, command: &str, hooks: Option<&dyn Hooks>
         observer: obs,
         hooks,
         retry: RetryPolicy::none(),
+        stop_after: None,
     })
     .await
     .unwrap()
@@ -482,6 +483,7 @@ async fn transient_errors_are_retried_within_the_policy() {
         observer: &rec,
         hooks: None,
         retry: policy,
+        stop_after: None,
     })
     .await
     .unwrap();
@@ -508,6 +510,7 @@ async fn transient_errors_are_retried_within_the_policy() {
         observer: &Silent,
         hooks: None,
         retry: policy,
+        stop_after: None,
     })
     .await
     .unwrap();
@@ -533,6 +536,7 @@ async fn torn_and_corrupt_journals_are_reported_before_anything_runs() {
         observer: &Silent,
         hooks: None,
         retry: RetryPolicy::none(),
+        stop_after: None,
     })
     .await
     .unwrap_err();
@@ -556,6 +560,7 @@ async fn torn_and_corrupt_journals_are_reported_before_anything_runs() {
         observer: &Silent,
         hooks: None,
         retry: RetryPolicy::none(),
+        stop_after: None,
     })
     .await
     .unwrap_err();
@@ -580,6 +585,7 @@ async fn a_saved_plan_from_other_steps_is_refused() {
         observer: &Silent,
         hooks: None,
         retry: RetryPolicy::none(),
+        stop_after: None,
     })
     .await
     .unwrap_err();
@@ -608,4 +614,50 @@ async fn planning_never_writes() {
     assert_eq!(plan.changes[0].attributes[0].after, After::KnownAfterApply);
     let ids: HashSet<&str> = f.saved.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(ids.len(), 4);
+}
+
+#[tokio::test]
+async fn stop_after_pauses_cleanly_and_resume_continues() {
+    let (want, want_muts) = reference().await;
+    let w = World::default();
+    let f = fixture(&w).await;
+    let out = execute(Run {
+        env: &w,
+        steps: &f.steps,
+        state: &f.state,
+        saved: &f.saved,
+        command: "apply",
+        observer: &Silent,
+        hooks: None,
+        retry: RetryPolicy::none(),
+        stop_after: Some("subnet"),
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(&out, RunOutcome::Stopped { after, .. } if after == "subnet"),
+        "{out:?}"
+    );
+    assert!(w.get("eniconfig").is_none());
+    let state = JournalState::from_records(&journal::read(&f.state.journal_path()).unwrap());
+    assert_eq!(state.last_run().unwrap().outcome, Some(RunEnd::Stopped));
+    assert!(!state.is_complete());
+    assert!(matches!(
+        go(&w, &f, "resume", None, &Silent).await,
+        RunOutcome::Succeeded { .. }
+    ));
+    assert_eq!((w.snapshot(), w.mutations()), (want, want_muts));
+    let bad = execute(Run {
+        env: &w,
+        steps: &f.steps,
+        state: &f.state,
+        saved: &f.saved,
+        command: "resume",
+        observer: &Silent,
+        hooks: None,
+        retry: RetryPolicy::none(),
+        stop_after: Some("nope"),
+    })
+    .await;
+    assert!(matches!(bad, Err(EngineError::UnknownStep(..))));
 }

@@ -44,16 +44,36 @@ impl KubeError {
                     500..=599 => ErrorClass::Transient,
                     _ => ErrorClass::Failed,
                 };
-                let message = if s.message.is_empty() { s.reason.clone() } else { s.message.clone() };
-                KubeError { class, action, message: format!("{message} (HTTP {})", s.code), status: Some(s.code) }
+                let message = if s.message.is_empty() {
+                    s.reason.clone()
+                } else {
+                    s.message.clone()
+                };
+                KubeError {
+                    class,
+                    action,
+                    message: format!("{message} (HTTP {})", s.code),
+                    status: Some(s.code),
+                }
             }
-            kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
-                KubeError { class: ErrorClass::Transient, action, message: e.to_string(), status: None }
-            }
-            kube::Error::InferConfig(_) | kube::Error::Auth(_) => {
-                KubeError { class: ErrorClass::Permission, action, message: e.to_string(), status: None }
-            }
-            other => KubeError { class: ErrorClass::Failed, action, message: other.to_string(), status: None },
+            kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => KubeError {
+                class: ErrorClass::Transient,
+                action,
+                message: e.to_string(),
+                status: None,
+            },
+            kube::Error::InferConfig(_) | kube::Error::Auth(_) => KubeError {
+                class: ErrorClass::Permission,
+                action,
+                message: e.to_string(),
+                status: None,
+            },
+            other => KubeError {
+                class: ErrorClass::Failed,
+                action,
+                message: other.to_string(),
+                status: None,
+            },
         }
     }
 
@@ -113,7 +133,9 @@ where
 /// Connects with the standard kubeconfig chain (`KUBECONFIG`, `~/.kube/config`,
 /// in-cluster).
 pub async fn connect() -> Result<Client, KubeError> {
-    Client::try_default().await.map_err(|e| KubeError::from_kube("connect (kubeconfig)", e))
+    Client::try_default()
+        .await
+        .map_err(|e| KubeError::from_kube("connect (kubeconfig)", e))
 }
 
 /// Lists every object, following `continue` tokens in pages of 500.
@@ -134,7 +156,11 @@ where
 }
 
 /// Lists a custom resource, or `None` when its CRD is not installed.
-pub async fn list_custom(client: &Client, ar: &ApiResource, what: &str) -> Result<Option<Vec<DynamicObject>>, KubeError> {
+pub async fn list_custom(
+    client: &Client,
+    ar: &ApiResource,
+    what: &str,
+) -> Result<Option<Vec<DynamicObject>>, KubeError> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
     match list_all(&api, &ListParams::default(), what).await {
         Ok(v) => Ok(Some(v)),

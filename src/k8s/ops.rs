@@ -49,7 +49,9 @@ pub async fn wait_deployment_rollout(
             )
             .hint(format!("check `kubectl -n {namespace} rollout status deploy/{name}`, then run `podnet resume`")));
         }
-        on_wait(format!("{namespace}/{name}: {updated}/{want} updated, {available} available"));
+        on_wait(format!(
+            "{namespace}/{name}: {updated}/{want} updated, {available} available"
+        ));
         tokio::time::sleep(poll).await;
     }
 }
@@ -81,7 +83,10 @@ pub async fn wait_daemonset_rollout(
             )
             .hint(format!("check `kubectl -n {namespace} rollout status ds/{name}`, then run `podnet resume`")));
         }
-        on_wait(format!("{namespace}/{name}: {updated}/{desired} updated, {} ready", st.number_ready));
+        on_wait(format!(
+            "{namespace}/{name}: {updated}/{desired} updated, {} ready",
+            st.number_ready
+        ));
         tokio::time::sleep(poll).await;
     }
 }
@@ -136,11 +141,17 @@ pub fn drain_candidates(pods: &[PodSummary], policy: &DrainPolicy) -> (Vec<PodSu
             continue;
         }
         if p.owner_kind.is_none() && !policy.evict_unmanaged {
-            refusals.push(format!("{} has no controller and would be gone for good (set replacement.evict_unmanaged = true to allow)", p.key()));
+            refusals.push(format!(
+                "{} has no controller and would be gone for good (set replacement.evict_unmanaged = true to allow)",
+                p.key()
+            ));
             continue;
         }
         if p.has_emptydir && !policy.evict_emptydir {
-            refusals.push(format!("{} uses emptyDir, whose data would be lost (set replacement.evict_emptydir = true to allow)", p.key()));
+            refusals.push(format!(
+                "{} uses emptyDir, whose data would be lost (set replacement.evict_emptydir = true to allow)",
+                p.key()
+            ));
             continue;
         }
         move_.push(p.clone());
@@ -152,21 +163,35 @@ pub fn drain_candidates(pods: &[PodSummary], policy: &DrainPolicy) -> (Vec<PodSu
 pub async fn pods_on(client: &Client, node: &str) -> Result<Vec<PodSummary>, KubeError> {
     let api: Api<Pod> = Api::all(client.clone());
     let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
-    Ok(list_all(&api, &lp, &format!("pods on {node}")).await?.iter().map(pod_summary).collect())
+    Ok(list_all(&api, &lp, &format!("pods on {node}"))
+        .await?
+        .iter()
+        .map(pod_summary)
+        .collect())
 }
 
 /// The PDBs that select a pod, by name, for messages.
 async fn blocking_pdbs(client: &Client, p: &PodSummary) -> Vec<String> {
     let api: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> = Api::namespaced(client.clone(), &p.namespace);
-    let Ok(list) = list_all(&api, &ListParams::default(), "PodDisruptionBudgets").await else { return vec![] };
+    let Ok(list) = list_all(&api, &ListParams::default(), "PodDisruptionBudgets").await else {
+        return vec![];
+    };
     list.iter()
         .filter(|b| {
-            let sel = b.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(|s| serde_json::to_value(s).ok());
+            let sel = b
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .and_then(|s| serde_json::to_value(s).ok());
             sel.is_some_and(|s| selector_matches(&s, &p.labels))
         })
         .map(|b| {
             let allowed = b.status.as_ref().map(|s| s.disruptions_allowed).unwrap_or(0);
-            format!("{}/{} (allows {allowed} disruption(s))", p.namespace, b.metadata.name.clone().unwrap_or_default())
+            format!(
+                "{}/{} (allows {allowed} disruption(s))",
+                p.namespace,
+                b.metadata.name.clone().unwrap_or_default()
+            )
         })
         .collect()
 }
@@ -182,10 +207,18 @@ pub async fn drain(
     let pods = pods_on(client, node).await?;
     let (to_move, refusals, daemonsets) = drain_candidates(&pods, policy);
     if !refusals.is_empty() {
-        return Err(StepError::new(ErrorClass::Blocked, format!("cannot drain {node}: {}", refusals.join("; ")))
-            .hint("change the replacement policy in the plan file, or move these pods yourself, then run `podnet resume`"));
+        return Err(StepError::new(
+            ErrorClass::Blocked,
+            format!("cannot drain {node}: {}", refusals.join("; ")),
+        )
+        .hint(
+            "change the replacement policy in the plan file, or move these pods yourself, then run `podnet resume`",
+        ));
     }
-    let mut report = DrainReport { skipped_daemonset: daemonsets, ..Default::default() };
+    let mut report = DrainReport {
+        skipped_daemonset: daemonsets,
+        ..Default::default()
+    };
     // uid per pod, so a pod recreated under the same name (StatefulSet) counts as moved.
     let mut pending: BTreeMap<String, PodSummary> = to_move.into_iter().map(|p| (p.key(), p)).collect();
     let mut evicted: BTreeMap<String, String> = BTreeMap::new();
@@ -204,11 +237,10 @@ pub async fn drain(
                 }
                 Err(kube::Error::Api(s)) if s.code == 429 => blocked.push(key.clone()),
                 Err(kube::Error::Api(s)) if s.code == 500 && s.message.contains("more than one") => {
-                    return Err(StepError::new(
-                        ErrorClass::Blocked,
-                        format!("cannot evict {key}: {}", s.message),
-                    )
-                    .hint("a pod may be covered by one PodDisruptionBudget only; fix the overlapping PDBs"));
+                    return Err(
+                        StepError::new(ErrorClass::Blocked, format!("cannot evict {key}: {}", s.message))
+                            .hint("a pod may be covered by one PodDisruptionBudget only; fix the overlapping PDBs"),
+                    );
                 }
                 Err(e) => return Err(KubeError::from_kube(format!("evict {key}"), e).into()),
             }
@@ -245,7 +277,14 @@ pub async fn drain(
             for key in &blocked {
                 if let Some(p) = pending.get(key) {
                     let pdbs = blocking_pdbs(client, p).await;
-                    why.push(format!("{key} (blocked by {})", if pdbs.is_empty() { "the API server (429)".into() } else { pdbs.join(", ") }));
+                    why.push(format!(
+                        "{key} (blocked by {})",
+                        if pdbs.is_empty() {
+                            "the API server (429)".into()
+                        } else {
+                            pdbs.join(", ")
+                        }
+                    ));
                 }
             }
             for key in evicted.keys() {
@@ -260,7 +299,11 @@ pub async fn drain(
         on_wait(format!(
             "draining {node}: {} to evict{}, {} terminating",
             pending.len(),
-            if blocked.is_empty() { String::new() } else { format!(" ({} held by PDBs)", blocked.len()) },
+            if blocked.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} held by PDBs)", blocked.len())
+            },
             evicted.len()
         ));
         tokio::time::sleep(policy.poll).await;
@@ -314,7 +357,11 @@ mod tests {
         assert_eq!(m.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["web"]);
         assert_eq!(ds, 1);
         assert_eq!(refusals.len(), 2);
-        let lax = DrainPolicy { evict_emptydir: true, evict_unmanaged: true, ..strict };
+        let lax = DrainPolicy {
+            evict_emptydir: true,
+            evict_unmanaged: true,
+            ..strict
+        };
         let (m, refusals, _) = drain_candidates(&pods, &lax);
         assert_eq!(m.len(), 3);
         assert!(refusals.is_empty());

@@ -230,7 +230,11 @@ pub fn node_summary(n: &Node) -> NodeSummary {
 
 pub fn pod_summary(p: &Pod) -> PodSummary {
     let spec = p.spec.as_ref();
-    let owner = p.owner_references().iter().find(|o| o.controller == Some(true)).or(p.owner_references().first());
+    let owner = p
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or(p.owner_references().first());
     PodSummary {
         namespace: p.namespace().unwrap_or_default(),
         name: p.name_any(),
@@ -238,7 +242,11 @@ pub fn pod_summary(p: &Pod) -> PodSummary {
         node: spec.and_then(|s| s.node_name.clone()),
         ip: p.status.as_ref().and_then(|s| s.pod_ip.clone()),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
-        phase: p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
+        phase: p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Unknown".into()),
         owner_kind: owner.map(|o| o.kind.clone()),
         owner_name: owner.map(|o| o.name.clone()),
         has_emptydir: spec
@@ -283,7 +291,10 @@ pub fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> 
     if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
         for e in exprs {
             let key = e["key"].as_str().unwrap_or_default();
-            let values: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             let have = labels.get(key).map(String::as_str);
             let ok = match e["operator"].as_str().unwrap_or_default() {
                 "In" => have.is_some_and(|h| values.contains(&h)),
@@ -301,10 +312,19 @@ pub fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> 
 }
 
 fn container_env(spec: Option<&k8s_openapi::api::core::v1::PodSpec>, container: &str) -> BTreeMap<String, String> {
-    spec.and_then(|s| s.containers.iter().find(|c| c.name == container).or(s.containers.first()))
-        .and_then(|c| c.env.as_ref())
-        .map(|env| env.iter().filter_map(|e| Some((e.name.clone(), e.value.clone()?))).collect())
-        .unwrap_or_default()
+    spec.and_then(|s| {
+        s.containers
+            .iter()
+            .find(|c| c.name == container)
+            .or(s.containers.first())
+    })
+    .and_then(|c| c.env.as_ref())
+    .map(|env| {
+        env.iter()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 async fn aws_node(client: &Client) -> Result<Option<AwsNodeSummary>, KubeError> {
@@ -318,7 +338,12 @@ async fn aws_node(client: &Client) -> Result<Option<AwsNodeSummary>, KubeError> 
     Ok(Some(AwsNodeSummary {
         namespace: "kube-system".into(),
         image: pod_spec
-            .and_then(|s| s.containers.iter().find(|c| c.name == "aws-node").or(s.containers.first()))
+            .and_then(|s| {
+                s.containers
+                    .iter()
+                    .find(|c| c.name == "aws-node")
+                    .or(s.containers.first())
+            })
             .and_then(|c| c.image.clone()),
         env: container_env(pod_spec, "aws-node"),
         desired: st.map(|s| s.desired_number_scheduled).unwrap_or(0),
@@ -361,7 +386,10 @@ pub async fn karpenter_controller(
     if found.is_none() && name.is_none() {
         let api: Api<Deployment> = Api::all(client.clone());
         let lp = ListParams::default().labels("app.kubernetes.io/name=karpenter");
-        found = list_all(&api, &lp, "Deployments app.kubernetes.io/name=karpenter").await?.into_iter().next();
+        found = list_all(&api, &lp, "Deployments app.kubernetes.io/name=karpenter")
+            .await?
+            .into_iter()
+            .next();
     }
     let Some(d) = found else { return Ok(None) };
     let ns = d.namespace().unwrap_or_default();
@@ -379,14 +407,23 @@ pub async fn karpenter_controller(
         .unwrap_or_default();
     let its_pods: Vec<&PodSummary> = pods
         .iter()
-        .filter(|p| p.namespace == ns && !pod_labels.is_empty() && pod_labels.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+        .filter(|p| {
+            p.namespace == ns && !pod_labels.is_empty() && pod_labels.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+        })
         .collect();
-    let has_pdb = pdbs.iter().any(|b| b.namespace == ns && its_pods.iter().any(|p| selector_matches(&b.selector, &p.labels)));
+    let has_pdb = pdbs
+        .iter()
+        .any(|b| b.namespace == ns && its_pods.iter().any(|p| selector_matches(&b.selector, &p.labels)));
     Ok(Some(KarpenterController {
         namespace: ns,
         deployment: d.name_any(),
         container: pod_spec
-            .and_then(|s| s.containers.iter().find(|c| c.name == "controller").or(s.containers.first()))
+            .and_then(|s| {
+                s.containers
+                    .iter()
+                    .find(|c| c.name == "controller")
+                    .or(s.containers.first())
+            })
             .map(|c| c.name.clone())
             .unwrap_or_else(|| "controller".into()),
         replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
@@ -408,11 +445,23 @@ fn nodepool(o: &DynamicObject) -> NodePoolSummary {
     NodePoolSummary {
         name: o.name_any(),
         node_class: str_at(&spec, &["template", "spec", "nodeClassRef", "name"]).map(str::to_string),
-        requirements: spec["template"]["spec"]["requirements"].as_array().cloned().unwrap_or_default(),
+        requirements: spec["template"]["spec"]["requirements"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
         budgets: spec["disruption"]["budgets"].as_array().cloned().unwrap_or_default(),
         limits: spec["limits"]
             .as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default(),
     }
 }
@@ -476,12 +525,19 @@ pub async fn take(client: &Client, karpenter: &KarpenterHint) -> Result<KubeSnap
         list_custom(client, &nc, "EC2NodeClasses"),
         list_custom(client, &ncl, "NodeClaims"),
         list_custom(client, &eni, "ENIConfigs"),
-        with_retry("get CRD eniconfigs.crd.k8s.amazonaws.com", || crd_api.get_opt("eniconfigs.crd.k8s.amazonaws.com")),
+        with_retry("get CRD eniconfigs.crd.k8s.amazonaws.com", || crd_api
+            .get_opt("eniconfigs.crd.k8s.amazonaws.com")),
     )?;
     let pods: Vec<PodSummary> = pods.iter().map(pod_summary).collect();
     let pdbs: Vec<PdbSummary> = pdbs.iter().map(pdb_summary).collect();
-    let controller =
-        karpenter_controller(client, karpenter.namespace.as_deref(), karpenter.deployment.as_deref(), &pods, &pdbs).await?;
+    let controller = karpenter_controller(
+        client,
+        karpenter.namespace.as_deref(),
+        karpenter.deployment.as_deref(),
+        &pods,
+        &pdbs,
+    )
+    .await?;
     let karpenter = if nodepools.is_some() || nodeclasses.is_some() || controller.is_some() {
         Some(KarpenterSnapshot {
             controller,
@@ -528,7 +584,13 @@ mod tests {
             &json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front", "back"]}]}),
             &l
         ));
-        assert!(selector_matches(&json!({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}), &l));
-        assert!(!selector_matches(&json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}), &l));
+        assert!(selector_matches(
+            &json!({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}),
+            &l
+        ));
+        assert!(!selector_matches(
+            &json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+            &l
+        ));
     }
 }

@@ -25,7 +25,12 @@ fn action_symbol(a: Action) -> String {
 pub fn step_lines(plan: &StepPlan) -> Vec<String> {
     let mut out = Vec::new();
     for c in &plan.changes {
-        let mut head = format!("  {} {} {}", action_symbol(c.action), c.resource_type, paint(style::BOLD, &c.name));
+        let mut head = format!(
+            "  {} {} {}",
+            action_symbol(c.action),
+            c.resource_type,
+            paint(style::BOLD, &c.name)
+        );
         if let Some(r) = &c.reason {
             head.push_str(&paint(style::DIM, format!("  ({r})")));
         }
@@ -54,12 +59,25 @@ pub fn step_lines(plan: &StepPlan) -> Vec<String> {
 pub fn render(doc: &PlanDocument) -> Vec<String> {
     let mut out = Vec::new();
     let d = &doc.discovery;
-    out.push(heading(&format!("Cluster {} ({}), Kubernetes {}", d.cluster, doc.region, d.kubernetes_version)));
+    out.push(heading(&format!(
+        "Cluster {} ({}), Kubernetes {}",
+        d.cluster, doc.region, d.kubernetes_version
+    )));
     out.push(format!("  VPC            {} ({})", d.vpc_id, d.vpc_cidrs.join(", ")));
     for (i, s) in d.node_subnets.iter().enumerate() {
-        out.push(format!("  {}{s}", if i == 0 { "node subnets   " } else { "               " }));
+        out.push(format!(
+            "  {}{s}",
+            if i == 0 { "node subnets   " } else { "               " }
+        ));
     }
-    out.push(format!("  node groups    {}", if d.node_groups.is_empty() { "none".into() } else { d.node_groups.join(", ") }));
+    out.push(format!(
+        "  node groups    {}",
+        if d.node_groups.is_empty() {
+            "none".into()
+        } else {
+            d.node_groups.join(", ")
+        }
+    ));
     out.push(format!("  nodes / pods   {} / {}", d.nodes, d.pods));
     out.push(format!(
         "  VPC CNI        {} (custom networking {})",
@@ -69,7 +87,10 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
             crate::discovery::CustomNetworking::Off => "off",
         }
     ));
-    out.push(format!("  Karpenter      {}", d.karpenter.as_deref().unwrap_or("not installed")));
+    out.push(format!(
+        "  Karpenter      {}",
+        d.karpenter.as_deref().unwrap_or("not installed")
+    ));
     if !d.eniconfigs.is_empty() {
         out.push(format!("  ENIConfigs     {}", d.eniconfigs.join(", ")));
     }
@@ -101,9 +122,17 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
                 } else if s.planned {
                     paint(style::GREEN, "patched by this plan")
                 } else {
-                    paint(style::YELLOW, "not in the plan: add a [[security_group_patch]] if pods call it")
+                    paint(
+                        style::YELLOW,
+                        "not in the plan: add a [[security_group_patch]] if pods call it",
+                    )
                 };
-                vec![format!("{} ({})", s.group_id, s.group_name), s.ports.clone(), s.admits.clone(), state]
+                vec![
+                    format!("{} ({})", s.group_id, s.group_name),
+                    s.ports.clone(),
+                    s.admits.clone(),
+                    state,
+                ]
             })
             .collect();
         for l in table(&["GROUP", "PORTS", "ADMITS", ""], &rows) {
@@ -116,7 +145,13 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
         out.push(heading("Steps"));
         for (i, s) in doc.steps.iter().enumerate() {
             let mark = if s.has_changes() { "" } else { " (no changes)" };
-            out.push(format!("{}. {} — {}{}", i + 1, paint(style::BOLD, &s.step), s.description, paint(style::DIM, mark)));
+            out.push(format!(
+                "{}. {} — {}{}",
+                i + 1,
+                paint(style::BOLD, &s.step),
+                s.description,
+                paint(style::DIM, mark)
+            ));
             out.extend(step_lines(s));
         }
         out.push(String::new());
@@ -155,7 +190,16 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
         .collect();
     let reserved = c.instance_types.first().map(|t| t.reserved_enis).unwrap_or(1);
     let kr = format!("KARPENTER reservedENIs={reserved}");
-    for l in table(&["INSTANCE TYPE", "NODES", "MAX PODS (EKS)", "KARPENTER reservedENIs=0", &kr], &rows) {
+    for l in table(
+        &[
+            "INSTANCE TYPE",
+            "NODES",
+            "MAX PODS (EKS)",
+            "KARPENTER reservedENIs=0",
+            &kr,
+        ],
+        &rows,
+    ) {
         out.push(format!("  {l}"));
     }
     out.push(String::new());
@@ -169,7 +213,11 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
                     g.nodes.to_string(),
                     g.pods.to_string(),
                     format!("{} -> {}", g.capacity_before, g.capacity_after),
-                    if g.extra_nodes > 0 { paint(style::YELLOW, format!("+{}", g.extra_nodes)) } else { "0".into() },
+                    if g.extra_nodes > 0 {
+                        paint(style::YELLOW, format!("+{}", g.extra_nodes))
+                    } else {
+                        "0".into()
+                    },
                 ]
             })
             .collect();
@@ -182,7 +230,11 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
         out.push(format!(
             "  {} node(s) to replace (existing nodes never switch to custom networking): {}",
             c.nodes_to_replace.len(),
-            c.nodes_to_replace.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+            c.nodes_to_replace
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         out.push(String::new());
     }
@@ -196,7 +248,10 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
     } else if doc.changes_pending {
         out.push(format!("{} {}.", heading("Plan:"), doc.summary));
     } else {
-        out.push(format!("{} the cluster matches the plan.", paint(style::GREEN.bold(), "No changes:")));
+        out.push(format!(
+            "{} the cluster matches the plan.",
+            paint(style::GREEN.bold(), "No changes:")
+        ));
     }
     out
 }

@@ -20,7 +20,10 @@ pub struct RunProgress {
 
 impl RunProgress {
     pub fn new(printer: Arc<Printer>) -> Arc<RunProgress> {
-        Arc::new(RunProgress { printer, spinners: Mutex::new(HashMap::new()) })
+        Arc::new(RunProgress {
+            printer,
+            spinners: Mutex::new(HashMap::new()),
+        })
     }
 
     fn finish(&self, step: &str) {
@@ -41,25 +44,37 @@ impl Progress for RunProgress {
 
 impl Observer for RunProgress {
     fn step_started(&self, step: &str, description: &str, attempt: u32) {
-        let again = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
-        self.printer.info(format!("{} {step}: {description}{again}", paint(style::CYAN, "→")));
+        let again = if attempt > 1 {
+            format!(" (attempt {attempt})")
+        } else {
+            String::new()
+        };
+        self.printer
+            .info(format!("{} {step}: {description}{again}", paint(style::CYAN, "→")));
         let pb = self.printer.spinner(format!("{step}: {description}"));
-        self.spinners.lock().unwrap_or_else(|p| p.into_inner()).insert(step.to_string(), pb);
+        self.spinners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(step.to_string(), pb);
     }
 
     fn step_skipped(&self, step: &str) {
-        self.printer.info(format!("{} {step}: done in an earlier run", paint(style::DIM, "✓")));
+        self.printer
+            .info(format!("{} {step}: done in an earlier run", paint(style::DIM, "✓")));
     }
 
     fn step_drift(&self, step: &str, plan: &StepPlan) {
-        self.printer.warn(format!("{step} succeeded earlier but the cluster has changed since; it is not re-applied:"));
+        self.printer.warn(format!(
+            "{step} succeeded earlier but the cluster has changed since; it is not re-applied:"
+        ));
         for l in super::plan_view::step_lines(plan) {
             self.printer.info(l);
         }
     }
 
     fn step_retrying(&self, step: &str, error: &StepError, delay: Duration) {
-        self.printer.warn(format!("{step}: {} — retrying in {}s", error.message, delay.as_secs()));
+        self.printer
+            .warn(format!("{step}: {} — retrying in {}s", error.message, delay.as_secs()));
     }
 
     fn step_succeeded(&self, step: &str, _outputs: &Outputs) {

@@ -143,7 +143,11 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
 
     // Per group: what its nodes hold now and would hold after.
     let info = |t: Option<&str>| -> Option<&InstanceInfo> { t.and_then(|t| d.instance_types.get(t)) };
-    let karpenter_after = |i: &InstanceInfo| spec.karpenter.max_pods.unwrap_or_else(|| karpenter_max_pods(i, reserved).min(max_pods(i, &after, true).uncapped));
+    let karpenter_after = |i: &InstanceInfo| {
+        spec.karpenter
+            .max_pods
+            .unwrap_or_else(|| karpenter_max_pods(i, reserved).min(max_pods(i, &after, true).uncapped))
+    };
     let mut groups: BTreeMap<(String, String), GroupCapacity> = BTreeMap::new();
     for n in &d.kube.nodes {
         if n.os == "windows" {
@@ -154,11 +158,24 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
             (None, Some(p)) => ("node-pool", p.clone()),
             (None, None) => ("unmanaged", "self-managed".to_string()),
         };
-        let pods = d.kube.pods_on(&n.name).filter(|p| !p.host_network && !p.is_finished()).count();
+        let pods = d
+            .kube
+            .pods_on(&n.name)
+            .filter(|p| !p.host_network && !p.is_finished())
+            .count();
         let i = info(n.instance_type.as_deref());
-        let cap_before = n.capacity_pods.or_else(|| i.map(|i| max_pods(i, &before, false).max_pods)).unwrap_or(0);
+        let cap_before = n
+            .capacity_pods
+            .or_else(|| i.map(|i| max_pods(i, &before, false).max_pods))
+            .unwrap_or(0);
         let cap_after = i
-            .map(|i| if kind == "node-pool" { karpenter_after(i) } else { max_pods(i, &after, false).max_pods })
+            .map(|i| {
+                if kind == "node-pool" {
+                    karpenter_after(i)
+                } else {
+                    max_pods(i, &after, false).max_pods
+                }
+            })
             .unwrap_or(cap_before)
             // 2 of every node's pods (aws-node, kube-proxy) use the host network.
             .saturating_sub(2);
@@ -212,11 +229,16 @@ pub fn findings(r: &CapacityReport) -> Vec<Finding> {
             g.kind, g.name, g.pods, g.nodes, g.capacity_before, g.capacity_after, g.extra_nodes
         );
         match (g.kind.as_str(), g.desired_size, g.max_size) {
-            ("node-group", Some(desired), Some(max)) if desired + g.extra_nodes as i32 > max => f.push(Finding::warning(
-                "capacity.node-group-max-size",
-                format!("{base}, beyond its maxSize {max}"),
-                format!("raise the node group's maxSize to at least {}", desired + g.extra_nodes as i32),
-            )),
+            ("node-group", Some(desired), Some(max)) if desired + g.extra_nodes as i32 > max => {
+                f.push(Finding::warning(
+                    "capacity.node-group-max-size",
+                    format!("{base}, beyond its maxSize {max}"),
+                    format!(
+                        "raise the node group's maxSize to at least {}",
+                        desired + g.extra_nodes as i32
+                    ),
+                ))
+            }
             ("node-group", _, _) => f.push(Finding::note(
                 "capacity.more-nodes",
                 base,
@@ -233,7 +255,10 @@ pub fn findings(r: &CapacityReport) -> Vec<Finding> {
         if z.pod_subnet.is_some() && z.pod_usable < z.shared_usable / 2 {
             f.push(Finding::warning(
                 "capacity.small-pod-subnet",
-                format!("the pod subnet of {} offers {} addresses, fewer than half of the {} its node subnets share today", z.zone, z.pod_usable, z.shared_usable),
+                format!(
+                    "the pod subnet of {} offers {} addresses, fewer than half of the {} its node subnets share today",
+                    z.zone, z.pod_usable, z.shared_usable
+                ),
                 "use a larger pod subnet block",
             ));
         }

@@ -65,7 +65,10 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
     let expect = Expectations {
         vpc_id: d.vpc.id.clone(),
         secondary_cidr: spec.secondary_cidr,
-        pod_subnets: pod_subnets.iter().map(|s| (s.availability_zone.clone(), s.cidr)).collect(),
+        pod_subnets: pod_subnets
+            .iter()
+            .map(|s| (s.availability_zone.clone(), s.cidr))
+            .collect(),
         eni_config_label: spec.vpc_cni.eni_config_label.clone(),
         cni_env: vpc_cni.env.clone(),
         cni_after: capacity::cni_after(spec, d),
@@ -102,7 +105,10 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
             .nodegroups
             .iter()
             .filter(|g| r.node_groups.selects(&g.name))
-            .map(|g| NodeGroupRoll { name: g.name.clone(), launch_template: g.launch_template.clone() })
+            .map(|g| NodeGroupRoll {
+                name: g.name.clone(),
+                launch_template: g.launch_template.clone(),
+            })
             .collect(),
         drain: DrainSettings {
             batch_size: r.batch_size,
@@ -120,7 +126,12 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
     findings.extend(capacity::findings(&capacity));
     // Errors first, then warnings, then notes; stable within a severity.
     findings.sort_by_key(|f| f.severity);
-    Planned { inputs, findings, suggestions, capacity }
+    Planned {
+        inputs,
+        findings,
+        suggestions,
+        capacity,
+    }
 }
 
 /// The security groups of pod ENIs, as ids: the plan's, or the cluster
@@ -149,8 +160,12 @@ fn karpenter_inputs(spec: &Spec, d: &Discovery) -> (Option<KarpenterInputs>, Str
     if !spec.karpenter.configure {
         return (None, "karpenter.configure = false in the plan file".into());
     }
-    let Some(k) = &d.kube.karpenter else { return (None, "the cluster runs no Karpenter".into()) };
-    let Some(c) = &k.controller else { return (None, "no Karpenter controller Deployment was found".into()) };
+    let Some(k) = &d.kube.karpenter else {
+        return (None, "the cluster runs no Karpenter".into());
+    };
+    let Some(c) = &k.controller else {
+        return (None, "no Karpenter controller Deployment was found".into());
+    };
     (
         Some(KarpenterInputs {
             namespace: c.namespace.clone(),
@@ -202,7 +217,10 @@ fn route_table_for_az(spec: &Spec, d: &Discovery, az: &str, findings: &mut Vec<F
         }
     }
     if tables.len() > 1 {
-        let list: Vec<String> = tables.iter().map(|(rt, (_, s))| format!("{rt} ({})", s.join(", "))).collect();
+        let list: Vec<String> = tables
+            .iter()
+            .map(|(rt, (_, s))| format!("{rt} ({})", s.join(", ")))
+            .collect();
         findings.push(Finding::warning(
             "subnets.route-tables-differ",
             format!("the node subnets of {az} use different route tables: {}", list.join("; ")),
@@ -218,9 +236,10 @@ fn main_route_table(d: &Discovery) -> Option<String> {
 
 fn pod_subnets(spec: &Spec, d: &Discovery, findings: &mut Vec<Finding>) -> Vec<PodSubnetInput> {
     let wanted: Vec<(String, ipnet::Ipv4Net, Option<String>)> = match &spec.pod_subnets {
-        PodSubnetPlan::Explicit { subnets } => {
-            subnets.iter().map(|s| (s.availability_zone.clone(), s.cidr, s.name.clone())).collect()
-        }
+        PodSubnetPlan::Explicit { subnets } => subnets
+            .iter()
+            .map(|s| (s.availability_zone.clone(), s.cidr, s.name.clone()))
+            .collect(),
         PodSubnetPlan::Auto => {
             let zones: Vec<String> = d.node_subnets(spec).keys().cloned().collect();
             match carve_even(&spec.secondary_cidr, zones.len()) {
@@ -262,12 +281,21 @@ fn pod_subnets(spec: &Spec, d: &Discovery, findings: &mut Vec<Finding>) -> Vec<P
             if overlaps(&s.cidr, &cidr) && !(s.cidr == cidr && s.availability_zone == az) {
                 findings.push(Finding::error(
                     "subnets.cidr-taken",
-                    format!("pod subnet {cidr} ({az}) overlaps the existing subnet {} ({}, {})", s.id, s.cidr, s.availability_zone),
+                    format!(
+                        "pod subnet {cidr} ({az}) overlaps the existing subnet {} ({}, {})",
+                        s.id, s.cidr, s.availability_zone
+                    ),
                     "choose another block for this AZ",
                 ));
             }
         }
-        out.push(PodSubnetInput { availability_zone: az, cidr, tags: subnet_tags(spec, &name), name, route_table_id });
+        out.push(PodSubnetInput {
+            availability_zone: az,
+            cidr,
+            tags: subnet_tags(spec, &name),
+            name,
+            route_table_id,
+        });
     }
     out
 }

@@ -35,7 +35,12 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(id: &str, severity: Severity, reason: impl Into<String>, fix: impl Into<String>) -> Self {
-        Finding { id: id.to_string(), severity, reason: reason.into(), fix: fix.into() }
+        Finding {
+            id: id.to_string(),
+            severity,
+            reason: reason.into(),
+            fix: fix.into(),
+        }
     }
     pub fn error(id: &str, reason: impl Into<String>, fix: impl Into<String>) -> Self {
         Finding::new(id, Severity::Error, reason, fix)
@@ -67,7 +72,10 @@ fn cidr(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
     if spec.secondary_cidr == d.vpc.primary_cidr || spec.secondary_cidr.contains(&d.vpc.primary_cidr) {
         f.push(Finding::error(
             "cidr.is-primary",
-            format!("network.secondary_cidr {} is (or contains) the VPC's primary CIDR {}", spec.secondary_cidr, d.vpc.primary_cidr),
+            format!(
+                "network.secondary_cidr {} is (or contains) the VPC's primary CIDR {}",
+                spec.secondary_cidr, d.vpc.primary_cidr
+            ),
             "pods need a block of their own: use 100.64.0.0/16",
         ));
         return;
@@ -75,14 +83,22 @@ fn cidr(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
     for p in associate_cidr::problems(&d.vpc, &d.route_tables, spec.secondary_cidr, spec.vpc_cidr_quota) {
         let (id, fix) = match &p {
             P::BlockSize { .. } => ("cidr.block-size", "use a /16 to /28 block, e.g. 100.64.0.0/16"),
-            P::Restricted { .. } => ("cidr.restricted", "set network.secondary_cidr to a block in 100.64.0.0/10, e.g. 100.64.0.0/16"),
-            P::Overlap { .. } => ("cidr.overlap", "choose a secondary CIDR that overlaps none of the VPC's blocks"),
-            P::RouteConflict { .. } => {
-                ("cidr.route-conflict", "choose a smaller block, or one that contains no route destination")
-            }
-            P::Quota { .. } => {
-                ("cidr.quota", "raise the 'IPv4 CIDR blocks per VPC' quota (then set network.vpc_cidr_quota) or disassociate an unused block")
-            }
+            P::Restricted { .. } => (
+                "cidr.restricted",
+                "set network.secondary_cidr to a block in 100.64.0.0/10, e.g. 100.64.0.0/16",
+            ),
+            P::Overlap { .. } => (
+                "cidr.overlap",
+                "choose a secondary CIDR that overlaps none of the VPC's blocks",
+            ),
+            P::RouteConflict { .. } => (
+                "cidr.route-conflict",
+                "choose a smaller block, or one that contains no route destination",
+            ),
+            P::Quota { .. } => (
+                "cidr.quota",
+                "raise the 'IPv4 CIDR blocks per VPC' quota (then set network.vpc_cidr_quota) or disassociate an unused block",
+            ),
         };
         f.push(Finding::error(id, p.to_string(), fix));
     }
@@ -99,14 +115,20 @@ fn cluster(d: &Discovery, f: &mut Vec<Finding>) {
     if d.cluster.ip_family != "ipv4" {
         f.push(Finding::error(
             "cluster.ipv6",
-            format!("{} is an {} cluster; custom networking is for IPv4 clusters", d.cluster.name, d.cluster.ip_family),
+            format!(
+                "{} is an {} cluster; custom networking is for IPv4 clusters",
+                d.cluster.name, d.cluster.ip_family
+            ),
             "IPv6 clusters do not run out of pod addresses; there is nothing to migrate",
         ));
     }
     if d.cluster.auto_mode {
         f.push(Finding::error(
             "cluster.auto-mode",
-            format!("{} uses EKS Auto Mode, which manages pod networking itself (no vpc-cni addon, no ENIConfigs)", d.cluster.name),
+            format!(
+                "{} uses EKS Auto Mode, which manages pod networking itself (no vpc-cni addon, no ENIConfigs)",
+                d.cluster.name
+            ),
             "use the NodeClass podSubnetSelectorTerms of Auto Mode instead of podnet",
         ));
     }
@@ -199,7 +221,13 @@ fn cni(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
 }
 
 fn nodes(d: &Discovery, f: &mut Vec<Finding>) {
-    let windows: Vec<&str> = d.kube.nodes.iter().filter(|n| n.os == "windows").map(|n| n.name.as_str()).collect();
+    let windows: Vec<&str> = d
+        .kube
+        .nodes
+        .iter()
+        .filter(|n| n.os == "windows")
+        .map(|n| n.name.as_str())
+        .collect();
     if !windows.is_empty() {
         f.push(Finding::warning(
             "nodes.windows",
@@ -216,21 +244,32 @@ fn nodes(d: &Discovery, f: &mut Vec<Finding>) {
                 .external_eniconfig_label
                 .as_ref()
                 .map(|v| format!("label vpc.amazonaws.com/externalEniConfig={v}"))
-                .or_else(|| n.eniconfig_annotation.as_ref().map(|v| format!("annotation k8s.amazonaws.com/eniConfig={v}")))?;
+                .or_else(|| {
+                    n.eniconfig_annotation
+                        .as_ref()
+                        .map(|v| format!("annotation k8s.amazonaws.com/eniConfig={v}"))
+                })?;
             Some(format!("{} ({how})", n.name))
         })
         .collect();
     if !overridden.is_empty() {
         f.push(Finding::warning(
             "nodes.eniconfig-override",
-            format!("nodes choose their ENIConfig by an override, not the zone label: {}", overridden.join(", ")),
+            format!(
+                "nodes choose their ENIConfig by an override, not the zone label: {}",
+                overridden.join(", ")
+            ),
             "those nodes use the named ENIConfig, not the AZ's; remove the override or make sure that ENIConfig exists",
         ));
     }
 }
 
 fn zones(d: &Discovery, inputs: &MigrationInputs, f: &mut Vec<Finding>) {
-    let planned: BTreeSet<&str> = inputs.pod_subnets.iter().map(|s| s.availability_zone.as_str()).collect();
+    let planned: BTreeSet<&str> = inputs
+        .pod_subnets
+        .iter()
+        .map(|s| s.availability_zone.as_str())
+        .collect();
     for z in d.node_zones() {
         if !planned.contains(z.as_str()) {
             f.push(Finding::error(
@@ -245,14 +284,23 @@ fn zones(d: &Discovery, inputs: &MigrationInputs, f: &mut Vec<Finding>) {
 fn karpenter(spec: &Spec, d: &Discovery, inputs: &MigrationInputs, f: &mut Vec<Finding>) {
     let Some(k) = &d.kube.karpenter else {
         if spec.karpenter.configure {
-            f.push(Finding::note("karpenter.absent", "no Karpenter found in the cluster", "nothing to configure"));
+            f.push(Finding::note(
+                "karpenter.absent",
+                "no Karpenter found in the cluster",
+                "nothing to configure",
+            ));
         }
         return;
     };
     for nc in &k.nodeclasses {
         for s in &inputs.pod_subnets {
             // A new subnet's id is unknown; an existing one's is checked too.
-            let id = d.subnets.iter().find(|x| x.cidr == s.cidr).map(|x| x.id.as_str()).unwrap_or("");
+            let id = d
+                .subnets
+                .iter()
+                .find(|x| x.cidr == s.cidr)
+                .map(|x| x.id.as_str())
+                .unwrap_or("");
             if selector_terms_select(&nc.subnet_selector_terms, id, &s.tags) {
                 f.push(Finding::error(
                     "karpenter.nodeclass-selects-pod-subnets",
@@ -299,8 +347,18 @@ fn eniconfig_security_groups(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
     }
     for r in &spec.eni_security_groups {
         let found: Vec<String> = match r {
-            SecurityGroupRef::Id(id) => d.security_groups.iter().filter(|g| &g.id == id).map(|g| g.id.clone()).collect(),
-            SecurityGroupRef::Name(n) => d.security_groups.iter().filter(|g| &g.name == n).map(|g| g.id.clone()).collect(),
+            SecurityGroupRef::Id(id) => d
+                .security_groups
+                .iter()
+                .filter(|g| &g.id == id)
+                .map(|g| g.id.clone())
+                .collect(),
+            SecurityGroupRef::Name(n) => d
+                .security_groups
+                .iter()
+                .filter(|g| &g.name == n)
+                .map(|g| g.id.clone())
+                .collect(),
             SecurityGroupRef::Tags(t) => d
                 .security_groups
                 .iter()
@@ -329,8 +387,14 @@ fn eniconfig_security_groups(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
         .chain(d.cluster.security_group_ids.iter().cloned())
         .chain(d.kube.karpenter.iter().flat_map(|k| {
             k.nodeclasses.iter().flat_map(|nc| {
-                let terms = nc.spec["securityGroupSelectorTerms"].as_array().cloned().unwrap_or_default();
-                d.security_groups.iter().filter(move |g| selector_terms_select(&terms, &g.id, &g.tags)).map(|g| g.id.clone())
+                let terms = nc.spec["securityGroupSelectorTerms"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                d.security_groups
+                    .iter()
+                    .filter(move |g| selector_terms_select(&terms, &g.id, &g.tags))
+                    .map(|g| g.id.clone())
             })
         }))
         .collect();
@@ -338,14 +402,17 @@ fn eniconfig_security_groups(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
     for gid in &groups {
         let Some(g) = d.security_group(gid) else { continue };
         let from_group = |src: &str| {
-            g.ingress.iter().any(|r| r.protocol == "-1" && matches!(&r.source, RuleSource::Group(x) if x == src))
+            g.ingress
+                .iter()
+                .any(|r| r.protocol == "-1" && matches!(&r.source, RuleSource::Group(x) if x == src))
         };
         let all_from_self = from_group(&g.id);
         let cluster_sg = d.cluster.cluster_security_group_id.clone().unwrap_or_default();
         let from_cluster = cluster_sg == g.id && all_from_self || from_group(&cluster_sg);
         let from_nodes = node_sgs.iter().any(|n| from_group(n))
             || g.ingress.iter().any(|r| {
-                r.protocol == "-1" && matches!(&r.source, RuleSource::Cidr(c) if node_cidrs.iter().any(|n| c.contains(n)))
+                r.protocol == "-1"
+                    && matches!(&r.source, RuleSource::Cidr(c) if node_cidrs.iter().any(|n| c.contains(n)))
             });
         let mut missing = Vec::new();
         if !all_from_self {
@@ -360,8 +427,16 @@ fn eniconfig_security_groups(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
         if !missing.is_empty() {
             f.push(Finding::warning(
                 "eniconfig.sg-admits",
-                format!("pod ENIs get {} ({}), which does not admit {}", g.id, g.name, missing.join("; ")),
-                format!("add those ingress rules to {}, or list other groups in eniconfig.security_groups", g.id),
+                format!(
+                    "pod ENIs get {} ({}), which does not admit {}",
+                    g.id,
+                    g.name,
+                    missing.join("; ")
+                ),
+                format!(
+                    "add those ingress rules to {}, or list other groups in eniconfig.security_groups",
+                    g.id
+                ),
             ));
         }
     }

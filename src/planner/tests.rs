@@ -33,7 +33,14 @@ fn subnet(id: &str, cidr: &str, az: &str, t: &[(&str, &str)]) -> SubnetInfo {
 }
 
 fn rule(proto: &str, from: i32, to: i32, source: RuleSource) -> IngressRule {
-    IngressRule { rule_id: None, protocol: proto.into(), from_port: Some(from), to_port: Some(to), source, description: None }
+    IngressRule {
+        rule_id: None,
+        protocol: proto.into(),
+        from_port: Some(from),
+        to_port: Some(to),
+        source,
+        description: None,
+    }
 }
 
 fn sg(id: &str, name: &str, ingress: Vec<IngressRule>) -> SecurityGroupInfo {
@@ -122,15 +129,31 @@ fn seed() -> Discovery {
         route_tables: vec![
             RouteTableInfo {
                 id: "rtb-main".into(),
-                associations: vec![RouteTableAssociation { id: "rtbassoc-m".into(), subnet_id: None, main: true }],
-                routes: vec![Route { destination: Some(net("10.255.0.0/16")), destination_prefix_list: None, target: "local".into() }],
+                associations: vec![RouteTableAssociation {
+                    id: "rtbassoc-m".into(),
+                    subnet_id: None,
+                    main: true,
+                }],
+                routes: vec![Route {
+                    destination: Some(net("10.255.0.0/16")),
+                    destination_prefix_list: None,
+                    target: "local".into(),
+                }],
                 tags: Tags::new(),
             },
             RouteTableInfo {
                 id: "rtb-private".into(),
                 associations: vec![
-                    RouteTableAssociation { id: "a1".into(), subnet_id: Some("subnet-a11".into()), main: false },
-                    RouteTableAssociation { id: "a2".into(), subnet_id: Some("subnet-c12".into()), main: false },
+                    RouteTableAssociation {
+                        id: "a1".into(),
+                        subnet_id: Some("subnet-a11".into()),
+                        main: false,
+                    },
+                    RouteTableAssociation {
+                        id: "a2".into(),
+                        subnet_id: Some("subnet-c12".into()),
+                        main: false,
+                    },
                 ],
                 routes: vec![Route {
                     destination: None,
@@ -141,7 +164,11 @@ fn seed() -> Discovery {
             },
         ],
         security_groups: vec![
-            sg("sg-cluster", "podnet-demo-cluster", vec![rule("tcp", 443, 443, RuleSource::Group("sg-node".into()))]),
+            sg(
+                "sg-cluster",
+                "podnet-demo-cluster",
+                vec![rule("tcp", 443, 443, RuleSource::Group("sg-node".into()))],
+            ),
             sg(
                 "sg-rds",
                 "podnet-demo-rds",
@@ -158,7 +185,11 @@ fn seed() -> Discovery {
                     rule("tcp", 443, 443, RuleSource::Cidr(net("10.255.12.0/24"))),
                 ],
             ),
-            sg("sg-lb", "podnet-demo-lb", vec![rule("tcp", 80, 80, RuleSource::Cidr(net("0.0.0.0/0")))]),
+            sg(
+                "sg-lb",
+                "podnet-demo-lb",
+                vec![rule("tcp", 80, 80, RuleSource::Cidr(net("0.0.0.0/0")))],
+            ),
         ],
         endpoints: vec![],
         nodegroups: vec![NodegroupInfo {
@@ -190,13 +221,42 @@ fn seed() -> Discovery {
         kube: KubeSnapshot::default(),
     };
     for t in ["t3.medium", "t3.large"] {
-        d.instance_types.insert(t.into(), InstanceTable::embedded().get(t).unwrap().clone());
+        d.instance_types
+            .insert(t.into(), InstanceTable::embedded().get(t).unwrap().clone());
     }
     d.kube.nodes = vec![
-        node("ng-a", "ap-northeast-2a", "10.255.11.10", "t3.medium", Some("system"), None),
-        node("ng-c", "ap-northeast-2c", "10.255.12.10", "t3.medium", Some("system"), None),
-        node("kp-a", "ap-northeast-2a", "10.255.11.20", "t3.large", None, Some("default")),
-        node("kp-c", "ap-northeast-2c", "10.255.12.20", "t3.large", None, Some("default")),
+        node(
+            "ng-a",
+            "ap-northeast-2a",
+            "10.255.11.10",
+            "t3.medium",
+            Some("system"),
+            None,
+        ),
+        node(
+            "ng-c",
+            "ap-northeast-2c",
+            "10.255.12.10",
+            "t3.medium",
+            Some("system"),
+            None,
+        ),
+        node(
+            "kp-a",
+            "ap-northeast-2a",
+            "10.255.11.20",
+            "t3.large",
+            None,
+            Some("default"),
+        ),
+        node(
+            "kp-c",
+            "ap-northeast-2c",
+            "10.255.12.20",
+            "t3.large",
+            None,
+            Some("default"),
+        ),
     ];
     for i in 0..30 {
         let n = if i % 2 == 0 { "kp-a" } else { "kp-c" };
@@ -239,8 +299,11 @@ fn seed_spec() -> Spec {
 }
 
 fn auto_spec(extra: &str) -> Spec {
-    spec::parse(&format!("[cluster]\nname = \"podnet-demo\"\nregion = \"ap-northeast-2\"\n{extra}"), &Overrides::default())
-        .unwrap()
+    spec::parse(
+        &format!("[cluster]\nname = \"podnet-demo\"\nregion = \"ap-northeast-2\"\n{extra}"),
+        &Overrides::default(),
+    )
+    .unwrap()
 }
 
 fn ids(p: &Planned) -> Vec<&str> {
@@ -255,28 +318,56 @@ fn seed_plan_resolves_the_reference_scenario() {
         .inputs
         .pod_subnets
         .iter()
-        .map(|s| (s.availability_zone.as_str(), s.cidr.to_string(), s.route_table_id.as_str()))
+        .map(|s| {
+            (
+                s.availability_zone.as_str(),
+                s.cidr.to_string(),
+                s.route_table_id.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         subnets,
-        [("ap-northeast-2a", "100.64.1.0/24".to_string(), "rtb-private"), ("ap-northeast-2c", "100.64.2.0/24".to_string(), "rtb-private")]
+        [
+            ("ap-northeast-2a", "100.64.1.0/24".to_string(), "rtb-private"),
+            ("ap-northeast-2c", "100.64.2.0/24".to_string(), "rtb-private")
+        ]
     );
     let t = &p.inputs.pod_subnets[0].tags;
     assert_eq!(t["Name"], "podnet-demo-pods-2a");
     assert_eq!(t["podnet.io/cluster"], "podnet-demo");
     assert_eq!(t["kubernetes.io/role/cni"], "1");
     assert!(!t.contains_key("karpenter.sh/discovery"));
-    let patches: Vec<(&str, Option<i32>)> =
-        p.inputs.security_group_patches.iter().map(|s| (s.group_id.as_str(), s.from_port)).collect();
+    let patches: Vec<(&str, Option<i32>)> = p
+        .inputs
+        .security_group_patches
+        .iter()
+        .map(|s| (s.group_id.as_str(), s.from_port))
+        .collect();
     assert_eq!(patches, [("sg-rds", Some(3306)), ("sg-vpce", Some(443))]);
-    assert!(p.inputs.security_group_patches.iter().all(|s| s.cidr == net("100.64.0.0/16")));
+    assert!(
+        p.inputs
+            .security_group_patches
+            .iter()
+            .all(|s| s.cidr == net("100.64.0.0/16"))
+    );
 }
 
 #[test]
 fn suggestions_are_the_groups_admitting_node_subnets() {
     let p = plan(&auto_spec(""), &seed());
-    let s: Vec<(&str, &str, bool)> = p.suggestions.iter().map(|s| (s.group_name.as_str(), s.ports.as_str(), s.planned)).collect();
-    assert_eq!(s, [("podnet-demo-rds", "tcp 3306", false), ("podnet-demo-vpce", "tcp 443", false)]);
+    let s: Vec<(&str, &str, bool)> = p
+        .suggestions
+        .iter()
+        .map(|s| (s.group_name.as_str(), s.ports.as_str(), s.planned))
+        .collect();
+    assert_eq!(
+        s,
+        [
+            ("podnet-demo-rds", "tcp 3306", false),
+            ("podnet-demo-vpce", "tcp 443", false)
+        ]
+    );
     let p = plan(&seed_spec(), &seed());
     assert!(p.suggestions.iter().all(|s| s.planned), "{:?}", p.suggestions);
 }
@@ -284,11 +375,17 @@ fn suggestions_are_the_groups_admitting_node_subnets() {
 #[test]
 fn auto_sizing_splits_over_node_zones() {
     let p = plan(&auto_spec(""), &seed());
-    let c: Vec<String> = p.inputs.pod_subnets.iter().map(|s| format!("{} {}", s.availability_zone, s.cidr)).collect();
+    let c: Vec<String> = p
+        .inputs
+        .pod_subnets
+        .iter()
+        .map(|s| format!("{} {}", s.availability_zone, s.cidr))
+        .collect();
     assert_eq!(c, ["ap-northeast-2a 100.64.0.0/17", "ap-northeast-2c 100.64.128.0/17"]);
     // A third AZ with nodes: /18s.
     let mut d = seed();
-    d.subnets.push(subnet("subnet-b13", "10.255.13.0/24", "ap-northeast-2b", &[]));
+    d.subnets
+        .push(subnet("subnet-b13", "10.255.13.0/24", "ap-northeast-2b", &[]));
     d.nodegroups[0].subnets.push("subnet-b13".into());
     let p = plan(&auto_spec(""), &d);
     assert_eq!(p.inputs.pod_subnets.len(), 3);
@@ -299,8 +396,15 @@ fn auto_sizing_splits_over_node_zones() {
 
 #[test]
 fn refused_secondary_cidrs_are_errors() {
-    for (block, id) in [("198.19.0.0/16", "cidr.restricted"), ("10.255.128.0/17", "cidr.overlap"), ("10.255.0.0/16", "cidr.is-primary")] {
-        let p = plan(&auto_spec(&format!("[network]\nsecondary_cidr = \"{block}\"\n")), &seed());
+    for (block, id) in [
+        ("198.19.0.0/16", "cidr.restricted"),
+        ("10.255.128.0/17", "cidr.overlap"),
+        ("10.255.0.0/16", "cidr.is-primary"),
+    ] {
+        let p = plan(
+            &auto_spec(&format!("[network]\nsecondary_cidr = \"{block}\"\n")),
+            &seed(),
+        );
         assert!(ids(&p).contains(&id), "{block}: {:?}", ids(&p));
         assert!(p.has_errors());
         assert_eq!(p.findings[0].severity, Severity::Error, "errors come first");
@@ -335,7 +439,12 @@ fn cluster_and_node_refusals() {
     d.kube.nodes[1].eniconfig_annotation = Some("custom".into());
     let p = plan(&seed_spec(), &d);
     let got = ids(&p);
-    for want in ["cluster.ipv6", "cluster.auto-mode", "nodes.windows", "nodes.eniconfig-override"] {
+    for want in [
+        "cluster.ipv6",
+        "cluster.auto-mode",
+        "nodes.windows",
+        "nodes.eniconfig-override",
+    ] {
         assert!(got.contains(&want), "{want} missing: {got:?}");
     }
 }
@@ -349,7 +458,11 @@ fn a_zone_with_nodes_needs_a_pod_subnet() {
     )
     .unwrap();
     let p = plan(&spec, &seed());
-    let f = p.findings.iter().find(|f| f.id == "subnets.az-without-pod-subnet").expect("finding");
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.id == "subnets.az-without-pod-subnet")
+        .expect("finding");
     assert!(f.reason.contains("ap-northeast-2c"));
 }
 
@@ -358,9 +471,15 @@ fn nodeclass_selecting_pod_subnets_is_an_error() {
     let p = plan(&auto_spec("[pod_subnets]\ntags = { tier = \"pods\" }\n"), &seed());
     assert!(!ids(&p).contains(&"karpenter.nodeclass-selects-pod-subnets"));
     let mut d = seed();
-    d.kube.karpenter.as_mut().unwrap().nodeclasses[0].subnet_selector_terms.push(json!({"tags": {"tier": "*"}}));
+    d.kube.karpenter.as_mut().unwrap().nodeclasses[0]
+        .subnet_selector_terms
+        .push(json!({"tags": {"tier": "*"}}));
     let p = plan(&auto_spec("[pod_subnets]\ntags = { tier = \"pods\" }\n"), &d);
-    assert!(ids(&p).contains(&"karpenter.nodeclass-selects-pod-subnets"), "{:?}", ids(&p));
+    assert!(
+        ids(&p).contains(&"karpenter.nodeclass-selects-pod-subnets"),
+        "{:?}",
+        ids(&p)
+    );
 }
 
 #[test]
@@ -383,24 +502,41 @@ fn pdb_allowing_no_disruption_is_reported() {
     let mut d = seed();
     d.kube.pdbs[0].disruptions_allowed = 0;
     let p = plan(&seed_spec(), &d);
-    let f = p.findings.iter().find(|f| f.id == "pdb.zero-disruptions").expect("finding");
-    assert!(f.reason.contains("default/web") && f.reason.contains("30 pod(s)"), "{}", f.reason);
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.id == "pdb.zero-disruptions")
+        .expect("finding");
+    assert!(
+        f.reason.contains("default/web") && f.reason.contains("30 pod(s)"),
+        "{}",
+        f.reason
+    );
 }
 
 #[test]
 fn sg_patch_targets_must_exist() {
     let p = plan(
-        &auto_spec("[[security_group_patch]]\ngroup_name = \"nope\"\nports = 1\n[[security_group_patch]]\ngroup_id = \"sg-0123456789abcdef0\"\nports = 2\n"),
+        &auto_spec(
+            "[[security_group_patch]]\ngroup_name = \"nope\"\nports = 1\n[[security_group_patch]]\ngroup_id = \"sg-0123456789abcdef0\"\nports = 2\n",
+        ),
         &seed(),
     );
-    assert_eq!(p.findings.iter().filter(|f| f.id == "sg-patch.target-missing").count(), 2);
+    assert_eq!(
+        p.findings.iter().filter(|f| f.id == "sg-patch.target-missing").count(),
+        2
+    );
 }
 
 #[test]
 fn eniconfig_security_group_is_checked() {
     // The seed's cluster SG only admits the node SG on 443.
     let p = plan(&seed_spec(), &seed());
-    let f = p.findings.iter().find(|f| f.id == "eniconfig.sg-admits").expect("finding");
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.id == "eniconfig.sg-admits")
+        .expect("finding");
     assert!(f.reason.contains("sg-cluster"));
     let mut d = seed();
     d.security_groups[0].ingress.push(IngressRule {
@@ -419,11 +555,27 @@ fn eniconfig_security_group_is_checked() {
 fn capacity_report() {
     let p = plan(&seed_spec(), &seed());
     let c = &p.capacity;
-    let z: Vec<(&str, u64, Option<&str>, u64)> =
-        c.zones.iter().map(|z| (z.zone.as_str(), z.shared_usable, z.pod_subnet.as_deref(), z.pod_usable)).collect();
-    assert_eq!(z, [("ap-northeast-2a", 251, Some("100.64.1.0/24"), 251), ("ap-northeast-2c", 251, Some("100.64.2.0/24"), 251)]);
-    let m = c.instance_types.iter().find(|t| t.instance_type == "t3.medium").unwrap();
-    assert_eq!((m.eks_before, m.eks_after, m.karpenter_unreserved, m.karpenter_reserved), (17, 12, 17, 12));
+    let z: Vec<(&str, u64, Option<&str>, u64)> = c
+        .zones
+        .iter()
+        .map(|z| (z.zone.as_str(), z.shared_usable, z.pod_subnet.as_deref(), z.pod_usable))
+        .collect();
+    assert_eq!(
+        z,
+        [
+            ("ap-northeast-2a", 251, Some("100.64.1.0/24"), 251),
+            ("ap-northeast-2c", 251, Some("100.64.2.0/24"), 251)
+        ]
+    );
+    let m = c
+        .instance_types
+        .iter()
+        .find(|t| t.instance_type == "t3.medium")
+        .unwrap();
+    assert_eq!(
+        (m.eks_before, m.eks_after, m.karpenter_unreserved, m.karpenter_reserved),
+        (17, 12, 17, 12)
+    );
     let l = c.instance_types.iter().find(|t| t.instance_type == "t3.large").unwrap();
     assert_eq!((l.eks_before, l.eks_after, l.karpenter_reserved), (35, 24, 24));
     assert_eq!(c.nodes_to_replace.len(), 4);
@@ -433,7 +585,12 @@ fn capacity_report() {
     // 60 pods need 1 more t3.large.
     let mut d = seed();
     for i in 30..60 {
-        d.kube.pods.push(pod("default", &format!("web-{i}"), if i % 2 == 0 { "kp-a" } else { "kp-c" }, "web"));
+        d.kube.pods.push(pod(
+            "default",
+            &format!("web-{i}"),
+            if i % 2 == 0 { "kp-a" } else { "kp-c" },
+            "web",
+        ));
     }
     let p = plan(&seed_spec(), &d);
     let pool = p.capacity.groups.iter().find(|g| g.kind == "node-pool").unwrap();

@@ -51,23 +51,35 @@ pub fn merged_config(current: Option<&str>, env: &BTreeMap<String, String>) -> R
     let mut v: Value = match current.map(str::trim).filter(|s| !s.is_empty()) {
         None => json!({}),
         Some(s) => serde_json::from_str(s).map_err(|e| {
-            StepError::new(ErrorClass::Invalid, format!("the vpc-cni addon's configuration values are not JSON: {e}"))
-                .hint("fix them with `aws eks update-addon --configuration-values`, then run `podnet resume`")
+            StepError::new(
+                ErrorClass::Invalid,
+                format!("the vpc-cni addon's configuration values are not JSON: {e}"),
+            )
+            .hint("fix them with `aws eks update-addon --configuration-values`, then run `podnet resume`")
         })?,
     };
-    let obj = v
-        .as_object_mut()
-        .ok_or_else(|| StepError::new(ErrorClass::Invalid, "the vpc-cni addon's configuration values are not a JSON object"))?;
+    let obj = v.as_object_mut().ok_or_else(|| {
+        StepError::new(
+            ErrorClass::Invalid,
+            "the vpc-cni addon's configuration values are not a JSON object",
+        )
+    })?;
     if env.is_empty() {
         if obj.get("env").is_some_and(|e| !e.is_object()) {
-            return Err(StepError::new(ErrorClass::Invalid, "the vpc-cni addon's configuration `env` is not an object"));
+            return Err(StepError::new(
+                ErrorClass::Invalid,
+                "the vpc-cni addon's configuration `env` is not an object",
+            ));
         }
         return Ok(v);
     }
     let env_obj = obj.entry("env").or_insert_with(|| json!({}));
-    let env_map = env_obj
-        .as_object_mut()
-        .ok_or_else(|| StepError::new(ErrorClass::Invalid, "the vpc-cni addon's configuration `env` is not an object"))?;
+    let env_map = env_obj.as_object_mut().ok_or_else(|| {
+        StepError::new(
+            ErrorClass::Invalid,
+            "the vpc-cni addon's configuration `env` is not an object",
+        )
+    })?;
     for (k, val) in env {
         env_map.insert(k.clone(), Value::String(val.clone()));
     }
@@ -77,12 +89,18 @@ pub fn merged_config(current: Option<&str>, env: &BTreeMap<String, String>) -> R
 fn env_of(config: &Value) -> BTreeMap<String, String> {
     config["env"]
         .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn kube(env: &Env) -> Result<&kube::Client, StepError> {
-    env.kube.as_ref().ok_or_else(|| StepError::failed("no Kubernetes client"))
+    env.kube
+        .as_ref()
+        .ok_or_else(|| StepError::failed("no Kubernetes client"))
 }
 
 async fn daemonset_env(client: &kube::Client) -> Result<BTreeMap<String, String>, StepError> {
@@ -114,15 +132,28 @@ impl EnableCustomNetworking {
     async fn wait_update(&self, env: &Env, update_id: &str) -> Result<UpdateInfo, StepError> {
         let deadline = Instant::now() + Duration::from_secs(1200);
         loop {
-            let u = env.aws.eks.describe_update(&self.cluster, update_id, None, Some(VPC_CNI_ADDON)).await?;
+            let u = env
+                .aws
+                .eks
+                .describe_update(&self.cluster, update_id, None, Some(VPC_CNI_ADDON))
+                .await?;
             if u.is_done() {
                 return Ok(u);
             }
             if Instant::now() >= deadline {
-                return Err(StepError::new(ErrorClass::Timeout, format!("the vpc-cni addon update {update_id} is still {} after 20 minutes", u.status))
-                    .hint("run `podnet resume` to keep waiting"));
+                return Err(StepError::new(
+                    ErrorClass::Timeout,
+                    format!(
+                        "the vpc-cni addon update {update_id} is still {} after 20 minutes",
+                        u.status
+                    ),
+                )
+                .hint("run `podnet resume` to keep waiting"));
             }
-            env.status(self.id(), &format!("waiting for addon update {update_id} ({})", u.status));
+            env.status(
+                self.id(),
+                &format!("waiting for addon update {update_id} ({})", u.status),
+            );
             tokio::time::sleep(env.waits.poll).await;
         }
     }
@@ -146,9 +177,14 @@ impl Step<Env> for EnableCustomNetworking {
     async fn observe(&self, env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
         let mut plan = StepPlan::new(self.id(), self.describe());
         if self.cni.managed_addon {
-            let addon = env.aws.eks.describe_addon(&self.cluster, VPC_CNI_ADDON).await?.ok_or_else(|| {
-                StepError::new(ErrorClass::NotFound, "the vpc-cni addon is gone").hint("run `podnet plan` again")
-            })?;
+            let addon = env
+                .aws
+                .eks
+                .describe_addon(&self.cluster, VPC_CNI_ADDON)
+                .await?
+                .ok_or_else(|| {
+                    StepError::new(ErrorClass::NotFound, "the vpc-cni addon is gone").hint("run `podnet plan` again")
+                })?;
             let current = merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?;
             for c in self.changes(&env_of(&current), VPC_CNI_ADDON, "aws_eks_addon") {
                 plan = plan.with(c);
@@ -158,9 +194,11 @@ impl Step<Env> for EnableCustomNetworking {
                 .map(|o| {
                     o.iter()
                         .flat_map(|(k, v)| match (k.as_str(), v.as_object()) {
-                            ("env", Some(env)) => {
-                                env.keys().filter(|x| !self.cni.env.contains_key(*x)).map(|x| format!("env.{x}")).collect()
-                            }
+                            ("env", Some(env)) => env
+                                .keys()
+                                .filter(|x| !self.cni.env.contains_key(*x))
+                                .map(|x| format!("env.{x}"))
+                                .collect(),
                             (k, _) => vec![k.to_string()],
                         })
                         .collect()
@@ -184,15 +222,34 @@ impl Step<Env> for EnableCustomNetworking {
         if !self.cni.managed_addon {
             let have = daemonset_env(&client).await?;
             if self.cni.env.iter().any(|(k, v)| have.get(k) != Some(v)) {
-                let env_list: Vec<Value> = self.cni.env.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
+                let env_list: Vec<Value> = self
+                    .cni
+                    .env
+                    .iter()
+                    .map(|(k, v)| json!({ "name": k, "value": v }))
+                    .collect();
                 let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": "aws-node", "env": env_list } ] } } } });
                 let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
                 let (pp, patch) = (PatchParams::default(), Patch::Strategic(patch));
-                with_retry("patch DaemonSet kube-system/aws-node", || api.patch("aws-node", &pp, &patch)).await?;
-            }
-            ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", Duration::from_secs(900), env.waits.poll, &rollout)
+                with_retry("patch DaemonSet kube-system/aws-node", || {
+                    api.patch("aws-node", &pp, &patch)
+                })
                 .await?;
-            let out = EnableCustomNetworkingOutputs { update_id: None, configuration_values: None, env: self.cni.env.clone() };
+            }
+            ops::wait_daemonset_rollout(
+                &client,
+                "kube-system",
+                "aws-node",
+                Duration::from_secs(900),
+                env.waits.poll,
+                &rollout,
+            )
+            .await?;
+            let out = EnableCustomNetworkingOutputs {
+                update_id: None,
+                configuration_values: None,
+                env: self.cni.env.clone(),
+            };
             return serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()));
         }
 
@@ -205,9 +262,15 @@ impl Step<Env> for EnableCustomNetworking {
         let update_id: Option<String> = match ctx.checkpointed::<String>(&update_key) {
             Some(id) => Some(id),
             None => {
-                let addon = env.aws.eks.describe_addon(&self.cluster, VPC_CNI_ADDON).await?.ok_or_else(|| {
-                    StepError::new(ErrorClass::NotFound, "the vpc-cni addon is gone").hint("run `podnet plan` again")
-                })?;
+                let addon = env
+                    .aws
+                    .eks
+                    .describe_addon(&self.cluster, VPC_CNI_ADDON)
+                    .await?
+                    .ok_or_else(|| {
+                        StepError::new(ErrorClass::NotFound, "the vpc-cni addon is gone")
+                            .hint("run `podnet plan` again")
+                    })?;
                 let merged = merged_config(addon.configuration_values.as_deref(), &self.cni.env)?;
                 let current = merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?;
                 if merged == current {
@@ -247,16 +310,30 @@ impl Step<Env> for EnableCustomNetworking {
                 .hint("see `aws eks describe-update`; fix the cause, then run `podnet resume` (it makes a new update only if the configuration still differs)"));
             }
         }
-        ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", Duration::from_secs(900), env.waits.poll, &rollout)
-            .await?;
+        ops::wait_daemonset_rollout(
+            &client,
+            "kube-system",
+            "aws-node",
+            Duration::from_secs(900),
+            env.waits.poll,
+            &rollout,
+        )
+        .await?;
         let addon = env.aws.eks.describe_addon(&self.cluster, VPC_CNI_ADDON).await?;
         let config = addon.and_then(|a| a.configuration_values);
         let merged_env = env_of(&merged_config(config.as_deref(), &BTreeMap::new())?);
         if let Some((k, _)) = self.cni.env.iter().find(|(k, v)| merged_env.get(*k) != Some(*v)) {
-            return Err(StepError::new(ErrorClass::Failed, format!("after the update the addon's {k} is still not set"))
-                .hint("another writer changed the addon's configuration; check it, then run `podnet resume`"));
+            return Err(StepError::new(
+                ErrorClass::Failed,
+                format!("after the update the addon's {k} is still not set"),
+            )
+            .hint("another writer changed the addon's configuration; check it, then run `podnet resume`"));
         }
-        let out = EnableCustomNetworkingOutputs { update_id, configuration_values: config, env: self.cni.env.clone() };
+        let out = EnableCustomNetworkingOutputs {
+            update_id,
+            configuration_values: config,
+            env: self.cni.env.clone(),
+        };
         serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
     }
 }
@@ -269,15 +346,25 @@ mod tests {
     fn merge_keeps_the_users_keys() {
         let env: BTreeMap<String, String> = [
             ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG".to_string(), "true".to_string()),
-            ("ENI_CONFIG_LABEL_DEF".to_string(), "topology.kubernetes.io/zone".to_string()),
+            (
+                "ENI_CONFIG_LABEL_DEF".to_string(),
+                "topology.kubernetes.io/zone".to_string(),
+            ),
         ]
         .into();
-        let v = merged_config(Some(r#"{"env":{"WARM_IP_TARGET":"2","MINIMUM_IP_TARGET":"4"},"init":{"env":{}}}"#), &env).unwrap();
+        let v = merged_config(
+            Some(r#"{"env":{"WARM_IP_TARGET":"2","MINIMUM_IP_TARGET":"4"},"init":{"env":{}}}"#),
+            &env,
+        )
+        .unwrap();
         assert_eq!(v["env"]["WARM_IP_TARGET"], "2");
         assert_eq!(v["env"]["MINIMUM_IP_TARGET"], "4");
         assert_eq!(v["env"]["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"], "true");
         assert!(v["init"].is_object());
-        assert_eq!(merged_config(None, &env).unwrap()["env"]["ENI_CONFIG_LABEL_DEF"], "topology.kubernetes.io/zone");
+        assert_eq!(
+            merged_config(None, &env).unwrap()["env"]["ENI_CONFIG_LABEL_DEF"],
+            "topology.kubernetes.io/zone"
+        );
         assert_eq!(merged_config(Some("  "), &BTreeMap::new()).unwrap(), json!({}));
         assert!(merged_config(Some("not json"), &env).is_err());
         assert!(merged_config(Some("[1]"), &env).is_err());

@@ -29,7 +29,10 @@ pub struct AssociateCidrOutputs {
 
 /// The AWS association rules for `cidr` against the VPC as it is now.
 pub fn problems(vpc: &VpcInfo, route_tables: &[RouteTableInfo], cidr: Ipv4Net, quota: usize) -> Vec<CidrProblem> {
-    let vpc_cidrs = VpcCidrs { primary: vpc.primary_cidr, associated: vpc.live_cidrs() };
+    let vpc_cidrs = VpcCidrs {
+        primary: vpc.primary_cidr,
+        associated: vpc.live_cidrs(),
+    };
     let routes: Vec<RouteDestination> = route_tables
         .iter()
         .flat_map(|rt| {
@@ -47,7 +50,9 @@ pub fn problems(vpc: &VpcInfo, route_tables: &[RouteTableInfo], cidr: Ipv4Net, q
 
 impl AssociateCidr {
     fn existing<'a>(&self, vpc: &'a VpcInfo) -> Option<&'a CidrAssociation> {
-        vpc.cidr_associations.iter().find(|a| a.cidr == self.cidr && a.is_live())
+        vpc.cidr_associations
+            .iter()
+            .find(|a| a.cidr == self.cidr && a.is_live())
     }
 
     fn conflict(&self, vpc: &VpcInfo) -> Option<StepError> {
@@ -158,7 +163,10 @@ impl AssociateCidr {
                 )
                 .hint("AWS is slow to associate; run `podnet resume` to keep waiting"));
             }
-            env.status(self.id(), &format!("waiting for {} to be associated ({})", self.cidr, a.state));
+            env.status(
+                self.id(),
+                &format!("waiting for {} to be associated ({})", self.cidr, a.state),
+            );
             tokio::time::sleep(env.waits.poll).await;
             let vpc = env.aws.ec2.describe_vpc(&self.vpc_id).await?;
             a = vpc

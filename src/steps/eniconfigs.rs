@@ -50,14 +50,19 @@ pub struct ApplyEniConfigsOutputs {
 }
 
 fn kube(env: &Env) -> Result<&kube::Client, StepError> {
-    env.kube.as_ref().ok_or_else(|| StepError::failed("no Kubernetes client"))
+    env.kube
+        .as_ref()
+        .ok_or_else(|| StepError::failed("no Kubernetes client"))
 }
 
 fn current(o: &DynamicObject) -> (Option<String>, Vec<String>) {
     let spec = &o.data["spec"];
     (
         spec["subnet"].as_str().map(str::to_string),
-        spec["securityGroups"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+        spec["securityGroups"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
     )
 }
 
@@ -70,7 +75,11 @@ impl ApplyEniConfigs {
                 .eniconfigs
                 .iter()
                 .map(|e| {
-                    let id = out.subnets.iter().find(|s| s.availability_zone == e.availability_zone).map(|s| s.subnet_id.clone());
+                    let id = out
+                        .subnets
+                        .iter()
+                        .find(|s| s.availability_zone == e.availability_zone)
+                        .map(|s| s.subnet_id.clone());
                     (e.clone(), id)
                 })
                 .collect());
@@ -182,7 +191,9 @@ impl Step<Env> for ApplyEniConfigs {
                     if !self.adopt_existing {
                         return Err(self.mismatch(name, &have, "the new pod subnet"));
                     }
-                    Change::new(Action::Update, "kubernetes_eniconfig", name).unknown("spec.subnet").because("adopted")
+                    Change::new(Action::Update, "kubernetes_eniconfig", name)
+                        .unknown("spec.subnet")
+                        .because("adopted")
                 }
             };
             plan = plan.with(change);
@@ -198,7 +209,10 @@ impl Step<Env> for ApplyEniConfigs {
         for (e, subnet) in self.subnets(env, ctx).await? {
             let name = e.availability_zone.clone();
             let subnet = subnet.ok_or_else(|| {
-                StepError::failed(format!("no pod subnet for {name} was recorded by {}", ids::CREATE_POD_SUBNETS))
+                StepError::failed(format!(
+                    "no pod subnet for {name} was recorded by {}",
+                    ids::CREATE_POD_SUBNETS
+                ))
             })?;
             if let Some(o) = with_retry(&format!("get ENIConfig {name}"), || api.get_opt(&name)).await? {
                 let have = current(&o);
@@ -217,7 +231,11 @@ impl Step<Env> for ApplyEniConfigs {
             let pp = PatchParams::apply(FIELD_MANAGER).force();
             let patch = Patch::Apply(&body);
             with_retry(&format!("apply ENIConfig {name}"), || api.patch(&name, &pp, &patch)).await?;
-            out.eniconfigs.push(AppliedEniConfig { name, subnet, security_groups: self.security_groups.clone() });
+            out.eniconfigs.push(AppliedEniConfig {
+                name,
+                subnet,
+                security_groups: self.security_groups.clone(),
+            });
         }
         serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
     }

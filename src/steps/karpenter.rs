@@ -53,7 +53,9 @@ pub fn helm_snippet(reserved_enis: u32) -> String {
 }
 
 fn kube(env: &Env) -> Result<&kube::Client, StepError> {
-    env.kube.as_ref().ok_or_else(|| StepError::failed("no Kubernetes client"))
+    env.kube
+        .as_ref()
+        .ok_or_else(|| StepError::failed("no Kubernetes client"))
 }
 
 fn env_value(d: &Deployment, container: &str, key: &str) -> Option<String> {
@@ -77,10 +79,14 @@ impl KarpenterInputs {
         if self.max_pods.is_none() {
             return Ok(vec![]);
         }
-        let all = k8s::list_custom(client, &k8s::ec2nodeclass_resource(), "EC2NodeClasses").await?.unwrap_or_default();
+        let all = k8s::list_custom(client, &k8s::ec2nodeclass_resource(), "EC2NodeClasses")
+            .await?
+            .unwrap_or_default();
         Ok(all
             .into_iter()
-            .filter(|o| self.node_classes.is_empty() || self.node_classes.iter().any(|n| Some(n) == o.metadata.name.as_ref()))
+            .filter(|o| {
+                self.node_classes.is_empty() || self.node_classes.iter().any(|n| Some(n) == o.metadata.name.as_ref())
+            })
             .collect())
     }
 }
@@ -93,17 +99,25 @@ impl Step<Env> for ConfigureKarpenter {
 
     fn describe(&self) -> String {
         match &self.karpenter {
-            Some(k) => format!("set RESERVED_ENIS={} on {}/{}", k.reserved_enis, k.namespace, k.deployment),
+            Some(k) => format!(
+                "set RESERVED_ENIS={} on {}/{}",
+                k.reserved_enis, k.namespace, k.deployment
+            ),
             None => format!("configure Karpenter (skipped: {})", self.skip_reason),
         }
     }
 
     async fn observe(&self, env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
         let plan = StepPlan::new(self.id(), self.describe());
-        let Some(k) = &self.karpenter else { return Ok(plan.note(format!("skipped: {}", self.skip_reason))) };
+        let Some(k) = &self.karpenter else {
+            return Ok(plan.note(format!("skipped: {}", self.skip_reason)));
+        };
         let client = kube(env)?;
         let api: Api<Deployment> = Api::namespaced(client.clone(), &k.namespace);
-        let d = with_retry(&format!("get Deployment {}/{}", k.namespace, k.deployment), || api.get(&k.deployment)).await?;
+        let d = with_retry(&format!("get Deployment {}/{}", k.namespace, k.deployment), || {
+            api.get(&k.deployment)
+        })
+        .await?;
         let want = k.reserved_enis.to_string();
         let have = env_value(&d, &k.container, "RESERVED_ENIS");
         let name = format!("{}/{} container {}", k.namespace, k.deployment, k.container);
@@ -133,7 +147,10 @@ impl Step<Env> for ConfigureKarpenter {
 
     async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
         let Some(k) = &self.karpenter else {
-            let out = ConfigureKarpenterOutputs { skipped: true, ..Default::default() };
+            let out = ConfigureKarpenterOutputs {
+                skipped: true,
+                ..Default::default()
+            };
             return serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()));
         };
         let client = kube(env)?;
@@ -149,7 +166,10 @@ impl Step<Env> for ConfigureKarpenter {
                 { "name": k.container, "env": [ { "name": "RESERVED_ENIS", "value": want } ] }
             ] } } } });
             let (pp, patch) = (PatchParams::default(), Patch::Strategic(patch));
-            with_retry(&format!("patch Deployment {what}"), || api.patch(&k.deployment, &pp, &patch)).await?;
+            with_retry(&format!("patch Deployment {what}"), || {
+                api.patch(&k.deployment, &pp, &patch)
+            })
+            .await?;
         }
         let mut patched = Vec::new();
         if let Some(max) = k.max_pods {
@@ -165,8 +185,15 @@ impl Step<Env> for ConfigureKarpenter {
             }
         }
         let progress = |m: String| env.status(ids::CONFIGURE_KARPENTER, &m);
-        ops::wait_deployment_rollout(client, &k.namespace, &k.deployment, Duration::from_secs(600), env.waits.poll, &progress)
-            .await?;
+        ops::wait_deployment_rollout(
+            client,
+            &k.namespace,
+            &k.deployment,
+            Duration::from_secs(600),
+            env.waits.poll,
+            &progress,
+        )
+        .await?;
         let out = ConfigureKarpenterOutputs {
             skipped: false,
             namespace: Some(k.namespace.clone()),

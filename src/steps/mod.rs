@@ -58,7 +58,10 @@ pub struct Waits {
 
 impl Default for Waits {
     fn default() -> Self {
-        Waits { poll: Duration::from_secs(2), cidr_association: Duration::from_secs(300) }
+        Waits {
+            poll: Duration::from_secs(2),
+            cidr_association: Duration::from_secs(300),
+        }
     }
 }
 
@@ -148,13 +151,19 @@ pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
             vpc_id: inputs.vpc_id.clone(),
             patches: inputs.security_group_patches.clone(),
         }),
-        Box::new(pod_subnets::CreatePodSubnets { vpc_id: inputs.vpc_id.clone(), subnets: inputs.pod_subnets.clone() }),
+        Box::new(pod_subnets::CreatePodSubnets {
+            vpc_id: inputs.vpc_id.clone(),
+            subnets: inputs.pod_subnets.clone(),
+        }),
         Box::new(eniconfigs::ApplyEniConfigs {
             vpc_id: inputs.vpc_id.clone(),
             eniconfigs: inputs
                 .pod_subnets
                 .iter()
-                .map(|s| eniconfigs::EniConfigInput { availability_zone: s.availability_zone.clone(), cidr: s.cidr })
+                .map(|s| eniconfigs::EniConfigInput {
+                    availability_zone: s.availability_zone.clone(),
+                    cidr: s.cidr,
+                })
                 .collect(),
             security_groups: inputs.eniconfig_security_groups.clone(),
             adopt_existing: inputs.adopt_existing_eniconfigs,
@@ -163,7 +172,10 @@ pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
             karpenter: inputs.karpenter.clone(),
             skip_reason: inputs.karpenter_skip_reason.clone(),
         }),
-        Box::new(addon::EnableCustomNetworking { cluster: inputs.cluster.clone(), cni: inputs.vpc_cni.clone() }),
+        Box::new(addon::EnableCustomNetworking {
+            cluster: inputs.cluster.clone(),
+            cni: inputs.vpc_cni.clone(),
+        }),
         Box::new(replace_nodes::ReplaceKarpenterNodes {
             node_pools: inputs.node_pools.clone(),
             drain: inputs.drain.clone(),
@@ -175,6 +187,9 @@ pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
             expect: inputs.expect.clone(),
             settle_timeout_secs: inputs.drain.settle_timeout_secs,
         }),
-        Box::new(verify::Verify { expect: inputs.expect.clone(), timeout: Duration::from_secs(300) }),
+        Box::new(verify::Verify {
+            expect: inputs.expect.clone(),
+            timeout: Duration::from_secs(300),
+        }),
     ]
 }

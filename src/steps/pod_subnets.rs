@@ -46,7 +46,10 @@ fn find<'a>(subnets: &'a [SubnetInfo], want: &PodSubnetInput) -> Result<Found<'a
         if s.availability_zone != want.availability_zone {
             return Err(StepError::new(
                 ErrorClass::Conflict,
-                format!("{} already exists as {} in {}, not {}", want.cidr, s.id, s.availability_zone, want.availability_zone),
+                format!(
+                    "{} already exists as {} in {}, not {}",
+                    want.cidr, s.id, s.availability_zone, want.availability_zone
+                ),
             )
             .hint("give that AZ another block in the plan file, or remove the existing subnet"));
         }
@@ -63,7 +66,10 @@ fn find<'a>(subnets: &'a [SubnetInfo], want: &PodSubnetInput) -> Result<Found<'a
 }
 
 fn missing_tags(have: &Tags, want: &Tags) -> Tags {
-    want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    want.iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The route-table situation of an existing subnet.
@@ -81,10 +87,18 @@ enum Assoc {
 fn association(rts: &[RouteTableInfo], subnet_id: &str, want_rt: &str) -> Assoc {
     for rt in rts {
         if let Some(a) = rt.association_for(subnet_id) {
-            return if rt.id == want_rt { Assoc::Ok(a.id.clone()) } else { Assoc::Elsewhere(a.id.clone(), rt.id.clone()) };
+            return if rt.id == want_rt {
+                Assoc::Ok(a.id.clone())
+            } else {
+                Assoc::Elsewhere(a.id.clone(), rt.id.clone())
+            };
         }
     }
-    if rts.iter().any(|rt| rt.id == want_rt && rt.is_main()) { Assoc::ImplicitMain } else { Assoc::NeedsAssociation }
+    if rts.iter().any(|rt| rt.id == want_rt && rt.is_main()) {
+        Assoc::ImplicitMain
+    } else {
+        Assoc::NeedsAssociation
+    }
 }
 
 #[async_trait]
@@ -94,7 +108,11 @@ impl Step<Env> for CreatePodSubnets {
     }
 
     fn describe(&self) -> String {
-        let parts: Vec<String> = self.subnets.iter().map(|s| format!("{} in {}", s.cidr, s.availability_zone)).collect();
+        let parts: Vec<String> = self
+            .subnets
+            .iter()
+            .map(|s| format!("{} in {}", s.cidr, s.availability_zone))
+            .collect();
         format!("create pod subnets {}", parts.join(", "))
     }
 
@@ -125,7 +143,9 @@ impl Step<Env> for CreatePodSubnets {
                 Found::Present(s) => {
                     let missing = missing_tags(&s.tags, &want.tags);
                     if missing.is_empty() {
-                        plan = plan.with(Change::new(Action::NoOp, "aws_subnet", format!("{label} {}", s.id)).because("exists"));
+                        plan = plan.with(
+                            Change::new(Action::NoOp, "aws_subnet", format!("{label} {}", s.id)).because("exists"),
+                        );
                     } else {
                         let mut c = Change::new(Action::Update, "aws_subnet", format!("{label} {}", s.id));
                         for (k, v) in &missing {
@@ -135,8 +155,10 @@ impl Step<Env> for CreatePodSubnets {
                     }
                     let name = format!("{label} {}", s.id);
                     plan = plan.with(match association(&rts, &s.id, &want.route_table_id) {
-                        Assoc::Ok(_) | Assoc::ImplicitMain => Change::new(Action::NoOp, "aws_route_table_association", name)
-                            .because(format!("uses {}", want.route_table_id)),
+                        Assoc::Ok(_) | Assoc::ImplicitMain => {
+                            Change::new(Action::NoOp, "aws_route_table_association", name)
+                                .because(format!("uses {}", want.route_table_id))
+                        }
                         Assoc::Elsewhere(_, other) => Change::new(Action::Update, "aws_route_table_association", name)
                             .change("route_table_id", other, &want.route_table_id),
                         Assoc::NeedsAssociation => Change::new(Action::Create, "aws_route_table_association", name)
@@ -166,8 +188,16 @@ impl Step<Env> for CreatePodSubnets {
                     s.clone()
                 }
                 Found::Missing => {
-                    env.status(self.id(), &format!("creating {} in {}", want.cidr, want.availability_zone));
-                    match env.aws.ec2.create_subnet(&self.vpc_id, &want.availability_zone, want.cidr, &want.tags).await {
+                    env.status(
+                        self.id(),
+                        &format!("creating {} in {}", want.cidr, want.availability_zone),
+                    );
+                    match env
+                        .aws
+                        .ec2
+                        .create_subnet(&self.vpc_id, &want.availability_zone, want.cidr, &want.tags)
+                        .await
+                    {
                         Ok(s) => s,
                         // Created by an attempt whose answer was lost: find it again.
                         Err(e) if e.is_code("InvalidSubnet.Conflict") => {
@@ -186,11 +216,24 @@ impl Step<Env> for CreatePodSubnets {
                 Assoc::ImplicitMain => None,
                 Assoc::Elsewhere(assoc, _) => {
                     env.status(self.id(), &format!("moving {} to {}", subnet.id, want.route_table_id));
-                    Some(env.aws.ec2.replace_route_table_association(&assoc, &want.route_table_id).await?)
+                    Some(
+                        env.aws
+                            .ec2
+                            .replace_route_table_association(&assoc, &want.route_table_id)
+                            .await?,
+                    )
                 }
                 Assoc::NeedsAssociation => {
-                    env.status(self.id(), &format!("associating {} with {}", subnet.id, want.route_table_id));
-                    match env.aws.ec2.associate_route_table(&want.route_table_id, &subnet.id).await {
+                    env.status(
+                        self.id(),
+                        &format!("associating {} with {}", subnet.id, want.route_table_id),
+                    );
+                    match env
+                        .aws
+                        .ec2
+                        .associate_route_table(&want.route_table_id, &subnet.id)
+                        .await
+                    {
                         Ok(id) => Some(id),
                         Err(e) if e.is_code("Resource.AlreadyAssociated") => {
                             let rts = env.aws.ec2.describe_route_tables(&self.vpc_id).await?;

@@ -54,19 +54,29 @@ impl DrainSettings {
 }
 
 fn kube(env: &Env) -> Result<&kube::Client, StepError> {
-    env.kube.as_ref().ok_or_else(|| StepError::failed("no Kubernetes client"))
+    env.kube
+        .as_ref()
+        .ok_or_else(|| StepError::failed("no Kubernetes client"))
 }
 
 async fn nodes(client: &kube::Client, selector: &str) -> Result<Vec<NodeSummary>, KubeError> {
     let api: Api<Node> = Api::all(client.clone());
     let lp = ListParams::default().labels(selector);
-    Ok(list_all(&api, &lp, &format!("nodes {selector}")).await?.iter().map(k8s::snapshot::node_summary).collect())
+    Ok(list_all(&api, &lp, &format!("nodes {selector}"))
+        .await?
+        .iter()
+        .map(k8s::snapshot::node_summary)
+        .collect())
 }
 
 async fn pending_pods(client: &kube::Client) -> Result<Vec<String>, KubeError> {
     let api: Api<Pod> = Api::all(client.clone());
     let lp = ListParams::default().fields("status.phase=Pending");
-    Ok(list_all(&api, &lp, "pending pods").await?.iter().map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())).collect())
+    Ok(list_all(&api, &lp, "pending pods")
+        .await?
+        .iter()
+        .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
+        .collect())
 }
 
 /// Waits until nothing is pending and every node of `selector` that is not
@@ -89,7 +99,10 @@ async fn wait_settled(
             if !n.ready {
                 problems.push(format!("{} is not Ready", n.name));
             } else if !expect.node_is_migrated(n) {
-                problems.push(format!("{} has no ENIConfig label (custom networking not in effect)", n.name));
+                problems.push(format!(
+                    "{} has no ENIConfig label (custom networking not in effect)",
+                    n.name
+                ));
             } else if let Some(want) = expect.expected_pods(n) {
                 if n.capacity_pods != Some(want) {
                     // Wrong capacity does not fix itself: fail at once.
@@ -113,15 +126,30 @@ async fn wait_settled(
         if Instant::now() >= deadline {
             let mut why = problems;
             if !pending.is_empty() {
-                why.push(format!("{} pod(s) pending: {}", pending.len(), pending.iter().take(5).cloned().collect::<Vec<_>>().join(", ")));
+                why.push(format!(
+                    "{} pod(s) pending: {}",
+                    pending.len(),
+                    pending.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                ));
             }
             return Err(StepError::new(
                 ErrorClass::Timeout,
-                format!("replacement capacity did not settle in {}s: {}", timeout.as_secs(), why.join("; ")),
+                format!(
+                    "replacement capacity did not settle in {}s: {}",
+                    timeout.as_secs(),
+                    why.join("; ")
+                ),
             )
             .hint("check why pods are pending (`kubectl get events`); fix it, then run `podnet resume`"));
         }
-        env.status(step, &format!("{} new node(s), {} pending pod(s), waiting for replacements", fresh.len(), pending.len()));
+        env.status(
+            step,
+            &format!(
+                "{} new node(s), {} pending pod(s), waiting for replacements",
+                fresh.len(),
+                pending.len()
+            ),
+        );
         tokio::time::sleep(env.waits.poll).await;
     }
 }
@@ -152,8 +180,11 @@ impl ReplaceKarpenterNodes {
     }
 
     async fn old_nodes(&self, client: &kube::Client) -> Result<Vec<NodeSummary>, StepError> {
-        let mut v: Vec<NodeSummary> =
-            nodes(client, &self.selector()).await?.into_iter().filter(|n| n.os != "windows" && !self.expect.node_is_migrated(n)).collect();
+        let mut v: Vec<NodeSummary> = nodes(client, &self.selector())
+            .await?
+            .into_iter()
+            .filter(|n| n.os != "windows" && !self.expect.node_is_migrated(n))
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
     }
@@ -163,7 +194,8 @@ impl ReplaceKarpenterNodes {
         let claims = list_all(&api, &ListParams::default(), "NodeClaims").await?;
         let claim = claims.iter().find(|c| {
             c.data["status"]["nodeName"].as_str() == Some(node.name.as_str())
-                || (node.provider_id.is_some() && c.data["status"]["providerID"].as_str() == node.provider_id.as_deref())
+                || (node.provider_id.is_some()
+                    && c.data["status"]["providerID"].as_str() == node.provider_id.as_deref())
         });
         match claim {
             Some(c) => {
@@ -202,10 +234,19 @@ impl ReplaceKarpenterNodes {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(StepError::new(ErrorClass::Timeout, format!("nodes {} are still there after their NodeClaims were deleted", left.join(", ")))
-                    .hint("check Karpenter's logs for termination errors, then run `podnet resume`"));
+                return Err(StepError::new(
+                    ErrorClass::Timeout,
+                    format!(
+                        "nodes {} are still there after their NodeClaims were deleted",
+                        left.join(", ")
+                    ),
+                )
+                .hint("check Karpenter's logs for termination errors, then run `podnet resume`"));
             }
-            env.status(self.id(), &format!("waiting for Karpenter to terminate {}", left.join(", ")));
+            env.status(
+                self.id(),
+                &format!("waiting for Karpenter to terminate {}", left.join(", ")),
+            );
             tokio::time::sleep(env.waits.poll).await;
         }
     }
@@ -221,7 +262,11 @@ impl Step<Env> for ReplaceKarpenterNodes {
         if self.node_pools.is_empty() {
             "replace Karpenter nodes (none selected)".into()
         } else {
-            format!("replace the nodes of NodePool(s) {} in batches of {}", self.node_pools.join(", "), self.drain.batch_size)
+            format!(
+                "replace the nodes of NodePool(s) {} in batches of {}",
+                self.node_pools.join(", "),
+                self.drain.batch_size
+            )
         }
     }
 
@@ -234,7 +279,11 @@ impl Step<Env> for ReplaceKarpenterNodes {
             plan = plan.with(
                 Change::new(Action::Replace, "karpenter_node", &n.name)
                     .change("capacity.pods", n.capacity_pods, "(known after apply)")
-                    .because(format!("{} {}", n.zone.as_deref().unwrap_or("?"), n.instance_type.as_deref().unwrap_or("?"))),
+                    .because(format!(
+                        "{} {}",
+                        n.zone.as_deref().unwrap_or("?"),
+                        n.instance_type.as_deref().unwrap_or("?")
+                    )),
             );
         }
         Ok(plan.note("replacements: Karpenter launches them for the evicted (pending) pods, with custom networking"))
@@ -256,11 +305,20 @@ impl Step<Env> for ReplaceKarpenterNodes {
             if old.is_empty() {
                 break;
             }
-            let batch: Vec<NodeSummary> = old.iter().take(self.drain.batch_size.max(1) as usize).cloned().collect();
+            let batch: Vec<NodeSummary> = old
+                .iter()
+                .take(self.drain.batch_size.max(1) as usize)
+                .cloned()
+                .collect();
             let old_names: BTreeSet<String> = old.iter().map(|n| n.name.clone()).collect();
             env.status(
                 self.id(),
-                &format!("{} of {} node(s) replaced; next: {}", out.replaced.len(), total_at_start, batch.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")),
+                &format!(
+                    "{} of {} node(s) replaced; next: {}",
+                    out.replaced.len(),
+                    total_at_start,
+                    batch.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
             );
             for n in &batch {
                 ops::cordon(&client, &n.name).await?;
@@ -275,13 +333,29 @@ impl Step<Env> for ReplaceKarpenterNodes {
             for (n, report) in reports {
                 let claim = self.delete_nodeclaim(&client, &n).await?;
                 names.push(n.name.clone());
-                out.replaced.push(ReplacedNode { name: n.name.clone(), nodeclaim: claim, evicted: report.evicted.len() });
+                out.replaced.push(ReplacedNode {
+                    name: n.name.clone(),
+                    nodeclaim: claim,
+                    evicted: report.evicted.len(),
+                });
                 ctx.checkpoint("replaced", &out.replaced)?;
             }
             self.wait_gone(env, &names).await?;
-            wait_settled(env, self.id(), &self.selector(), &old_names, &self.expect, Duration::from_secs(self.drain.settle_timeout_secs)).await?;
+            wait_settled(
+                env,
+                self.id(),
+                &self.selector(),
+                &old_names,
+                &self.expect,
+                Duration::from_secs(self.drain.settle_timeout_secs),
+            )
+            .await?;
         }
-        out.nodes_now = nodes(&client, &self.selector()).await?.into_iter().map(|n| n.name).collect();
+        out.nodes_now = nodes(&client, &self.selector())
+            .await?
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
         serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
     }
 }
@@ -316,14 +390,21 @@ pub struct RollNodeGroupsOutputs {
 
 impl RollNodeGroups {
     async fn old_nodes(&self, client: &kube::Client, ng: &str) -> Result<Vec<NodeSummary>, StepError> {
-        Ok(nodes(client, &format!("{NODEGROUP_LABEL}={ng}")).await?.into_iter().filter(|n| !self.expect.node_is_migrated(n)).collect())
+        Ok(nodes(client, &format!("{NODEGROUP_LABEL}={ng}"))
+            .await?
+            .into_iter()
+            .filter(|n| !self.expect.node_is_migrated(n))
+            .collect())
     }
 
     async fn roll(&self, env: &Env, ctx: &mut StepCtx<'_>, g: &NodeGroupRoll) -> Result<RolledNodeGroup, StepError> {
         let client = kube(env)?.clone();
         let update_key = format!("update-id:{}", g.name);
         let lt_key = format!("launch-template-version:{}", g.name);
-        let mut rolled = RolledNodeGroup { name: g.name.clone(), ..Default::default() };
+        let mut rolled = RolledNodeGroup {
+            name: g.name.clone(),
+            ..Default::default()
+        };
         let update_id = match ctx.checkpointed::<String>(&update_key) {
             Some(id) => Some(id),
             None if self.old_nodes(&client, &g.name).await?.is_empty() => None,
@@ -337,9 +418,16 @@ impl RollNodeGroups {
                                 let id = match (&lt.id, &lt.name) {
                                     (Some(id), _) => id.clone(),
                                     (None, Some(name)) => env.aws.ec2.launch_template_id(name).await?,
-                                    (None, None) => return Err(StepError::failed(format!("node group {} has a launch template without id or name", g.name))),
+                                    (None, None) => {
+                                        return Err(StepError::failed(format!(
+                                            "node group {} has a launch template without id or name",
+                                            g.name
+                                        )));
+                                    }
                                 };
-                                let token: String = ctx.checkpoint_once(&format!("lt-token:{}", g.name), || uuid::Uuid::new_v4().to_string())?;
+                                let token: String = ctx.checkpoint_once(&format!("lt-token:{}", g.name), || {
+                                    uuid::Uuid::new_v4().to_string()
+                                })?;
                                 env.status(self.id(), &format!("new launch template version for {}", g.name));
                                 let v = env
                                     .aws
@@ -356,12 +444,21 @@ impl RollNodeGroups {
                             }
                         };
                         rolled.launch_template_version = Some(version.clone());
-                        Some(LaunchTemplateRef { id: lt.id.clone(), name: lt.name.clone(), version: Some(version) })
+                        Some(LaunchTemplateRef {
+                            id: lt.id.clone(),
+                            name: lt.name.clone(),
+                            version: Some(version),
+                        })
                     }
                 };
-                let token: String = ctx.checkpoint_once(&format!("update-token:{}", g.name), || uuid::Uuid::new_v4().to_string())?;
+                let token: String =
+                    ctx.checkpoint_once(&format!("update-token:{}", g.name), || uuid::Uuid::new_v4().to_string())?;
                 env.status(self.id(), &format!("starting the rolling update of {}", g.name));
-                let u = env.aws.eks.update_nodegroup_version(&self.cluster, &g.name, lt.as_ref(), false, &token).await?;
+                let u = env
+                    .aws
+                    .eks
+                    .update_nodegroup_version(&self.cluster, &g.name, lt.as_ref(), false, &token)
+                    .await?;
                 ctx.checkpoint(&update_key, &u.id)?;
                 Some(u.id)
             }
@@ -370,7 +467,11 @@ impl RollNodeGroups {
             rolled.update_id = Some(id.clone());
             let deadline = Instant::now() + Duration::from_secs(3600);
             loop {
-                let u = env.aws.eks.describe_update(&self.cluster, id, Some(&g.name), None).await?;
+                let u = env
+                    .aws
+                    .eks
+                    .describe_update(&self.cluster, id, Some(&g.name), None)
+                    .await?;
                 match u.status.as_str() {
                     "Successful" => break,
                     "Failed" | "Cancelled" => {
@@ -393,23 +494,51 @@ impl RollNodeGroups {
                     _ => {}
                 }
                 if Instant::now() >= deadline {
-                    return Err(StepError::new(ErrorClass::Timeout, format!("the rolling update {id} of {} is still {} after an hour", g.name, u.status))
-                        .hint("run `podnet resume` to keep waiting"));
+                    return Err(StepError::new(
+                        ErrorClass::Timeout,
+                        format!(
+                            "the rolling update {id} of {} is still {} after an hour",
+                            g.name, u.status
+                        ),
+                    )
+                    .hint("run `podnet resume` to keep waiting"));
                 }
                 let old = self.old_nodes(&client, &g.name).await.map(|v| v.len()).unwrap_or(0);
-                env.status(self.id(), &format!("{}: update {} {}, {} old node(s) left", g.name, id, u.status, old));
+                env.status(
+                    self.id(),
+                    &format!("{}: update {} {}, {} old node(s) left", g.name, id, u.status, old),
+                );
                 tokio::time::sleep(env.waits.poll).await;
             }
         }
-        let old: BTreeSet<String> = self.old_nodes(&client, &g.name).await?.into_iter().map(|n| n.name).collect();
+        let old: BTreeSet<String> = self
+            .old_nodes(&client, &g.name)
+            .await?
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
         if !old.is_empty() {
             return Err(StepError::new(
                 ErrorClass::Failed,
-                format!("after the update of {}, nodes still run without custom networking: {}", g.name, old.into_iter().collect::<Vec<_>>().join(", ")),
+                format!(
+                    "after the update of {}, nodes still run without custom networking: {}",
+                    g.name,
+                    old.into_iter().collect::<Vec<_>>().join(", ")
+                ),
             )
-            .hint("check the node group's launch template and the vpc-cni addon configuration, then run `podnet resume`"));
+            .hint(
+                "check the node group's launch template and the vpc-cni addon configuration, then run `podnet resume`",
+            ));
         }
-        rolled.nodes = wait_settled(env, self.id(), &format!("{NODEGROUP_LABEL}={}", g.name), &BTreeSet::new(), &self.expect, Duration::from_secs(self.settle_timeout_secs)).await?;
+        rolled.nodes = wait_settled(
+            env,
+            self.id(),
+            &format!("{NODEGROUP_LABEL}={}", g.name),
+            &BTreeSet::new(),
+            &self.expect,
+            Duration::from_secs(self.settle_timeout_secs),
+        )
+        .await?;
         Ok(rolled)
     }
 }
@@ -424,7 +553,14 @@ impl Step<Env> for RollNodeGroups {
         if self.node_groups.is_empty() {
             "roll managed node groups (none selected)".into()
         } else {
-            format!("roll managed node group(s) {}", self.node_groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", "))
+            format!(
+                "roll managed node group(s) {}",
+                self.node_groups
+                    .iter()
+                    .map(|g| g.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
     }
 
@@ -433,14 +569,20 @@ impl Step<Env> for RollNodeGroups {
         for g in &self.node_groups {
             let old = self.old_nodes(kube(env)?, &g.name).await?;
             if old.is_empty() {
-                plan = plan.with(Change::new(Action::NoOp, "aws_eks_node_group", &g.name).because("every node runs custom networking"));
+                plan = plan.with(
+                    Change::new(Action::NoOp, "aws_eks_node_group", &g.name)
+                        .because("every node runs custom networking"),
+                );
                 continue;
             }
             let mut c = Change::new(Action::Update, "aws_eks_node_group", &g.name);
             if let Some(lt) = &g.launch_template {
                 c = c.change("launch_template.version", &lt.version, "(known after apply)");
             }
-            plan = plan.with(c.because(format!("rolling update replaces {}", old.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "))));
+            plan = plan.with(c.because(format!(
+                "rolling update replaces {}",
+                old.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
         }
         Ok(plan)
     }

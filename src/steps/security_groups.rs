@@ -49,8 +49,11 @@ pub fn admitting<'a>(group: &'a SecurityGroupInfo, p: &SgPatchInput) -> Vec<&'a 
 
 fn group<'a>(groups: &'a [SecurityGroupInfo], p: &SgPatchInput) -> Result<&'a SecurityGroupInfo, StepError> {
     groups.iter().find(|g| g.id == p.group_id).ok_or_else(|| {
-        StepError::new(ErrorClass::NotFound, format!("security group {} ({}) is gone", p.group_id, p.group_name))
-            .hint("fix security_group_patch in the plan file and run `podnet plan`")
+        StepError::new(
+            ErrorClass::NotFound,
+            format!("security group {} ({}) is gone", p.group_id, p.group_name),
+        )
+        .hint("fix security_group_patch in the plan file and run `podnet plan`")
     })
 }
 

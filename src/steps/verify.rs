@@ -27,11 +27,17 @@ impl Step<Env> for Verify {
     }
 
     async fn observe(&self, _env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
-        Ok(StepPlan::new(self.id(), self.describe()).note("read-only; runs at the end of apply (also `podnet verify`)"))
+        Ok(
+            StepPlan::new(self.id(), self.describe())
+                .note("read-only; runs at the end of apply (also `podnet verify`)"),
+        )
     }
 
     async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
-        let kube = env.kube.as_ref().ok_or_else(|| StepError::failed("no Kubernetes client"))?;
+        let kube = env
+            .kube
+            .as_ref()
+            .ok_or_else(|| StepError::failed("no Kubernetes client"))?;
         let deadline = Instant::now() + self.timeout;
         loop {
             let report = verify(&env.aws, kube, &self.expect).await?;
@@ -44,8 +50,11 @@ impl Step<Env> for Verify {
                     .iter()
                     .map(|c| format!("{}: {} [{}]", c.id, c.summary, c.failures.join("; ")))
                     .collect();
-                return Err(StepError::new(ErrorClass::Failed, format!("verification failed: {}", lines.join(" | ")))
-                    .hint("`podnet verify` shows the checks; fix what they name, then run `podnet resume`"));
+                return Err(StepError::new(
+                    ErrorClass::Failed,
+                    format!("verification failed: {}", lines.join(" | ")),
+                )
+                .hint("`podnet verify` shows the checks; fix what they name, then run `podnet resume`"));
             }
             let failing: Vec<&str> = report.failed().iter().map(|c| c.id.as_str()).collect();
             env.status(self.id(), &format!("waiting for {}", failing.join(", ")));
