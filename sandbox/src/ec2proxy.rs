@@ -1,0 +1,163 @@
+//! The EC2 audit proxy that `AWS_ENDPOINT_URL_EC2` points at: it forwards
+//! every request (method, path, query, headers, body) to moto unchanged and
+//! returns moto's answer untouched, recording each call's `Action`, status
+//! and whether it mutates, and answering injected faults itself with EC2's
+//! XML error document.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+use crate::calls::{CallLog, Service, ec2_mutating};
+
+#[derive(Clone)]
+pub struct ProxyState {
+    /// `127.0.0.1:port` of moto.
+    pub upstream: String,
+    pub calls: Arc<CallLog>,
+}
+
+pub fn router(upstream: String, calls: Arc<CallLog>) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state(ProxyState { upstream, calls })
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+/// The query `Action` of an EC2 request (form body, else the query string).
+pub fn action_of(query: Option<&str>, content_type: &str, body: &[u8]) -> String {
+    let from = |bytes: &[u8]| {
+        form_urlencoded::parse(bytes)
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.into_owned())
+    };
+    let in_body = if content_type.starts_with("application/x-www-form-urlencoded") || content_type.is_empty() {
+        from(body)
+    } else {
+        None
+    };
+    in_body
+        .or_else(|| query.and_then(|q| from(q.as_bytes())))
+        .unwrap_or_else(|| "Unknown".to_string())
+}
+
+/// EC2's XML error document.
+pub fn ec2_error_body(code: &str, message: &str) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>",
+        esc(code),
+        esc(message),
+        uuid::Uuid::new_v4()
+    )
+}
+
+fn xml_response(status: u16, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml;charset=UTF-8"));
+    r
+}
+
+async fn forward(upstream: &str, parts: &axum::http::request::Parts, body: Bytes) -> Result<Response, String> {
+    let stream = tokio::net::TcpStream::connect(upstream)
+        .await
+        .map_err(|e| format!("connecting to moto at {upstream}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let mut req = hyper::Request::builder().method(parts.method.clone()).uri(pq);
+    for (k, v) in &parts.headers {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            req = req.header(k, v);
+        }
+    }
+    let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let (rparts, rbody) = resp.into_parts();
+    let bytes = rbody.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let mut out = Response::new(Body::from(bytes));
+    *out.status_mut() = rparts.status;
+    for (k, v) in &rparts.headers {
+        if !HOP_BY_HOP.contains(&k.as_str()) && k != header::CONTENT_LENGTH {
+            out.headers_mut().append(HeaderName::from(k), v.clone());
+        }
+    }
+    Ok(out)
+}
+
+async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+    let ct = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let action = action_of(parts.uri.query(), ct, &body);
+    let mutating = ec2_mutating(&action);
+    let path = format!("{} {}", parts.method, parts.uri.path());
+    if let Some(f) = st.calls.take_fault(Service::Ec2, &action) {
+        st.calls.record(Service::Ec2, &action, mutating, f.status, true, &path);
+        return xml_response(f.status, ec2_error_body(&f.code, &f.message_or_default()));
+    }
+    let resp = match forward(&st.upstream, &parts, body).await {
+        Ok(r) => r,
+        Err(e) => xml_response(503, ec2_error_body("Unavailable", &e)),
+    };
+    st.calls
+        .record(Service::Ec2, &action, mutating, resp.status().as_u16(), false, &path);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_from_body_or_query() {
+        assert_eq!(
+            action_of(
+                None,
+                "application/x-www-form-urlencoded; charset=utf-8",
+                b"Action=DescribeVpcs&Version=2016-11-15"
+            ),
+            "DescribeVpcs"
+        );
+        assert_eq!(
+            action_of(Some("Action=CreateSubnet&Version=1"), "text/plain", b""),
+            "CreateSubnet"
+        );
+        assert_eq!(action_of(None, "", b""), "Unknown");
+    }
+
+    #[test]
+    fn error_document_escapes() {
+        let b = ec2_error_body("RequestLimitExceeded", "a < b");
+        assert!(b.contains("<Code>RequestLimitExceeded</Code>"));
+        assert!(b.contains("a &lt; b"));
+    }
+}

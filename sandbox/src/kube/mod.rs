@@ -1,0 +1,40 @@
+//! The simulated Kubernetes API server: an in-memory store of k8s-openapi
+//! objects served over plain HTTP on loopback, with the discovery, verbs,
+//! patch types, selectors, pagination, watches, Table output, eviction and
+//! Status errors that kubectl and kube-rs rely on.
+
+pub mod api;
+pub mod crds;
+pub mod derived;
+pub mod discovery;
+pub mod handlers;
+pub mod openapi;
+pub mod ops;
+pub mod patch;
+pub mod resources;
+pub mod selectors;
+pub mod status;
+pub mod store;
+pub mod table;
+pub mod watch;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+pub use api::{Api, DynApi, Kind, TypedEvent, TypedWatcher};
+pub use ops::{DeleteOptions, PatchType, WriteOptions};
+pub use status::ApiError;
+pub use store::{ListOptions, Store, Stored};
+pub use watch::{WatchItem, WatchOptions};
+
+use crate::calls::CallLog;
+
+/// The axum router serving the Kubernetes API for `store`.
+pub fn router(store: Arc<Store>, calls: Arc<CallLog>, server_address: String) -> Router {
+    Router::new().fallback(handlers::handle).with_state(handlers::KubeHttp {
+        store,
+        calls,
+        server_address,
+    })
+}

@@ -1,0 +1,115 @@
+//! The EC2 audit proxy: transparent forwarding to moto (boto3 through
+//! `AWS_ENDPOINT_URL_EC2`), the call log with mutating flags, injected faults
+//! answered with EC2's XML error, and Kubernetes calls in the same log.
+
+mod common;
+
+use podnet_sandbox::{Fault, Service};
+use serde_json::Value;
+
+#[test]
+fn proxy_records_and_injects() {
+    let sb = common::sandbox();
+    assert!(sb.calls().is_empty());
+    let vpc = sb.world().vpc_id.clone();
+    let script = format!(
+        r#"
+import boto3, json, botocore
+ec2 = boto3.client("ec2")
+out = {{}}
+out["vpcs"] = len(ec2.describe_vpcs(VpcIds=["{vpc}"])["Vpcs"])
+ec2.create_tags(Resources=["{vpc}"], Tags=[{{"Key": "touched", "Value": "yes"}}])
+try:
+    ec2.create_subnet(VpcId="{vpc}", CidrBlock="10.255.100.0/24", AvailabilityZone="ap-northeast-2a")
+    out["first"] = "ok"
+except botocore.exceptions.ClientError as e:
+    out["first"] = e.response["Error"]["Code"]
+    out["first_status"] = e.response["ResponseMetadata"]["HTTPStatusCode"]
+s = ec2.create_subnet(VpcId="{vpc}", CidrBlock="10.255.100.0/24", AvailabilityZone="ap-northeast-2a")
+out["second"] = s["Subnet"]["CidrBlock"]
+out["tags"] = ec2.describe_vpcs(VpcIds=["{vpc}"])["Vpcs"][0]["Tags"]
+print(json.dumps(out))
+"#
+    );
+    sb.inject_fault(
+        Fault::new(Service::Ec2, "CreateSubnet", 1, 503, "RequestLimitExceeded")
+            .with_message("Request limit exceeded."),
+    );
+    let out = common::python(&sb, &script);
+    assert!(out.ok, "{}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["vpcs"], 1);
+    assert_eq!(v["first"], "RequestLimitExceeded");
+    assert_eq!(v["first_status"], 503);
+    assert_eq!(v["second"], "10.255.100.0/24");
+    assert!(v["tags"].as_array().unwrap().iter().any(|t| t["Key"] == "touched"));
+
+    let ec2: Vec<_> = sb.calls().into_iter().filter(|c| c.service == Service::Ec2).collect();
+    let summary: Vec<(String, bool, u16, bool)> = ec2
+        .iter()
+        .map(|c| (c.action.clone(), c.mutating, c.status, c.injected))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("DescribeVpcs".to_string(), false, 200, false),
+            ("CreateTags".to_string(), true, 200, false),
+            ("CreateSubnet".to_string(), true, 503, true),
+            ("CreateSubnet".to_string(), true, 200, false),
+            ("DescribeVpcs".to_string(), false, 200, false),
+        ]
+    );
+    assert_eq!(sb.mutating_calls(Service::Ec2).len(), 3);
+
+    // moto's own errors pass through untouched
+    let out = common::aws(&sb, &["ec2", "describe-vpcs", "--vpc-ids", "vpc-doesnotexist"]);
+    assert!(!out.ok);
+    assert!(out.stderr.contains("InvalidVpcID.NotFound"), "{}", out.stderr);
+
+    // Kubernetes requests are logged too, with verb and resource
+    sb.clear_calls();
+    common::get(sb.kube_url(), "/api/v1/namespaces/default/pods?limit=1");
+    common::http(
+        sb.kube_url(),
+        "PATCH",
+        "/api/v1/nodes/x",
+        &[("Content-Type", "application/merge-patch+json")],
+        Some("{}"),
+    );
+    let kube: Vec<(String, bool, u16)> = sb
+        .calls()
+        .into_iter()
+        .map(|c| (c.action, c.mutating, c.status))
+        .collect();
+    assert_eq!(
+        kube,
+        vec![
+            ("list pods".to_string(), false, 200),
+            ("patch nodes".to_string(), true, 404)
+        ]
+    );
+
+    // and faults can target them (drain retry tests)
+    sb.inject_fault(Fault::new(
+        Service::Kube,
+        "create pods/eviction",
+        1,
+        429,
+        "TooManyRequests",
+    ));
+    let pod = sb
+        .store()
+        .pods_on_node(&sb.world().nodes[1].name)
+        .into_iter()
+        .find(|p| p.namespace() == "default")
+        .unwrap();
+    let body = serde_json::json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod.name()}});
+    let path = format!("/api/v1/namespaces/default/pods/{}/eviction", pod.name());
+    let r = common::send_json(sb.kube_url(), "POST", &path, "application/json", &body);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["reason"], "TooManyRequests");
+    assert_eq!(
+        common::send_json(sb.kube_url(), "POST", &path, "application/json", &body).status,
+        201
+    );
+}
