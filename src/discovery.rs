@@ -133,11 +133,11 @@ pub async fn discover(
             Err(e) => return Err(e.into()),
         }
         for t in &types {
-            if !instance_types.contains_key(t) {
-                if let Some(i) = InstanceTable::embedded().get(t) {
-                    instance_types.insert(t.clone(), i.clone());
-                    instance_types_from_table.push(t.clone());
-                }
+            if !instance_types.contains_key(t)
+                && let Some(i) = InstanceTable::embedded().get(t)
+            {
+                instance_types.insert(t.clone(), i.clone());
+                instance_types_from_table.push(t.clone());
             }
         }
     }
@@ -203,10 +203,10 @@ impl Discovery {
 
     /// The VPC CNI version: the addon's, else the aws-node image tag.
     pub fn cni_version(&self) -> Option<CniVersion> {
-        if let Some(a) = &self.addon {
-            if let Ok(v) = a.version.parse() {
-                return Some(v);
-            }
+        if let Some(a) = &self.addon
+            && let Ok(v) = a.version.parse()
+        {
+            return Some(v);
         }
         let image = self.kube.aws_node.as_ref()?.image.as_ref()?;
         image.rsplit_once(':')?.1.parse().ok()

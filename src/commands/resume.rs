@@ -37,10 +37,10 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
             state.root().display()
         )
     })?;
-    if args.repair_journal {
-        if let Some(aside) = journal::repair_torn_tail(&state.journal_path())? {
-            p.warn(format!("set the torn last journal line aside in {}", aside.display()));
-        }
+    if args.repair_journal
+        && let Some(aside) = journal::repair_torn_tail(&state.journal_path())?
+    {
+        p.warn(format!("set the torn last journal line aside in {}", aside.display()));
     }
     let records = match journal::read(&state.journal_path()) {
         Ok(r) => r,

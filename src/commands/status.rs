@@ -129,13 +129,13 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
                 p.out(format!("  {l}"));
             }
         }
-        if let Some(e) = &s.last_error {
-            if s.status == StepStatus::Failed {
-                p.out("");
-                p.out(format!("{} last error ({:?}):", s.step, e.class));
-                for l in e.to_string().lines() {
-                    p.out(format!("  {l}"));
-                }
+        if let Some(e) = &s.last_error
+            && s.status == StepStatus::Failed
+        {
+            p.out("");
+            p.out(format!("{} last error ({:?}):", s.step, e.class));
+            for l in e.to_string().lines() {
+                p.out(format!("  {l}"));
             }
         }
         if let Some(d) = &s.drift {

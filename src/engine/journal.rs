@@ -214,10 +214,10 @@ impl Journal {
             .map_err(io(path))?;
         if !existed {
             // Make the new directory entry itself durable.
-            if let Some(dir) = path.parent() {
-                if let Ok(d) = File::open(dir) {
-                    let _ = d.sync_all();
-                }
+            if let Some(dir) = path.parent()
+                && let Ok(d) = File::open(dir)
+            {
+                let _ = d.sync_all();
             }
         }
         let next_seq = records.len() as u64;

@@ -169,13 +169,13 @@ pub fn acquire(path: &Path, command: &str) -> Result<LockGuard, LockError> {
     // from a process on another host sharing this directory, which we cannot
     // see (refuse; `podnet unlock` decides).
     let previous = read_holder(&mut file);
-    if let Some(prev) = &previous {
-        if prev.host != this_host() {
-            return Err(LockError::Held {
-                holder: prev.clone(),
-                path: path.to_path_buf(),
-            });
-        }
+    if let Some(prev) = &previous
+        && prev.host != this_host()
+    {
+        return Err(LockError::Held {
+            holder: prev.clone(),
+            path: path.to_path_buf(),
+        });
     }
     let me = LockHolder::current(command);
     let body = serde_json::to_string_pretty(&me).map_err(|e| err(std::io::Error::other(e)))?;

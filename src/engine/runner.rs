@@ -131,10 +131,10 @@ pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, En
             built: built_ids.join(", "),
         });
     }
-    if let Some(stop) = run.stop_after {
-        if !built_ids.contains(&stop) {
-            return Err(EngineError::UnknownStep(stop.to_string(), built_ids.join(", ")));
-        }
+    if let Some(stop) = run.stop_after
+        && !built_ids.contains(&stop)
+    {
+        return Err(EngineError::UnknownStep(stop.to_string(), built_ids.join(", ")));
     }
     run.state.ensure()?;
     let (journal, records) = Journal::open(&run.state.journal_path())?;

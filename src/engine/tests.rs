@@ -56,11 +56,12 @@ impl World {
 
     fn maybe_fail(&self, step: &str) -> Result<(), StepError> {
         let mut f = self.fail.lock().unwrap();
-        if let Some((s, class, n)) = f.as_mut() {
-            if s == step && *n > 0 {
-                *n -= 1;
-                return Err(StepError::new(*class, format!("{step} failed on purpose")));
-            }
+        if let Some((s, class, n)) = f.as_mut()
+            && s == step
+            && *n > 0
+        {
+            *n -= 1;
+            return Err(StepError::new(*class, format!("{step} failed on purpose")));
         }
         Ok(())
     }

@@ -171,7 +171,7 @@ fn cni(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
                     "podnet creates every AZ's ENIConfig before it enables custom networking; add ENIConfigs before adding AZs later",
                 ));
             }
-            if v.has_subnet_discovery() && !d.cni_env().get(SUBNET_DISCOVERY_ENV).is_some_and(|x| x == "false") {
+            if v.has_subnet_discovery() && d.cni_env().get(SUBNET_DISCOVERY_ENV).is_none_or(|x| x != "false") {
                 f.push(Finding::note(
                     "cni.subnet-discovery",
                     format!("VPC CNI {v} discovers subnets tagged kubernetes.io/role/cni=1: existing nodes may place secondary ENIs in the new pod subnets (with the node security groups) as soon as they exist"),

@@ -345,7 +345,7 @@ pub fn validate(file: &PlanFile, overrides: &Overrides) -> Result<Spec, Vec<Prob
         cluster,
         region,
         // Only `None` when a problem was recorded above.
-        secondary_cidr: secondary.unwrap_or_else(|| Ipv4Net::default()),
+        secondary_cidr: secondary.unwrap_or_else(Ipv4Net::default),
         vpc_cidr_quota: file.network.vpc_cidr_quota as usize,
         pod_subnets,
         subnet_tags: file.pod_subnets.tags.clone(),
@@ -453,14 +453,14 @@ fn check_pod_subnets(s: &PodSubnetsSection, secondary: Option<Ipv4Net>, p: &mut 
                         "list one subnet per availability zone: each AZ gets exactly one ENIConfig",
                     ));
                 }
-                if let Some(name) = &e.name {
-                    if name.is_empty() || name.len() > 256 {
-                        p.push(Problem::new(
-                            format!("{base}.name"),
-                            "a Name tag must be 1–256 characters",
-                            "shorten it",
-                        ));
-                    }
+                if let Some(name) = &e.name
+                    && (name.is_empty() || name.len() > 256)
+                {
+                    p.push(Problem::new(
+                        format!("{base}.name"),
+                        "a Name tag must be 1–256 characters",
+                        "shorten it",
+                    ));
                 }
                 let cidr = match parse_cidr(&e.cidr) {
                     Ok(c) => c,
@@ -480,14 +480,14 @@ fn check_pod_subnets(s: &PodSubnetsSection, secondary: Option<Ipv4Net>, p: &mut 
                         "pick a size between /16 and /28 (a /24 gives 251 pod IPs)",
                     ));
                 }
-                if let Some(sec) = secondary {
-                    if !sec.contains(&cidr) {
-                        p.push(Problem::new(
-                            format!("{base}.cidr"),
-                            format!("{cidr} is outside the secondary CIDR {sec}"),
-                            format!("pick a block inside {sec}, or change network.secondary_cidr"),
-                        ));
-                    }
+                if let Some(sec) = secondary
+                    && !sec.contains(&cidr)
+                {
+                    p.push(Problem::new(
+                        format!("{base}.cidr"),
+                        format!("{cidr} is outside the secondary CIDR {sec}"),
+                        format!("pick a block inside {sec}, or change network.secondary_cidr"),
+                    ));
                 }
                 for (j, other) in &parsed {
                     if overlaps(other, &cidr) {
@@ -550,12 +550,13 @@ fn sg_ref(s: &str) -> Result<SecurityGroupRef, String> {
     if s.is_empty() {
         return Err("empty security group".to_string());
     }
-    if let Some(hex) = s.strip_prefix("sg-") {
-        if hex.len() >= 8 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Ok(SecurityGroupRef::Id(s.to_string()));
-        }
-        // A name may also start with "sg-"; only a well-formed id is taken as one.
+    if let Some(hex) = s.strip_prefix("sg-")
+        && hex.len() >= 8
+        && hex.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        return Ok(SecurityGroupRef::Id(s.to_string()));
     }
+    // A name may also start with "sg-"; only a well-formed id is taken as one.
     if s.len() > 255 {
         return Err("a security group name is at most 255 characters".to_string());
     }

@@ -103,10 +103,11 @@ async fn wait_settled(
                     "{} has no ENIConfig label (custom networking not in effect)",
                     n.name
                 ));
-            } else if let Some(want) = expect.expected_pods(n) {
-                if n.capacity_pods != Some(want) {
-                    // Wrong capacity does not fix itself: fail at once.
-                    return Err(StepError::new(
+            } else if let Some(want) = expect.expected_pods(n)
+                && n.capacity_pods != Some(want)
+            {
+                // Wrong capacity does not fix itself: fail at once.
+                return Err(StepError::new(
                         ErrorClass::Failed,
                         format!(
                             "new node {} ({}) reports capacity.pods {} but custom networking gives it {want}",
@@ -116,7 +117,6 @@ async fn wait_settled(
                         ),
                     )
                     .hint("pods on it would stick on IP assignment: check Karpenter's RESERVED_ENIS (or the node group's max pods), then run `podnet resume`"));
-                }
             }
         }
         let pending = pending_pods(client).await?;

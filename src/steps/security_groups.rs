@@ -138,10 +138,10 @@ impl Step<Env> for PatchSecurityGroups {
         if added_any || out.rules.iter().any(|r| r.rule_ids.is_empty()) {
             groups = env.aws.ec2.describe_security_groups(&self.vpc_id).await?;
             for (r, p) in out.rules.iter_mut().zip(&self.patches) {
-                if r.rule_ids.is_empty() {
-                    if let Ok(g) = group(&groups, p) {
-                        r.rule_ids = admitting(g, p).iter().filter_map(|x| x.rule_id.clone()).collect();
-                    }
+                if r.rule_ids.is_empty()
+                    && let Ok(g) = group(&groups, p)
+                {
+                    r.rule_ids = admitting(g, p).iter().filter_map(|x| x.rule_id.clone()).collect();
                 }
             }
         }
