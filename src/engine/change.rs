@@ -51,9 +51,15 @@ pub enum After {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attribute {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `Some(null)` ("was unset") differs from `None` ("new resource"), and
+    /// must survive a save and load: the saved plan's fingerprint covers it.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub before: Option<serde_json::Value>,
     pub after: After,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    <serde_json::Value as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// One resource a step touches.
@@ -231,7 +237,7 @@ pub fn render_step_plan(plan: &StepPlan) -> Vec<String> {
         }
     }
     for n in &plan.notes {
-        out.push(format!("  note: {n}"));
+        out.push(format!("  note: {}", n.replace('\n', "\n        ")));
     }
     out
 }
@@ -272,5 +278,15 @@ mod tests {
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["changes"][0]["action"], "create");
         assert_eq!(json["changes"][0]["attributes"][1]["after"], "known_after_apply");
+    }
+
+    #[test]
+    fn an_unset_before_value_survives_a_round_trip() {
+        let c = Change::new(Action::Update, "t", "n").change("env.X", serde_json::Value::Null, "1");
+        let back: Change = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let fresh = Change::new(Action::Create, "t", "n").set("a", 1);
+        let back: Change = serde_json::from_str(&serde_json::to_string(&fresh).unwrap()).unwrap();
+        assert_eq!(back, fresh);
     }
 }

@@ -249,6 +249,7 @@ impl Journal {
         self.file.write_all(line.as_bytes()).map_err(io(&self.path))?;
         self.file.sync_data().map_err(io(&self.path))?;
         self.next_seq += 1;
+        super::crash::after_append(&rec.event);
         Ok(rec)
     }
 }

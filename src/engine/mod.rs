@@ -7,6 +7,7 @@
 //! knows about AWS or Kubernetes.
 
 pub mod change;
+pub mod crash;
 pub mod journal;
 pub mod lock;
 pub mod runner;

@@ -51,7 +51,7 @@ pub fn step_lines(plan: &StepPlan) -> Vec<String> {
         }
     }
     for n in &plan.notes {
-        out.push(paint(style::DIM, format!("  note: {n}")));
+        out.push(paint(style::DIM, format!("  note: {}", n.replace('\n', "\n        "))));
     }
     out
 }

@@ -366,7 +366,12 @@ fn suggestions(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> Vec<SgSu
                 description: String::new(),
             };
             let ports = probe.ports_label();
-            if out.iter().any(|s| s.group_id == g.id && s.ports == ports) {
+            // One row per group and port range; every node-side block it
+            // admits is listed, so the user sees the whole rule set.
+            if let Some(seen) = out.iter_mut().find(|s| s.group_id == g.id && s.ports == ports) {
+                if !seen.admits.split(", ").any(|a| a == src.to_string()) {
+                    seen.admits = format!("{}, {src}", seen.admits);
+                }
                 continue;
             }
             let planned = inputs.security_group_patches.iter().any(|p| {

@@ -104,7 +104,7 @@ impl Step<Env> for AssociateCidr {
         ))
     }
 
-    async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+    async fn apply(&self, env: &Env, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
         let vpc = env.aws.ec2.describe_vpc(&self.vpc_id).await?;
         let association = match self.existing(&vpc) {
             Some(a) => a.clone(),
@@ -122,7 +122,12 @@ impl Step<Env> for AssociateCidr {
                         .hint("change network.secondary_cidr in the plan file and run `podnet plan`"));
                 }
                 env.status(self.id(), &format!("associating {} with {}", self.cidr, self.vpc_id));
-                env.aws.ec2.associate_vpc_cidr_block(&self.vpc_id, self.cidr).await?
+                let a = env.aws.ec2.associate_vpc_cidr_block(&self.vpc_id, self.cidr).await?;
+                // Recorded before the wait: a resumed attempt finds the
+                // association by CIDR anyway, but the journal then says which
+                // association this run created (for a later rollback).
+                ctx.checkpoint("association-id", &a.association_id)?;
+                a
             }
         };
         let association = self.wait_associated(env, association).await?;

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::{Env, ids};
 use crate::aws::eks::LaunchTemplateRef;
-use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::engine::{Action, After, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
 use crate::k8s::ops::{self, DrainPolicy, DrainReport};
 use crate::k8s::snapshot::{NODEGROUP_LABEL, NODEPOOL_LABEL, NodeSummary};
 use crate::k8s::{self, KubeError, list_all, with_retry};
@@ -278,7 +278,11 @@ impl Step<Env> for ReplaceKarpenterNodes {
         for n in self.old_nodes(kube(env)?).await? {
             plan = plan.with(
                 Change::new(Action::Replace, "karpenter_node", &n.name)
-                    .change("capacity.pods", n.capacity_pods, "(known after apply)")
+                    .attr(
+                        "capacity.pods",
+                        Some(serde_json::json!(n.capacity_pods)),
+                        After::KnownAfterApply,
+                    )
                     .because(format!(
                         "{} {}",
                         n.zone.as_deref().unwrap_or("?"),
@@ -577,7 +581,11 @@ impl Step<Env> for RollNodeGroups {
             }
             let mut c = Change::new(Action::Update, "aws_eks_node_group", &g.name);
             if let Some(lt) = &g.launch_template {
-                c = c.change("launch_template.version", &lt.version, "(known after apply)");
+                c = c.attr(
+                    "launch_template.version",
+                    Some(serde_json::json!(lt.version)),
+                    After::KnownAfterApply,
+                );
             }
             plan = plan.with(c.because(format!(
                 "rolling update replaces {}",

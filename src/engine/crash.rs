@@ -1,0 +1,117 @@
+//! Crash points: `PODNET_CRASH_AT` makes podnet kill itself with SIGKILL
+//! right after the journal has durably recorded a chosen event. That is
+//! exactly `kill -9` at that instant — no destructors run, the lock file
+//! stays behind, a request may be in flight — placed deterministically, so
+//! tests and rehearsals can prove that `podnet resume` finishes any
+//! interrupted migration with the same end state.
+//!
+//! A point is `<step>:started`, `<step>:progress[:<key prefix>]` (a step's
+//! checkpoint: a request token, an update id, a node done) or
+//! `<step>:succeeded`; several may be given, separated by commas. Unset (the
+//! normal case), nothing happens.
+
+use std::sync::OnceLock;
+
+use super::journal::Event;
+
+/// The environment variable naming the crash points.
+pub const ENV: &str = "PODNET_CRASH_AT";
+
+fn points() -> &'static [String] {
+    static POINTS: OnceLock<Vec<String>> = OnceLock::new();
+    POINTS.get_or_init(|| {
+        std::env::var(ENV)
+            .map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// Called after each durable journal append.
+pub(crate) fn after_append(event: &Event) {
+    let points = points();
+    if points.is_empty() || !points.iter().any(|p| matches(p, event)) {
+        return;
+    }
+    eprintln!("podnet: {ENV}: killing this process (SIGKILL) after {}", label(event));
+    // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}
+
+fn label(event: &Event) -> String {
+    match event {
+        Event::StepStarted { step, .. } => format!("{step}:started"),
+        Event::StepProgress { step, key, .. } => format!("{step}:progress:{key}"),
+        Event::StepSucceeded { step, .. } => format!("{step}:succeeded"),
+        Event::StepFailed { step, .. } => format!("{step}:failed"),
+        Event::StepDrift { step, .. } => format!("{step}:drift"),
+        Event::RunStarted { .. } => "run:started".into(),
+        Event::RunFinished { .. } => "run:finished".into(),
+    }
+}
+
+/// Whether crash point `point` names `event`.
+pub(crate) fn matches(point: &str, event: &Event) -> bool {
+    let mut parts = point.splitn(3, ':');
+    let (Some(step), Some(kind)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let prefix = parts.next();
+    match (event, kind) {
+        (Event::StepStarted { step: s, .. }, "started") => s == step && prefix.is_none(),
+        (Event::StepSucceeded { step: s, .. }, "succeeded") => s == step && prefix.is_none(),
+        (Event::StepProgress { step: s, key, .. }, "progress") => {
+            s == step && prefix.is_none_or(|p| key.starts_with(p))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(step: &str, key: &str) -> Event {
+        Event::StepProgress {
+            step: step.into(),
+            key: key.into(),
+            value: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn points_name_started_progress_and_succeeded_events() {
+        let started = Event::StepStarted {
+            step: "associate-cidr".into(),
+            attempt: 1,
+        };
+        assert!(matches("associate-cidr:started", &started));
+        assert!(!matches("associate-cidr:succeeded", &started));
+        assert!(!matches("create-pod-subnets:started", &started));
+        assert!(matches(
+            "enable-custom-networking:progress",
+            &progress("enable-custom-networking", "update-id:1")
+        ));
+        assert!(matches(
+            "enable-custom-networking:progress:update-id",
+            &progress("enable-custom-networking", "update-id:1")
+        ));
+        assert!(!matches(
+            "enable-custom-networking:progress:token",
+            &progress("enable-custom-networking", "update-id:1")
+        ));
+        let done = Event::StepSucceeded {
+            step: "create-pod-subnets".into(),
+            outputs: serde_json::Value::Null,
+        };
+        assert!(matches("create-pod-subnets:succeeded", &done));
+        assert!(!matches("create-pod-subnets", &done), "a point needs an event kind");
+        assert!(!matches("", &done));
+    }
+}

@@ -1,0 +1,468 @@
+//! The AWS half of the migration (associate-cidr, patch-security-groups,
+//! create-pod-subnets) run by the podnet binary against a sandbox: moto for
+//! EC2, the simulated EKS and Kubernetes APIs. What is asserted is moto's
+//! state read back independently, and the sandbox's log of mutating calls.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use aws_sdk_ec2::types::Filter;
+use podnet_sandbox::{Sandbox, SandboxOptions, Scenario, Service};
+use serde_json::Value;
+
+const SEED_PLAN: &str = "plans/seed-ap-northeast-2.toml";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn start(scenario: Scenario) -> Sandbox {
+    Sandbox::start(SandboxOptions::default().with_scenario(scenario)).expect("sandbox starts")
+}
+
+fn podnet(sb: &Sandbox, state: &Path, plan: &Path, args: &[&str]) -> Output {
+    sb.command(env!("CARGO_BIN_EXE_podnet"))
+        .current_dir(repo())
+        .arg("-f")
+        .arg(plan)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--no-progress", "--no-color"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("PODNET_FILE")
+        .env_remove("PODNET_STATE_DIR")
+        .output()
+        .expect("run podnet")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn plan_json(sb: &Sandbox, state: &Path, plan: &Path) -> (i32, Value) {
+    let o = podnet(sb, state, plan, &["--output", "json", "plan"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("plan JSON ({e}): {}", text(&o)));
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// The actions planned for one step, e.g. `["create", "create"]`.
+fn step_actions(doc: &Value, step: &str) -> Vec<String> {
+    let s = doc["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["step"] == step))
+        .unwrap_or_else(|| panic!("no step {step} in {doc}"));
+    s["changes"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|c| c["action"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn write_plan(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).expect("write plan");
+    p
+}
+
+/// What EC2 holds for the VPC, read straight from moto: CIDR associations,
+/// subnets with tags, route table associations and security group rules.
+#[derive(Debug, PartialEq)]
+struct Ec2State {
+    cidrs: Vec<(String, String)>,
+    subnets: Vec<SubnetView>,
+    sg_rules: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Clone)]
+struct SubnetView {
+    id: String,
+    cidr: String,
+    az: String,
+    tags: Vec<(String, String)>,
+    route_table: Option<String>,
+}
+
+fn ec2_state(sb: &Sandbox) -> Ec2State {
+    let ec2 = sb.moto_client().expect("moto runs");
+    let vpc_id = sb.world().vpc_id.clone();
+    sb.runtime().block_on(async move {
+        let vpc_filter = Filter::builder().name("vpc-id").values(&vpc_id).build();
+        let vpcs = ec2.describe_vpcs().vpc_ids(&vpc_id).send().await.expect("DescribeVpcs");
+        let mut cidrs: Vec<(String, String)> = vpcs
+            .vpcs()
+            .iter()
+            .flat_map(|v| v.cidr_block_association_set())
+            .map(|a| {
+                (
+                    a.cidr_block().unwrap_or_default().to_string(),
+                    a.cidr_block_state()
+                        .and_then(|s| s.state())
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        cidrs.sort();
+        let rts = ec2
+            .describe_route_tables()
+            .filters(vpc_filter.clone())
+            .send()
+            .await
+            .expect("DescribeRouteTables");
+        let rt_of = |subnet: &str| -> Option<String> {
+            rts.route_tables()
+                .iter()
+                .find(|rt| rt.associations().iter().any(|a| a.subnet_id() == Some(subnet)))
+                .and_then(|rt| rt.route_table_id().map(String::from))
+        };
+        let subs = ec2
+            .describe_subnets()
+            .filters(vpc_filter.clone())
+            .send()
+            .await
+            .expect("DescribeSubnets");
+        let mut subnets: Vec<SubnetView> = subs
+            .subnets()
+            .iter()
+            .map(|s| {
+                let id = s.subnet_id().unwrap_or_default().to_string();
+                let mut tags: Vec<(String, String)> = s
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into()))
+                    .collect();
+                tags.sort();
+                SubnetView {
+                    route_table: rt_of(&id),
+                    id,
+                    cidr: s.cidr_block().unwrap_or_default().into(),
+                    az: s.availability_zone().unwrap_or_default().into(),
+                    tags,
+                }
+            })
+            .collect();
+        subnets.sort_by(|a, b| a.cidr.cmp(&b.cidr));
+        let sgs = ec2
+            .describe_security_groups()
+            .filters(vpc_filter)
+            .send()
+            .await
+            .expect("DescribeSecurityGroups");
+        let mut sg_rules = vec![];
+        for g in sgs.security_groups() {
+            for p in g.ip_permissions() {
+                for r in p.ip_ranges() {
+                    sg_rules.push(format!(
+                        "{} {} {}-{} {} {}",
+                        g.group_name().unwrap_or_default(),
+                        p.ip_protocol().unwrap_or_default(),
+                        p.from_port().unwrap_or(-1),
+                        p.to_port().unwrap_or(-1),
+                        r.cidr_ip().unwrap_or_default(),
+                        r.description().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        sg_rules.sort();
+        Ec2State {
+            cidrs,
+            subnets,
+            sg_rules,
+        }
+    })
+}
+
+fn subnet<'a>(s: &'a Ec2State, cidr: &str) -> &'a SubnetView {
+    s.subnets
+        .iter()
+        .find(|x| x.cidr == cidr)
+        .unwrap_or_else(|| panic!("no subnet {cidr} in {:#?}", s.subnets))
+}
+
+fn tag<'a>(s: &'a SubnetView, key: &str) -> Option<&'a str> {
+    s.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn all_mutations(sb: &Sandbox) -> Vec<String> {
+    [Service::Ec2, Service::Eks, Service::Kube]
+        .into_iter()
+        .flat_map(|s| sb.mutating_calls(s))
+        .map(|c| format!("{:?} {} {}", c.service, c.action, c.path))
+        .collect()
+}
+
+#[test]
+fn seed_aws_steps_apply_then_replan_and_reapply_change_nothing() {
+    let sb = start(Scenario::seed());
+    let state = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    let before = ec2_state(&sb);
+
+    let (code, doc) = plan_json(&sb, state.path(), &plan);
+    assert_eq!(code, 2, "plan with changes pending exits 2: {doc}");
+    assert_eq!(step_actions(&doc, "associate-cidr"), ["create"]);
+    assert_eq!(step_actions(&doc, "patch-security-groups"), ["create", "create"]);
+    assert_eq!(
+        step_actions(&doc, "create-pod-subnets"),
+        ["create", "create", "create", "create"]
+    );
+    // The suggestions are the groups that admit the node subnets today.
+    let suggested: Vec<&str> = doc["suggestions"]
+        .as_array()
+        .expect("suggestions")
+        .iter()
+        .filter_map(|s| s["group_name"].as_str())
+        .collect();
+    assert!(
+        suggested.contains(&"podnet-demo-rds") && suggested.contains(&"podnet-demo-vpce"),
+        "{suggested:?}"
+    );
+    assert!(
+        all_mutations(&sb).is_empty(),
+        "plan is read-only: {:?}",
+        all_mutations(&sb)
+    );
+    assert_eq!(ec2_state(&sb), before, "plan changed EC2");
+
+    let o = podnet(
+        &sb,
+        state.path(),
+        &plan,
+        &["apply", "--auto-approve", "--stop-after", "create-pod-subnets"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Stopped after create-pod-subnets"),
+        "{}",
+        text(&o)
+    );
+
+    let after = ec2_state(&sb);
+    assert!(
+        after.cidrs.contains(&("100.64.0.0/16".into(), "associated".into())),
+        "{:?}",
+        after.cidrs
+    );
+    let node_2a = subnet(&after, "10.255.11.0/24").clone();
+    let node_2c = subnet(&after, "10.255.12.0/24").clone();
+    for (cidr, az, name, node) in [
+        ("100.64.1.0/24", "ap-northeast-2a", "podnet-demo-pods-2a", &node_2a),
+        ("100.64.2.0/24", "ap-northeast-2c", "podnet-demo-pods-2c", &node_2c),
+    ] {
+        let s = subnet(&after, cidr);
+        assert_eq!(s.az, az, "{s:?}");
+        assert_eq!(tag(s, "Name"), Some(name), "{s:?}");
+        assert_eq!(tag(s, "kubernetes.io/role/cni"), Some("1"), "{s:?}");
+        assert_eq!(tag(s, "podnet.io/cluster"), Some("podnet-demo"), "{s:?}");
+        assert_eq!(
+            tag(s, "karpenter.sh/discovery"),
+            None,
+            "pod subnets are never Karpenter node subnets"
+        );
+        assert!(
+            node.route_table.is_some(),
+            "node subnet has an explicit route table: {node:?}"
+        );
+        assert_eq!(
+            s.route_table, node.route_table,
+            "pod subnet uses the node subnet's route table"
+        );
+    }
+    let new_subnets: Vec<&str> = after
+        .subnets
+        .iter()
+        .filter(|s| !before.subnets.iter().any(|b| b.id == s.id))
+        .map(|s| s.cidr.as_str())
+        .collect();
+    assert_eq!(
+        new_subnets,
+        ["100.64.1.0/24", "100.64.2.0/24"],
+        "exactly the two pod subnets"
+    );
+    let rule = |group: &str, port: u16| {
+        after
+            .sg_rules
+            .iter()
+            .any(|r| r.starts_with(&format!("{group} tcp {port}-{port} 100.64.0.0/16 ")) && r.contains("podnet"))
+    };
+    assert!(rule("podnet-demo-rds", 3306), "{:#?}", after.sg_rules);
+    assert!(rule("podnet-demo-vpce", 443), "{:#?}", after.sg_rules);
+    // Nothing else moved: only the planned rules are new.
+    let new_rules: Vec<&String> = after.sg_rules.iter().filter(|r| !before.sg_rules.contains(r)).collect();
+    assert_eq!(new_rules.len(), 2, "{new_rules:#?}");
+
+    // The journal recorded each step before and after its side effects.
+    let journal = std::fs::read_to_string(state.path().join("journal.jsonl")).expect("journal");
+    for step in ["associate-cidr", "patch-security-groups", "create-pod-subnets"] {
+        assert!(journal.contains(step), "journal misses {step}");
+    }
+
+    // A re-plan finds the AWS steps done.
+    let (_, doc) = plan_json(&sb, state.path(), &plan);
+    for step in ["associate-cidr", "patch-security-groups", "create-pod-subnets"] {
+        let actions = step_actions(&doc, step);
+        assert!(actions.iter().all(|a| a == "no-op"), "{step}: {actions:?}");
+    }
+
+    // A re-apply makes no mutating call anywhere.
+    sb.clear_calls();
+    let o = podnet(
+        &sb,
+        state.path(),
+        &plan,
+        &[
+            "apply",
+            "--auto-approve",
+            "--replan",
+            "--stop-after",
+            "create-pod-subnets",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        sb.calls().iter().any(|c| c.service == Service::Ec2),
+        "the re-apply observed EC2"
+    );
+    assert_eq!(
+        all_mutations(&sb),
+        Vec::<String>::new(),
+        "re-apply mutated: {}",
+        text(&o)
+    );
+    assert_eq!(ec2_state(&sb), after);
+}
+
+#[test]
+fn three_az_auto_sizing_carves_18s_in_each_az() {
+    let scenario = Scenario::load(
+        repo()
+            .join("sandbox/scenarios/three-az.toml")
+            .to_str()
+            .expect("utf-8 path"),
+    )
+    .expect("three-az scenario");
+    let sb = start(scenario);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(
+        dir.path(),
+        "three-az.toml",
+        r#"
+[cluster]
+name = "three-az"
+region = "us-west-2"
+
+[pod_subnets]
+sizing = "auto"
+tags = { team = "platform" }
+
+[karpenter]
+reserved_enis = 1
+"#,
+    );
+    let state = dir.path().join("state");
+    let (code, doc) = plan_json(&sb, &state, &plan);
+    assert_eq!(code, 2, "{doc}");
+    let o = podnet(
+        &sb,
+        &state,
+        &plan,
+        &["apply", "--auto-approve", "--stop-after", "create-pod-subnets"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s = ec2_state(&sb);
+    for (cidr, az, node) in [
+        ("100.64.0.0/18", "us-west-2a", "10.20.4.0/24"),
+        ("100.64.64.0/18", "us-west-2b", "10.20.5.0/24"),
+        ("100.64.128.0/18", "us-west-2c", "10.20.6.0/24"),
+    ] {
+        let pod = subnet(&s, cidr);
+        assert_eq!(pod.az, az, "{pod:?}");
+        assert_eq!(tag(pod, "team"), Some("platform"), "extra tags from the plan: {pod:?}");
+        assert_eq!(tag(pod, "podnet.io/cluster"), Some("three-az"));
+        assert_eq!(pod.route_table, subnet(&s, node).route_table, "{cidr} routes as {node}");
+    }
+    assert!(
+        !s.subnets.iter().any(|x| x.cidr == "100.64.192.0/18"),
+        "no subnet for an AZ without nodes"
+    );
+}
+
+/// A refusal exits 1, names the rule, and leaves EC2 exactly as it was: moto
+/// would accept every one of these associations.
+fn assert_refused(sb: &Sandbox, plan_body: &str, rule: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(dir.path(), "plan.toml", plan_body);
+    let state = dir.path().join("state");
+    let before = ec2_state(sb);
+    sb.clear_calls();
+    let o = podnet(sb, &state, &plan, &["plan"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(rule), "plan names {rule}: {}", text(&o));
+    let o = podnet(sb, &state, &plan, &["apply", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(rule), "apply names {rule}: {}", text(&o));
+    assert_eq!(all_mutations(sb), Vec::<String>::new(), "refused apply mutated");
+    assert_eq!(ec2_state(sb), before, "refused apply changed EC2");
+}
+
+fn seed_plan_with(cidr: &str) -> String {
+    format!(
+        r#"
+[cluster]
+name = "podnet-demo"
+region = "ap-northeast-2"
+
+[network]
+secondary_cidr = "{cidr}"
+
+[pod_subnets]
+sizing = "auto"
+"#
+    )
+}
+
+fn associate(sb: &Sandbox, cidr: &str) {
+    let ec2 = sb.moto_client().expect("moto");
+    let vpc = sb.world().vpc_id.clone();
+    let cidr = cidr.to_string();
+    sb.runtime().block_on(async move {
+        ec2.associate_vpc_cidr_block()
+            .vpc_id(vpc)
+            .cidr_block(cidr)
+            .send()
+            .await
+            .expect("moto accepts the association");
+    });
+}
+
+#[test]
+fn preflight_refuses_a_restricted_block_before_any_change() {
+    let sb = start(Scenario::seed());
+    assert_refused(&sb, &seed_plan_with("198.19.0.0/16"), "cidr.restricted");
+}
+
+#[test]
+fn preflight_refuses_an_overlapping_block_before_any_change() {
+    let sb = start(Scenario::seed());
+    associate(&sb, "100.64.0.0/20");
+    assert_refused(&sb, &seed_plan_with("100.64.0.0/16"), "cidr.overlap");
+}
+
+#[test]
+fn preflight_refuses_past_the_cidr_quota_before_any_change() {
+    let sb = start(Scenario::seed());
+    for c in ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16"] {
+        associate(&sb, c);
+    }
+    assert_refused(&sb, &seed_plan_with("100.64.0.0/16"), "cidr.quota");
+}
