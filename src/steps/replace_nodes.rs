@@ -61,7 +61,11 @@ fn kube(env: &Env) -> Result<&kube::Client, StepError> {
 
 async fn nodes(client: &kube::Client, selector: &str) -> Result<Vec<NodeSummary>, KubeError> {
     let api: Api<Node> = Api::all(client.clone());
-    let lp = ListParams::default().labels(selector);
+    let lp = if selector.is_empty() {
+        ListParams::default()
+    } else {
+        ListParams::default().labels(selector)
+    };
     Ok(list_all(&api, &lp, &format!("nodes {selector}"))
         .await?
         .iter()
@@ -69,12 +73,23 @@ async fn nodes(client: &kube::Client, selector: &str) -> Result<Vec<NodeSummary>
         .collect())
 }
 
-async fn pending_pods(client: &kube::Client) -> Result<Vec<String>, KubeError> {
+/// Pending pods the replacement must absorb: unscheduled ones, and ones
+/// stuck on a node already running custom networking. A pod stuck on a node
+/// not yet replaced (`stale`: its subnet ran out, the reason for the
+/// migration) moves when that node's turn comes, so it must not hold up the
+/// batches before it.
+async fn pending_pods(client: &kube::Client, stale: &BTreeSet<String>) -> Result<Vec<String>, KubeError> {
     let api: Api<Pod> = Api::all(client.clone());
     let lp = ListParams::default().fields("status.phase=Pending");
     Ok(list_all(&api, &lp, "pending pods")
         .await?
         .iter()
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_none_or(|n| !stale.contains(n))
+        })
         .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
         .collect())
 }
@@ -119,7 +134,13 @@ async fn wait_settled(
                     .hint("pods on it would stick on IP assignment: check Karpenter's RESERVED_ENIS (or the node group's max pods), then run `podnet resume`"));
             }
         }
-        let pending = pending_pods(client).await?;
+        let stale: BTreeSet<String> = nodes(client, "")
+            .await?
+            .into_iter()
+            .filter(|n| !expect.node_is_migrated(n))
+            .map(|n| n.name)
+            .collect();
+        let pending = pending_pods(client, &stale).await?;
         if problems.is_empty() && pending.is_empty() {
             return Ok(fresh.iter().map(|n| n.name.clone()).collect());
         }

@@ -1,0 +1,234 @@
+//! Helpers shared by the tests that run the podnet binary against a sandbox:
+//! starting one, running podnet in its environment, and reading EC2 back from
+//! moto with its own client (never through podnet's code).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use aws_sdk_ec2::types::Filter;
+use podnet_sandbox::{Sandbox, SandboxOptions, Scenario, Service};
+use serde_json::Value;
+
+pub const SEED_PLAN: &str = "plans/seed-ap-northeast-2.toml";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn start(scenario: Scenario) -> Sandbox {
+    Sandbox::start(SandboxOptions::default().with_scenario(scenario)).expect("sandbox starts")
+}
+
+pub fn podnet(sb: &Sandbox, state: &Path, plan: &Path, args: &[&str]) -> Output {
+    podnet_with_env(sb, state, plan, args, &[])
+}
+
+/// podnet with extra environment, e.g. a `PODNET_CRASH_AT` crash point.
+pub fn podnet_with_env(sb: &Sandbox, state: &Path, plan: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    sb.command(env!("CARGO_BIN_EXE_podnet"))
+        .envs(env.iter().copied())
+        .current_dir(repo())
+        .arg("-f")
+        .arg(plan)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--no-progress", "--no-color"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("PODNET_FILE")
+        .env_remove("PODNET_STATE_DIR")
+        .output()
+        .expect("run podnet")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn plan_json(sb: &Sandbox, state: &Path, plan: &Path) -> (i32, Value) {
+    let o = podnet(sb, state, plan, &["--output", "json", "plan"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("plan JSON ({e}): {}", text(&o)));
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// The actions planned for one step, e.g. `["create", "create"]`.
+pub fn step_actions(doc: &Value, step: &str) -> Vec<String> {
+    let s = doc["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["step"] == step))
+        .unwrap_or_else(|| panic!("no step {step} in {doc}"));
+    s["changes"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|c| c["action"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn write_plan(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).expect("write plan");
+    p
+}
+
+/// What EC2 holds for the VPC, read straight from moto: CIDR associations,
+/// subnets with tags, route table associations and security group rules.
+#[derive(Debug, PartialEq)]
+pub struct Ec2State {
+    pub cidrs: Vec<(String, String)>,
+    pub subnets: Vec<SubnetView>,
+    pub sg_rules: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Clone)]
+pub struct SubnetView {
+    pub id: String,
+    pub cidr: String,
+    pub az: String,
+    pub tags: Vec<(String, String)>,
+    pub route_table: Option<String>,
+}
+
+pub fn ec2_state(sb: &Sandbox) -> Ec2State {
+    let ec2 = sb.moto_client().expect("moto runs");
+    let vpc_id = sb.world().vpc_id.clone();
+    sb.runtime().block_on(async move {
+        let vpc_filter = Filter::builder().name("vpc-id").values(&vpc_id).build();
+        let vpcs = ec2.describe_vpcs().vpc_ids(&vpc_id).send().await.expect("DescribeVpcs");
+        let mut cidrs: Vec<(String, String)> = vpcs
+            .vpcs()
+            .iter()
+            .flat_map(|v| v.cidr_block_association_set())
+            .map(|a| {
+                (
+                    a.cidr_block().unwrap_or_default().to_string(),
+                    a.cidr_block_state()
+                        .and_then(|s| s.state())
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        cidrs.sort();
+        let rts = ec2
+            .describe_route_tables()
+            .filters(vpc_filter.clone())
+            .send()
+            .await
+            .expect("DescribeRouteTables");
+        let rt_of = |subnet: &str| -> Option<String> {
+            rts.route_tables()
+                .iter()
+                .find(|rt| rt.associations().iter().any(|a| a.subnet_id() == Some(subnet)))
+                .and_then(|rt| rt.route_table_id().map(String::from))
+        };
+        let subs = ec2
+            .describe_subnets()
+            .filters(vpc_filter.clone())
+            .send()
+            .await
+            .expect("DescribeSubnets");
+        let mut subnets: Vec<SubnetView> = subs
+            .subnets()
+            .iter()
+            .map(|s| {
+                let id = s.subnet_id().unwrap_or_default().to_string();
+                let mut tags: Vec<(String, String)> = s
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into()))
+                    .collect();
+                tags.sort();
+                SubnetView {
+                    route_table: rt_of(&id),
+                    id,
+                    cidr: s.cidr_block().unwrap_or_default().into(),
+                    az: s.availability_zone().unwrap_or_default().into(),
+                    tags,
+                }
+            })
+            .collect();
+        subnets.sort_by(|a, b| a.cidr.cmp(&b.cidr));
+        let sgs = ec2
+            .describe_security_groups()
+            .filters(vpc_filter)
+            .send()
+            .await
+            .expect("DescribeSecurityGroups");
+        let mut sg_rules = vec![];
+        for g in sgs.security_groups() {
+            for p in g.ip_permissions() {
+                for r in p.ip_ranges() {
+                    sg_rules.push(format!(
+                        "{} {} {}-{} {} {}",
+                        g.group_name().unwrap_or_default(),
+                        p.ip_protocol().unwrap_or_default(),
+                        p.from_port().unwrap_or(-1),
+                        p.to_port().unwrap_or(-1),
+                        r.cidr_ip().unwrap_or_default(),
+                        r.description().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        sg_rules.sort();
+        Ec2State {
+            cidrs,
+            subnets,
+            sg_rules,
+        }
+    })
+}
+
+pub fn subnet<'a>(s: &'a Ec2State, cidr: &str) -> &'a SubnetView {
+    s.subnets
+        .iter()
+        .find(|x| x.cidr == cidr)
+        .unwrap_or_else(|| panic!("no subnet {cidr} in {:#?}", s.subnets))
+}
+
+pub fn tag<'a>(s: &'a SubnetView, key: &str) -> Option<&'a str> {
+    s.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+pub fn all_mutations(sb: &Sandbox) -> Vec<String> {
+    [Service::Ec2, Service::Eks, Service::Kube]
+        .into_iter()
+        .flat_map(|s| sb.mutating_calls(s))
+        .map(|c| format!("{:?} {} {}", c.service, c.action, c.path))
+        .collect()
+}
+
+/// An independent client's JSON answer: `kubectl … -o json`.
+pub fn kubectl_json(sb: &Sandbox, args: &[&str]) -> Value {
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let o = sb
+        .command(&kubectl)
+        .args(args)
+        .args(["-o", "json"])
+        .output()
+        .expect("run kubectl");
+    assert!(o.status.success(), "kubectl {args:?}: {}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("kubectl JSON ({e}): {}", text(&o)))
+}
+
+/// The AWS CLI from the project venv: `aws … --output json`.
+pub fn aws_json(sb: &Sandbox, args: &[&str]) -> Value {
+    let venv = sb.venv().expect("the sandbox runs moto from a venv");
+    let o = sb
+        .command(venv.join("bin/aws"))
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .expect("run aws");
+    assert!(o.status.success(), "aws {args:?}: {}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("aws JSON ({e}): {}", text(&o)))
+}
