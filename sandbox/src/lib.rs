@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod calls;
 pub mod clock;
+pub mod controllers;
 pub mod ec2proxy;
 pub mod eks;
 pub mod instance_types;
@@ -74,6 +75,11 @@ pub struct SandboxOptions {
     /// bench and store-only tests).
     pub moto: bool,
     pub timings: Timings,
+    /// Run the cluster's behaviours (scheduler, CNI, workloads, Karpenter,
+    /// node group rollouts). Off, the cluster stays as seeded: only API
+    /// writes change it.
+    pub controllers: bool,
+    pub behaviour: controllers::Behaviour,
 }
 
 impl Default for SandboxOptions {
@@ -85,6 +91,8 @@ impl Default for SandboxOptions {
             state_dir: None,
             moto: true,
             timings: Timings::default(),
+            controllers: true,
+            behaviour: controllers::Behaviour::default(),
         }
     }
 }
@@ -112,6 +120,7 @@ pub struct Sandbox {
     clock: Clock,
     world: World,
     ipam: Arc<Mutex<Ipam>>,
+    controllers: Option<Arc<controllers::Ctx>>,
     scenario: Scenario,
     state_dir: PathBuf,
     remove_state: bool,
@@ -130,7 +139,8 @@ struct Started {
     calls: Arc<CallLog>,
     clock: Clock,
     world: World,
-    ipam: Ipam,
+    ipam: Arc<Mutex<Ipam>>,
+    controllers: Option<Arc<controllers::Ctx>>,
 }
 
 async fn bind(what: &str) -> Result<(tokio::net::TcpListener, String), SandboxError> {
@@ -199,6 +209,22 @@ async fn startup(
         kube_endpoint: &kube_url,
     })
     .await?;
+    let ipam = Arc::new(Mutex::new(seeded.ipam));
+    let ctl = opts.controllers.then(|| {
+        Arc::new(controllers::Ctx::new(
+            store.clone(),
+            eks.clone(),
+            client.clone(),
+            ipam.clone(),
+            clock.clone(),
+            s.clone(),
+            seeded.world.clone(),
+            opts.behaviour.clone(),
+        ))
+    });
+    if let Some(c) = &ctl {
+        tokio::spawn(controllers::run(c.clone(), stop.clone()));
+    }
     Ok(Started {
         handle: tokio::runtime::Handle::current(),
         kube_url,
@@ -210,7 +236,8 @@ async fn startup(
         calls,
         clock,
         world: seeded.world,
-        ipam: seeded.ipam,
+        ipam,
+        controllers: ctl,
     })
 }
 
@@ -382,7 +409,8 @@ impl Sandbox {
             calls: started.calls,
             clock: started.clock,
             world: started.world,
-            ipam: Arc::new(Mutex::new(started.ipam)),
+            ipam: started.ipam,
+            controllers: started.controllers,
             scenario: opts.scenario,
             state_dir,
             remove_state,
@@ -484,6 +512,12 @@ impl Sandbox {
     /// The sandbox's IP accounting per subnet.
     pub fn ipam(&self) -> &Arc<Mutex<Ipam>> {
         &self.ipam
+    }
+
+    /// The running controllers (their per-node network state, pending
+    /// launches), when the sandbox runs them.
+    pub fn controllers(&self) -> Option<&Arc<controllers::Ctx>> {
+        self.controllers.as_ref()
     }
 
     /// The Kubernetes object store (typed access: `store().api::<Pod>()`).

@@ -40,6 +40,10 @@ enum Cmd {
         /// Directory for the kubeconfig, AWS config files and env file.
         #[arg(long, default_value = ".sandbox")]
         state_dir: PathBuf,
+        /// Freeze the cluster: no scheduler, CNI, workload controllers,
+        /// Karpenter or node group rollouts; only API writes change it.
+        #[arg(long)]
+        frozen: bool,
     },
     /// Seed a large scenario into a sandbox without moto and time the store.
     Bench {
@@ -85,6 +89,7 @@ fn up(
     time_scale: f64,
     venv: Option<PathBuf>,
     state_dir: PathBuf,
+    frozen: bool,
 ) -> Result<()> {
     let scenario = Scenario::load(scenario)?;
     let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
@@ -99,6 +104,7 @@ fn up(
         time_scale,
         venv,
         state_dir: Some(state_dir.clone()),
+        controllers: !frozen,
         ..Default::default()
     })
     .context("starting the sandbox")?;
@@ -192,7 +198,8 @@ fn main() -> Result<()> {
             time_scale,
             venv,
             state_dir,
-        } => up(&scenario, env_file, time_scale, venv, state_dir),
+            frozen,
+        } => up(&scenario, env_file, time_scale, venv, state_dir, frozen),
         Cmd::Bench { scenario, iterations } => bench(scenario, iterations),
         Cmd::Check { scenario } => check(&scenario),
     }

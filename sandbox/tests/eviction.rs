@@ -2,6 +2,10 @@
 //! with the apiserver's message when a PDB forbids, 500 when two PDBs select
 //! the pod, the body variants clients send, dry runs, and PDB status kept
 //! current as pods come and go.
+//!
+//! The cluster is frozen (no controllers): these tests read exact PDB
+//! figures right after an eviction, before a ReplicaSet would replace the
+//! pod, and place pods the kubelet model would otherwise start.
 
 mod common;
 
@@ -102,7 +106,7 @@ fn setup_guarded(sb: &Sandbox) {
 
 #[test]
 fn eviction_succeeds_within_the_budget() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let before = pdb_status(&sb, "default", "example-service");
     assert_eq!(before["disruptionsAllowed"], 33);
     assert_eq!(before["currentHealthy"], 110);
@@ -154,7 +158,7 @@ fn eviction_succeeds_within_the_budget() {
 
 #[test]
 fn a_pdb_at_its_minimum_answers_429() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     setup_guarded(&sb);
     let st = pdb_status(&sb, "ev", "guarded");
     assert_eq!(st["disruptionsAllowed"], 0);
@@ -211,7 +215,7 @@ fn a_pdb_at_its_minimum_answers_429() {
 
 #[test]
 fn two_pdbs_over_one_pod_answer_500() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     setup_guarded(&sb);
     sb.store()
         .dyn_api(PDB)
@@ -236,7 +240,7 @@ fn two_pdbs_over_one_pod_answer_500() {
 
 #[test]
 fn unready_pods_leave_the_budget_alone() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     setup_guarded(&sb);
     send_json(
         sb.kube_url(),

@@ -1,6 +1,10 @@
 //! The Kubernetes API on the wire: Status codes and bodies, the four patch
 //! types, server-side apply, optimistic concurrency, pagination, selectors,
 //! watches, finalizers, the scale subresource, Table output and discovery.
+//!
+//! The cluster is frozen (no controllers): these tests read back exactly
+//! what they wrote (a scaled Deployment's status, resourceVersions for
+//! optimistic concurrency) with nothing else writing in between.
 
 mod common;
 
@@ -11,7 +15,7 @@ use serde_json::{Value, json};
 
 #[test]
 fn status_errors_match_the_apiserver() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
 
     let r = get(k, "/api/v1/namespaces/default/pods/nope");
@@ -113,7 +117,7 @@ fn status_errors_match_the_apiserver() {
 
 #[test]
 fn update_with_a_stale_resource_version_conflicts() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
     let created = send_json(
@@ -165,7 +169,7 @@ fn update_with_a_stale_resource_version_conflicts() {
 
 #[test]
 fn patch_types() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
     let node = sb.world().nodes[2].name.clone();
 
@@ -287,7 +291,7 @@ fn patch_types() {
 
 #[test]
 fn server_side_apply_creates_then_merges() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
     let path = "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs/ap-northeast-2a?fieldManager=podnet&force=true";
     let first = "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata:\n  name: ap-northeast-2a\n  labels:\n    owner: podnet\n    extra: one\nspec:\n  subnet: subnet-a\n  securityGroups: [sg-1]\n";
@@ -361,7 +365,7 @@ fn server_side_apply_creates_then_merges() {
 
 #[test]
 fn pagination_is_consistent() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
     let all = get(k, "/api/v1/pods").json();
     let names: Vec<String> = all["items"]
@@ -415,7 +419,7 @@ fn pagination_is_consistent() {
 
 #[test]
 fn label_and_field_selectors() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
     let count = |q: &str| {
         let r = get(k, &format!("/api/v1/pods?{q}"));
@@ -492,7 +496,7 @@ fn label_and_field_selectors() {
 
 #[test]
 fn watch_streams_events() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
     let rv = get(k, "/api/v1/namespaces/default/configmaps").json()["metadata"]["resourceVersion"]
         .as_str()
@@ -582,7 +586,7 @@ fn watch_streams_events() {
 
 #[test]
 fn finalizers_delay_deletion() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
     send_json(
         k,
@@ -623,7 +627,7 @@ fn finalizers_delay_deletion() {
 
 #[test]
 fn scale_subresource_and_status() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
     let path = "/apis/apps/v1/namespaces/default/deployments/example-service/scale";
     let s = get(k, path).json();
@@ -670,7 +674,7 @@ fn scale_subresource_and_status() {
 
 #[test]
 fn tables_and_discovery() {
-    let sb = common::sandbox_no_moto();
+    let sb = common::sandbox_frozen();
     let k = sb.kube_url();
     let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
     let r = http(k, "GET", "/api/v1/nodes", &[("Accept", accept)], None);

@@ -264,6 +264,17 @@ fn scale_a_deployment() {
         &["get", "deploy", "example-service", "-o", "jsonpath={.spec.replicas}"],
     );
     assert_eq!(r.stdout, "120");
-    let r = kubectl(&sb, &["get", "deploy", "example-service"]);
-    assert_eq!(rows(&r.stdout)[1][1], "110/120");
+    // The controllers create, schedule and start the ten new pods (Karpenter
+    // nodes have room for them): READY catches up with the new count.
+    let mut ready = String::new();
+    common::wait_until("example-service 120/120 ready", || {
+        let r = kubectl(&sb, &["get", "deploy", "example-service"]);
+        ready = rows(&r.stdout)
+            .get(1)
+            .and_then(|r| r.get(1))
+            .cloned()
+            .unwrap_or_default();
+        ready == "120/120"
+    });
+    assert_eq!(ready, "120/120");
 }

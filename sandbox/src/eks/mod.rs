@@ -127,6 +127,8 @@ pub enum UpdateEffect {
         launch_template_version: Option<String>,
         release_version: Option<String>,
         version: Option<String>,
+        /// Replace nodes even when a PDB blocks their pods' eviction.
+        force: bool,
     },
     NodegroupConfig {
         scaling: Option<(i64, i64, i64)>,
@@ -785,6 +787,7 @@ impl Eks {
                     launch_template_version: lt_version,
                     release_version: release,
                     version,
+                    force: body.get("force").and_then(Value::as_bool).unwrap_or(false),
                 },
             };
             if let Some(t) = &token {
@@ -910,7 +913,7 @@ impl Eks {
             cs.updates.push(u.clone());
             Ok((u, true))
         })?;
-        if fresh && self.auto_complete_nodegroup_updates.load(Ordering::SeqCst) {
+        if fresh {
             self.schedule(cluster, &update.id, self.timings.nodegroup_config);
         }
         Ok(json!({"update": update_json(&update)}))
@@ -1082,6 +1085,7 @@ fn apply_nodegroup_effect(n: &mut Nodegroup, effect: &UpdateEffect) {
             launch_template_version,
             release_version,
             version,
+            ..
         } => {
             if let (Some(v), Some(lt)) = (launch_template_version, n.launch_template.as_mut()) {
                 lt.version = v.clone();

@@ -375,9 +375,20 @@ fn recompute_deployment(inner: &mut Inner, key: &Key) {
     let replicas = sum("replicas");
     let ready = sum("readyReplicas");
     let available = sum("availableReplicas");
-    let updated = newest
-        .and_then(|r| r.value.pointer("/status/replicas").and_then(Value::as_i64))
-        .unwrap_or(0);
+    // Updated means "from the current template": until the deployment
+    // controller has made that template's ReplicaSet, nothing is updated,
+    // so a rollout is never reported done before it started.
+    let hash = crate::workloads::template_hash(dep.value.pointer("/spec/template").unwrap_or(&Value::Null));
+    let updated = rss
+        .iter()
+        .filter(|r| {
+            r.value
+                .pointer("/metadata/labels/pod-template-hash")
+                .and_then(Value::as_str)
+                == Some(hash.as_str())
+        })
+        .filter_map(|r| r.value.pointer("/status/replicas").and_then(Value::as_i64))
+        .sum::<i64>();
     let spec_replicas = dep.value.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
     let max_unavailable = dep
         .value

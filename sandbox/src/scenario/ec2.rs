@@ -325,6 +325,15 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
                 .user_id_group_pairs(group(&sg("node"), "Nodes to the API server"))
                 .build(),
         ),
+        // What EKS gives the cluster security group it creates: all traffic
+        // among its members (control plane, managed nodes).
+        (
+            sg("cluster"),
+            IpPermission::builder()
+                .ip_protocol("-1")
+                .user_id_group_pairs(group(&sg("cluster"), "EKS cluster security group: all traffic within"))
+                .build(),
+        ),
         (sg("rds"), {
             let mut b = tcp(3306, 3306);
             for c in &private_cidrs {
@@ -543,40 +552,49 @@ pub struct NodeLaunch {
 /// (instance id, primary ENI id) per node.
 pub async fn launch_nodes(c: &Client, w: &World, nodes: &[NodeLaunch]) -> Result<Vec<(String, String)>, SeedError> {
     let node_sg = w.security_groups.get("node").cloned().unwrap_or_default();
-    try_join_all(nodes.iter().map(|n| {
-        let kv: Vec<(&str, &str)> = n.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut req = c
-            .run_instances()
-            .image_id(&w.ami_id)
-            .instance_type(InstanceType::from(n.instance_type.as_str()))
-            .min_count(1)
-            .max_count(1)
-            .subnet_id(&n.subnet_id)
-            .private_ip_address(n.ip.to_string())
-            .security_group_ids(&node_sg)
-            .tag_specifications(tags(ResourceType::Instance, &kv));
-        if let Some((id, v)) = &n.launch_template {
-            req = req.launch_template(
-                LaunchTemplateSpecification::builder()
-                    .launch_template_id(id)
-                    .version(v)
-                    .build(),
-            );
-        }
-        async move {
-            let out = req.send().await.map_err(|e| ec2_err("RunInstances", e))?;
-            let inst = out.instances().first().ok_or_else(|| missing("RunInstances"))?;
-            let id = inst.instance_id().ok_or_else(|| missing("RunInstances"))?.to_string();
-            let eni = inst
-                .network_interfaces()
-                .first()
-                .and_then(|e| e.network_interface_id())
-                .unwrap_or_default()
-                .to_string();
-            Ok::<_, SeedError>((id, eni))
-        }
-    }))
-    .await
+    // One at a time: moto answered concurrent RunInstances with an occasional
+    // HTTP 500 under load.
+    let launches: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let kv: Vec<(&str, &str)> = n.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut req = c
+                .run_instances()
+                .image_id(&w.ami_id)
+                .instance_type(InstanceType::from(n.instance_type.as_str()))
+                .min_count(1)
+                .max_count(1)
+                .subnet_id(&n.subnet_id)
+                .private_ip_address(n.ip.to_string())
+                .security_group_ids(&node_sg)
+                .tag_specifications(tags(ResourceType::Instance, &kv));
+            if let Some((id, v)) = &n.launch_template {
+                req = req.launch_template(
+                    LaunchTemplateSpecification::builder()
+                        .launch_template_id(id)
+                        .version(v)
+                        .build(),
+                );
+            }
+            async move {
+                let out = req.send().await.map_err(|e| ec2_err("RunInstances", e))?;
+                let inst = out.instances().first().ok_or_else(|| missing("RunInstances"))?;
+                let id = inst.instance_id().ok_or_else(|| missing("RunInstances"))?.to_string();
+                let eni = inst
+                    .network_interfaces()
+                    .first()
+                    .and_then(|e| e.network_interface_id())
+                    .unwrap_or_default()
+                    .to_string();
+                Ok::<_, SeedError>((id, eni))
+            }
+        })
+        .collect();
+    let mut out = Vec::with_capacity(launches.len());
+    for l in launches {
+        out.push(l.await?);
+    }
+    Ok(out)
 }
 
 /// The ENI work of one node: secondaries on the primary ENI, and further

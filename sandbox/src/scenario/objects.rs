@@ -145,6 +145,8 @@ pub fn node(s: &Scenario, n: &NodeInfo, origin: &NodeOrigin, max_pods: u32, crea
     });
     if !owner_refs.is_empty() {
         meta["ownerReferences"] = json!(owner_refs);
+        // Karpenter terminates the instance before the Node may go.
+        meta["finalizers"] = json!(["karpenter.sh/termination"]);
     }
     json!({
         "apiVersion": "v1",
@@ -699,6 +701,7 @@ pub fn nodeclaim(s: &Scenario, n: &NodeInfo, nodepool_uid: &str, max_pods: u32, 
             "name": name,
             "uid": nodeclaim_uid(&name),
             "creationTimestamp": created,
+            "finalizers": ["karpenter.sh/termination"],
             "labels": {
                 "karpenter.sh/nodepool": k.nodepool,
                 "karpenter.k8s.aws/ec2nodeclass": k.nodeclass,

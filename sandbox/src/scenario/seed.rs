@@ -406,7 +406,7 @@ pub async fn seed(input: SeedInput<'_>) -> Result<Seeded, SeedError> {
         let (cpu, mem) = obj::requests(&spec);
         let sel = json!({"app.kubernetes.io/instance": "karpenter", "app.kubernetes.io/name": "karpenter"});
         let created = ago(25, 0);
-        let dep = obj::deployment(
+        let mut dep = obj::deployment(
             "karpenter",
             "kube-system",
             k.controller_replicas,
@@ -416,6 +416,9 @@ pub async fn seed(input: SeedInput<'_>) -> Result<Seeded, SeedError> {
             obj::helm_annotations(),
             &created,
         );
+        // The chart's strategy: one replica at a time, since the pods'
+        // hostname anti-affinity leaves no room to surge.
+        dep["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}});
         let mut pdb = obj::pdb(
             "karpenter",
             "kube-system",

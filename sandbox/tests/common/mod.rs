@@ -27,6 +27,19 @@ pub fn sandbox_no_moto() -> Sandbox {
     .expect("sandbox starts")
 }
 
+/// A sandbox without moto whose cluster stays as seeded (no controllers):
+/// for tests of API semantics that count on nothing else writing, e.g.
+/// exact PDB figures right after an eviction, or a status read back right
+/// after a scale.
+pub fn sandbox_frozen() -> Sandbox {
+    Sandbox::start(SandboxOptions {
+        moto: false,
+        controllers: false,
+        ..Default::default()
+    })
+    .expect("sandbox starts")
+}
+
 pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,

@@ -1,0 +1,563 @@
+//! Karpenter (v1 semantics), as far as a migration meets it.
+//!
+//! - **Provisioning:** pods the scheduler marked Unschedulable that a
+//!   NodePool could host, beyond what NodeClaims still coming up will hold,
+//!   get a new NodeClaim: the smallest of the NodePool's instance types that
+//!   holds them (the largest otherwise), within the NodePool's cpu limit, in
+//!   the zone with the fewest of its nodes; the subnet is the one matching
+//!   the EC2NodeClass `subnetSelectorTerms` in that zone with the most free
+//!   addresses. The instance is launched in moto and the Node registers
+//!   after the boot delay.
+//! - **Pod capacity** is Karpenter's: EC2NodeClass `kubelet.maxPods`, else
+//!   `(ENIs − RESERVED_ENIS) × (IPv4 per ENI − 1) + 2`, `RESERVED_ENIS`
+//!   read from the controller Deployment's env at launch time.
+//! - **Termination:** a deleted NodeClaim (or Karpenter Node) is tainted
+//!   `karpenter.sh/disrupted:NoSchedule`, its pods evicted through PDBs
+//!   (DaemonSet pods stay), then the instance is terminated and the
+//!   finalizers removed.
+//! - Nothing happens while no Karpenter controller pod is ready.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::events::Source;
+use super::launch::{self, LaunchRequest, ensure_subnet};
+use super::{Ctx, edit, is_daemon_pod, is_deleting, label, node_ready, pod_active, s};
+use crate::instance_types;
+use crate::kube::derived::{node_selected, pod_ready};
+use crate::kube::resources::{DEPLOYMENT, EC2NODECLASS, NODE, NODECLAIM, NODEPOOL, POD};
+use crate::kube::{DeleteOptions, Stored, WriteOptions};
+use crate::scenario::objects::NodeOrigin;
+use crate::scenario::{cpu_millis, node_name};
+use crate::workloads::suffix;
+
+pub const FINALIZER: &str = "karpenter.sh/termination";
+pub const DISRUPTED_TAINT: &str = "karpenter.sh/disrupted";
+
+/// `RESERVED_ENIS` from the controller Deployment's env (0 when unset).
+pub fn reserved_enis(ctx: &Ctx) -> u32 {
+    ctx.store
+        .get(DEPLOYMENT, "kube-system", "karpenter")
+        .ok()
+        .and_then(|d| {
+            d.value
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.first())
+                .and_then(|c| c.get("env"))
+                .and_then(Value::as_array)
+                .and_then(|env| env.iter().find(|e| s(e, "/name") == "RESERVED_ENIS"))
+                .and_then(|e| s(e, "/value").parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn controller_up(pods: &[Arc<Stored>]) -> bool {
+    pods.iter().any(|p| {
+        label(&p.value, "app.kubernetes.io/name") == Some("karpenter") && pod_active(&p.value) && pod_ready(&p.value)
+    })
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+fn requirement(np: &Value, key: &str) -> Vec<String> {
+    np.pointer("/spec/template/spec/requirements")
+        .and_then(Value::as_array)
+        .and_then(|rs| {
+            rs.iter()
+                .find(|r| s(r, "/key") == key && s(r, "/operator") == "In")
+                .map(|r| strings(r.get("values")))
+        })
+        .unwrap_or_default()
+}
+
+/// The labels a node of this NodePool would carry.
+fn synthetic_node(np: &Value, zone: &str, itype: &str) -> Value {
+    let mut labels = json!({
+        "karpenter.sh/nodepool": s(np, "/metadata/name"),
+        "karpenter.sh/capacity-type": "on-demand",
+        "topology.kubernetes.io/zone": zone,
+        "node.kubernetes.io/instance-type": itype,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+    });
+    if let Some(extra) = np.pointer("/spec/template/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in extra {
+            labels[k] = v.clone();
+        }
+    }
+    json!({"metadata": {"labels": labels}})
+}
+
+fn claim_pods(claim: &Value) -> i64 {
+    claim
+        .pointer("/status/capacity/pods")
+        .and_then(Value::as_str)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0)
+}
+
+fn claim_cpu(claim: &Value) -> u32 {
+    claim
+        .pointer("/status/capacity/cpu")
+        .and_then(Value::as_str)
+        .and_then(cpu_millis)
+        .unwrap_or(0)
+}
+
+pub async fn reconcile(ctx: &Ctx) {
+    if ctx.scenario.karpenter.is_none() && ctx.list(NODEPOOL).is_empty() {
+        return;
+    }
+    let pods = ctx.list(POD);
+    if !controller_up(&pods) {
+        return;
+    }
+    let nodes: BTreeMap<String, Arc<Stored>> = ctx.list(NODE).into_iter().map(|n| (n.name().to_string(), n)).collect();
+    let claims = ctx.list(NODECLAIM);
+    progress_claims(ctx, &claims, &nodes);
+    terminate(ctx, &claims, &nodes, &pods).await;
+    provision(ctx, &claims, &nodes, &pods).await;
+}
+
+fn progress_claims(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, Arc<Stored>>) {
+    for c in claims {
+        let node = s(&c.value, "/status/nodeName");
+        let Some(n) = nodes.get(node) else { continue };
+        let registered = true;
+        let initialized = node_ready(&n.value);
+        let has = |t: &str| {
+            c.value
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|x| x["type"] == t && x["status"] == "True"))
+        };
+        if (registered && !has("Registered")) || (initialized && !has("Initialized")) {
+            let now = crate::kube::ops::now_rfc3339();
+            let _ = edit(&ctx.store, NODECLAIM, "", c.name(), |v| {
+                let mut conds = vec![
+                    json!({"type": "Launched", "status": "True", "reason": "Launched", "message": "", "lastTransitionTime": now}),
+                ];
+                conds.push(json!({"type": "Registered", "status": "True", "reason": "Registered", "message": "", "lastTransitionTime": now}));
+                let st = if initialized { "True" } else { "Unknown" };
+                conds.push(json!({"type": "Initialized", "status": st, "reason": if initialized {"Initialized"} else {"NotInitialized"}, "message": "", "lastTransitionTime": now}));
+                conds.push(json!({"type": "Ready", "status": st, "reason": if initialized {"Ready"} else {"NotReady"}, "message": "", "lastTransitionTime": now}));
+                v["status"]["conditions"] = json!(conds);
+            });
+        }
+    }
+}
+
+async fn terminate(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, Arc<Stored>>, pods: &[Arc<Stored>]) {
+    // A deleted Karpenter Node takes its NodeClaim with it.
+    for n in nodes.values() {
+        if !is_deleting(&n.value) || label(&n.value, "karpenter.sh/nodepool").is_none() {
+            continue;
+        }
+        let claim = claims.iter().find(|c| s(&c.value, "/status/nodeName") == n.name());
+        match claim {
+            Some(c) if !is_deleting(&c.value) => {
+                let _ = ctx.store.delete(NODECLAIM, "", c.name(), &DeleteOptions::default());
+            }
+            Some(_) => {}
+            None => drain_then_terminate(ctx, n, pods, None).await,
+        }
+    }
+    for c in claims.iter().filter(|c| is_deleting(&c.value)) {
+        let node = s(&c.value, "/status/nodeName").to_string();
+        if ctx.launches.booting().contains(&node) {
+            continue;
+        }
+        match nodes.get(&node) {
+            Some(n) => drain_then_terminate(ctx, n, pods, Some(c)).await,
+            None => {
+                launch::terminate(ctx, &node).await;
+                remove_finalizer(ctx, c);
+            }
+        }
+    }
+}
+
+fn remove_finalizer(ctx: &Ctx, c: &Stored) {
+    let _ = edit(&ctx.store, NODECLAIM, "", c.name(), |v| {
+        if let Some(f) = v.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
+            f.retain(|x| x != FINALIZER);
+        }
+    });
+}
+
+async fn drain_then_terminate(ctx: &Ctx, node: &Stored, pods: &[Arc<Stored>], claim: Option<&Arc<Stored>>) {
+    let tainted = node
+        .value
+        .pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .is_some_and(|t| t.iter().any(|t| t["key"] == DISRUPTED_TAINT));
+    if !tainted {
+        let _ = edit(&ctx.store, NODE, "", node.name(), |n| {
+            let mut taints = n
+                .pointer("/spec/taints")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            taints.push(json!({"key": DISRUPTED_TAINT, "effect": "NoSchedule"}));
+            n["spec"]["taints"] = json!(taints);
+        });
+    }
+    let left: Vec<&Arc<Stored>> = pods
+        .iter()
+        .filter(|p| s(&p.value, "/spec/nodeName") == node.name() && pod_active(&p.value) && !is_daemon_pod(&p.value))
+        .collect();
+    for p in &left {
+        if let Err(e) = super::evict(&ctx.store, p.namespace(), p.name()) {
+            if e.code == 429 {
+                ctx.events.emit(
+                    ctx,
+                    &p.value,
+                    true,
+                    "FailedDraining",
+                    &format!("Failed to evict pod, {}", e.message),
+                    Source::Karpenter,
+                );
+            }
+        } else {
+            ctx.events.emit(
+                ctx,
+                &p.value,
+                false,
+                "Evicted",
+                "Evicted pod: Disrupting Node",
+                Source::Karpenter,
+            );
+        }
+    }
+    if !left.is_empty() {
+        return;
+    }
+    launch::terminate(ctx, node.name()).await;
+    if let Some(c) = claim {
+        remove_finalizer(ctx, c);
+    }
+}
+
+/// Zones the EC2NodeClass can launch in, with the subnet to use in each.
+async fn subnets_by_zone(ctx: &Ctx, nodeclass: &Value) -> BTreeMap<String, String> {
+    let mut candidates: Vec<(String, String)> = Vec::new();
+    match &ctx.ec2 {
+        Some(c) => {
+            let terms = nodeclass
+                .pointer("/spec/subnetSelectorTerms")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for t in terms {
+                let mut req = c.describe_subnets();
+                if let Some(id) = t.get("id").and_then(Value::as_str) {
+                    req = req.subnet_ids(id);
+                }
+                if let Some(tags) = t.get("tags").and_then(Value::as_object) {
+                    for (k, v) in tags {
+                        let v = v.as_str().unwrap_or("*");
+                        let f = if v == "*" {
+                            aws_sdk_ec2::types::Filter::builder().name("tag-key").values(k).build()
+                        } else {
+                            aws_sdk_ec2::types::Filter::builder()
+                                .name(format!("tag:{k}"))
+                                .values(v)
+                                .build()
+                        };
+                        req = req.filters(f);
+                    }
+                }
+                req = req.filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("vpc-id")
+                        .values(&ctx.world.vpc_id)
+                        .build(),
+                );
+                match req.send().await {
+                    Ok(out) => {
+                        for sn in out.subnets() {
+                            candidates.push((
+                                sn.availability_zone().unwrap_or_default().to_string(),
+                                sn.subnet_id().unwrap_or_default().to_string(),
+                            ));
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        "Karpenter DescribeSubnets: {}",
+                        aws_sdk_ec2::error::DisplayErrorContext(&e)
+                    ),
+                }
+            }
+        }
+        None => {
+            for z in &ctx.world.zones {
+                candidates.push((z.name.clone(), z.private_subnet.clone()));
+            }
+        }
+    }
+    let mut best: BTreeMap<String, (u32, String)> = BTreeMap::new();
+    for (zone, id) in candidates {
+        if ensure_subnet(ctx, &id).await.is_err() {
+            continue;
+        }
+        let free = ctx.ipam().subnet(&id).map(|p| p.free()).unwrap_or(0);
+        let e = best.entry(zone).or_insert((0, String::new()));
+        if e.1.is_empty() || free > e.0 {
+            *e = (free, id);
+        }
+    }
+    best.into_iter().map(|(z, (_, id))| (z, id)).collect()
+}
+
+async fn provision(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, Arc<Stored>>, pods: &[Arc<Stored>]) {
+    let unschedulable: Vec<&Arc<Stored>> = pods
+        .iter()
+        .filter(|p| {
+            s(&p.value, "/spec/nodeName").is_empty()
+                && pod_active(&p.value)
+                && p.value
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable")
+                    })
+        })
+        .collect();
+    if unschedulable.is_empty() {
+        return;
+    }
+    if *ctx.launch_retry_at.lock().unwrap_or_else(|e| e.into_inner()) > ctx.now() {
+        return;
+    }
+    let reserved = reserved_enis(ctx);
+    for np in ctx.list(NODEPOOL) {
+        if is_deleting(&np.value) {
+            continue;
+        }
+        let np_name = np.name().to_string();
+        let class_name = s(&np.value, "/spec/template/spec/nodeClassRef/name").to_string();
+        let Ok(nodeclass) = ctx.store.get(EC2NODECLASS, "", &class_name) else {
+            continue;
+        };
+        let mut types: Vec<&'static instance_types::InstanceType> =
+            requirement(&np.value, "node.kubernetes.io/instance-type")
+                .iter()
+                .filter_map(|t| instance_types::lookup(t))
+                .collect();
+        if types.is_empty() {
+            continue;
+        }
+        let max_pods_of = |t: &instance_types::InstanceType| -> u32 {
+            nodeclass
+                .value
+                .pointer("/spec/kubelet/maxPods")
+                .and_then(Value::as_u64)
+                .map(|m| m as u32)
+                .unwrap_or_else(|| t.max_pods(reserved, false))
+        };
+        types.sort_by_key(|t| (max_pods_of(t), t.vcpus));
+        let zones = subnets_by_zone(ctx, &nodeclass.value).await;
+        let compatible: Vec<&&Arc<Stored>> = unschedulable
+            .iter()
+            .filter(|p| {
+                super::scheduler::blocking_taint(&json!({"spec": {"taints": np.value.pointer("/spec/template/spec/taints").cloned().unwrap_or(json!([]))}}), &p.value["spec"]).is_none()
+                    && zones.keys().any(|z| types.iter().any(|t| node_selected(&synthetic_node(&np.value, z, &t.name), &p.value["spec"])))
+            })
+            .collect();
+        if compatible.is_empty() {
+            continue;
+        }
+        let mine: Vec<&Arc<Stored>> = claims
+            .iter()
+            .filter(|c| label(&c.value, "karpenter.sh/nodepool") == Some(np_name.as_str()))
+            .collect();
+        // Room still coming: claims whose node is not Ready yet.
+        let spare: i64 = mine
+            .iter()
+            .filter(|c| !is_deleting(&c.value))
+            .filter(|c| {
+                nodes
+                    .get(s(&c.value, "/status/nodeName"))
+                    .is_none_or(|n| !node_ready(&n.value))
+            })
+            .map(|c| {
+                let node = s(&c.value, "/status/nodeName");
+                let bound = pods
+                    .iter()
+                    .filter(|p| s(&p.value, "/spec/nodeName") == node && pod_active(&p.value))
+                    .count() as i64;
+                (claim_pods(&c.value) - 2 - bound).max(0)
+            })
+            .sum();
+        let want = compatible.len() as i64 - spare;
+        if want <= 0 {
+            continue;
+        }
+        let used_cpu: u32 = mine.iter().map(|c| claim_cpu(&c.value)).sum::<u32>();
+        let limit = np
+            .value
+            .pointer("/spec/limits/cpu")
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v.as_i64().map(|n| n.to_string()))
+            })
+            .and_then(|q| cpu_millis(&q));
+        let within = |t: &instance_types::InstanceType| limit.is_none_or(|l| used_cpu + t.vcpus * 1000 <= l);
+        let fitting = types
+            .iter()
+            .find(|t| i64::from(max_pods_of(t)) - 2 >= want && within(t))
+            .or_else(|| types.iter().rev().find(|t| within(t)))
+            .copied();
+        let Some(itype) = fitting else {
+            for p in &compatible {
+                ctx.events.emit(
+                    ctx,
+                    &p.value,
+                    true,
+                    "FailedScheduling",
+                    &format!(
+                        "Failed to schedule pod, all available instance types exceed limits for nodepool: \"{np_name}\""
+                    ),
+                    Source::Karpenter,
+                );
+            }
+            continue;
+        };
+        // The zone with the fewest of this NodePool's nodes that the first
+        // pending pod accepts.
+        let first = &compatible[0].value["spec"];
+        let zone = zones
+            .iter()
+            .filter(|(z, _)| node_selected(&synthetic_node(&np.value, z, &itype.name), first))
+            .min_by_key(|(z, _)| {
+                mine.iter()
+                    .filter(|c| {
+                        !is_deleting(&c.value) && label(&c.value, "topology.kubernetes.io/zone") == Some(z.as_str())
+                    })
+                    .count()
+            })
+            .map(|(z, id)| (z.clone(), id.clone()));
+        let Some((zone, subnet)) = zone else { continue };
+        let max_pods = max_pods_of(itype);
+        let claim_name = format!("{np_name}-{}", suffix(&uuid::Uuid::new_v4().to_string()));
+        let req = LaunchRequest {
+            zone: zone.clone(),
+            subnet_id: subnet.clone(),
+            instance_type: itype.name.clone(),
+            origin: NodeOrigin::Karpenter {
+                nodepool: np_name.clone(),
+                nodeclass: class_name.clone(),
+                nodeclaim: claim_name.clone(),
+            },
+            max_pods,
+            tags: vec![
+                (
+                    format!("kubernetes.io/cluster/{}", ctx.scenario.cluster),
+                    "owned".into(),
+                ),
+                ("karpenter.sh/nodepool".into(), np_name.clone()),
+                ("karpenter.k8s.aws/ec2nodeclass".into(), class_name.clone()),
+                ("karpenter.sh/nodeclaim".into(), claim_name.clone()),
+                ("eks:eks-cluster-name".into(), ctx.scenario.cluster.clone()),
+            ],
+            launch_template: None,
+        };
+        let claim = nodeclaim_object(ctx, &np, &class_name, &claim_name, itype, &zone, max_pods);
+        let created = match ctx.store.create(NODECLAIM, "", claim, &WriteOptions::internal()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("creating NodeClaim {claim_name}: {e}");
+                continue;
+            }
+        };
+        match launch::launch(ctx, req).await {
+            Ok(info) => {
+                let _ = edit(&ctx.store, NODECLAIM, "", &claim_name, |v| {
+                    v["status"]["nodeName"] = json!(node_name(info.ip, &ctx.scenario.region));
+                    v["status"]["providerID"] = json!(format!("aws:///{zone}/{}", info.instance_id));
+                });
+                for p in compatible.iter().take(max_pods.saturating_sub(2) as usize) {
+                    ctx.events.emit(
+                        ctx,
+                        &p.value,
+                        false,
+                        "Nominated",
+                        &format!("Pod should schedule on: nodeclaim/{claim_name}"),
+                        Source::Karpenter,
+                    );
+                }
+            }
+            Err(e) => {
+                ctx.events.emit(
+                    ctx,
+                    &created.value,
+                    true,
+                    "LaunchFailed",
+                    &format!("creating instance, {e}"),
+                    Source::Karpenter,
+                );
+                *ctx.launch_retry_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                    ctx.now() + std::time::Duration::from_secs(30);
+                remove_finalizer(ctx, &created);
+                let _ = ctx.store.delete(NODECLAIM, "", &claim_name, &DeleteOptions::default());
+            }
+        }
+    }
+}
+
+fn nodeclaim_object(
+    ctx: &Ctx,
+    np: &Stored,
+    class: &str,
+    name: &str,
+    t: &instance_types::InstanceType,
+    zone: &str,
+    max_pods: u32,
+) -> Value {
+    let now = crate::kube::ops::now_rfc3339();
+    let cap_mem = crate::scenario::objects::capacity_mem_mib(t);
+    let (alloc_cpu, _) = t.allocatable(max_pods);
+    let alloc_mem = cap_mem.saturating_sub(11 * u64::from(max_pods) + 255 + 100);
+    json!({
+        "apiVersion": "karpenter.sh/v1", "kind": "NodeClaim",
+        "metadata": {
+            "name": name,
+            "finalizers": [FINALIZER],
+            "labels": {
+                "karpenter.sh/nodepool": np.name(),
+                "karpenter.k8s.aws/ec2nodeclass": class,
+                "karpenter.sh/capacity-type": "on-demand",
+                "node.kubernetes.io/instance-type": t.name,
+                "topology.kubernetes.io/zone": zone,
+                "topology.kubernetes.io/region": ctx.scenario.region,
+                "kubernetes.io/arch": instance_types::k8s_arch(t),
+                "kubernetes.io/os": "linux",
+            },
+            "ownerReferences": [{"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "name": np.name(), "uid": np.uid(), "blockOwnerDeletion": true}],
+        },
+        "spec": {
+            "expireAfter": "720h",
+            "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": class},
+            "requirements": [
+                {"key": "karpenter.sh/nodepool", "operator": "In", "values": [np.name()]},
+                {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [t.name]},
+                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]},
+            ],
+            "resources": {"requests": {"pods": "1"}},
+        },
+        "status": {
+            "capacity": {"cpu": t.vcpus.to_string(), "memory": format!("{}Ki", cap_mem * 1024), "pods": max_pods.to_string(), "ephemeral-storage": "20Gi"},
+            "allocatable": {"cpu": format!("{alloc_cpu}m"), "memory": format!("{}Ki", alloc_mem * 1024), "pods": max_pods.to_string(), "ephemeral-storage": "17Gi"},
+            "conditions": [{"type": "Launched", "status": "True", "reason": "Launched", "message": "", "lastTransitionTime": now}],
+        }
+    })
+}

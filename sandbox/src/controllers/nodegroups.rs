@@ -1,0 +1,333 @@
+//! Managed node group rolling updates, as EKS documents them for
+//! `UpdateNodegroupVersion`:
+//! 1. the launch template version to use (the one asked for, or the
+//!    group's), with max pods computed from the vpc-cni add-on's
+//!    configuration at that moment (custom networking leaves the primary
+//!    ENI out; prefix delegation ×16; capped at 110, or 250 above 30 vCPUs);
+//! 2. surge: one new node per old node, in the old node's subnet;
+//! 3. wait until the new nodes are Ready;
+//! 4. cordon the old nodes;
+//! 5. evict their pods through PDBs, `maxUnavailable` nodes at a time; a
+//!    node that cannot be drained within 15 simulated minutes fails the
+//!    update with `PodEvictionFailure` naming the pods, unless `force`;
+//! 6. terminate the drained nodes;
+//! 7. the group is back to its size, the update Successful.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::events::Source;
+use super::launch::{self, LaunchRequest, eks_max_pods};
+use super::{Ctx, edit, is_daemon_pod, is_deleting, label, node_ready, pod_active, s};
+use crate::eks::{UpdateEffect, UpdateTarget};
+use crate::kube::DeleteOptions;
+use crate::kube::resources::{NODE, POD};
+use crate::scenario::objects::NodeOrigin;
+use crate::scenario::seed::asg_name;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Surge,
+    WaitReady,
+    Drain,
+}
+
+#[derive(Debug, Clone)]
+struct Rollout {
+    nodegroup: String,
+    phase: Phase,
+    old: Vec<String>,
+    new: Vec<String>,
+    force: bool,
+    max_unavailable: usize,
+    launch_template: Option<(String, String)>,
+    max_pods: u32,
+    instance_type: String,
+    /// When each old node's drain began (simulated time).
+    draining: BTreeMap<String, Duration>,
+}
+
+/// Rollouts in progress, by update id.
+#[derive(Debug, Default)]
+pub struct Rollouts {
+    active: BTreeMap<String, Rollout>,
+}
+
+fn vpc_cni_flags(ctx: &Ctx) -> (bool, bool) {
+    let cfg = ctx
+        .eks
+        .addon(&ctx.scenario.cluster, "vpc-cni")
+        .and_then(|a| a.configuration_values)
+        .and_then(|t| crate::eks::schema::parse_configuration(&t).ok())
+        .unwrap_or(json!({}));
+    let on = |k: &str| cfg.pointer(&format!("/env/{k}")).and_then(Value::as_str) == Some("true");
+    (on("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"), on("ENABLE_PREFIX_DELEGATION"))
+}
+
+async fn resolve_version(ctx: &Ctx, lt_id: &str, asked: &str) -> String {
+    if !asked.starts_with('$') {
+        return asked.to_string();
+    }
+    let Some(c) = &ctx.ec2 else { return "1".into() };
+    match c.describe_launch_templates().launch_template_ids(lt_id).send().await {
+        Ok(out) => out
+            .launch_templates()
+            .first()
+            .and_then(|t| {
+                if asked == "$Latest" {
+                    t.latest_version_number()
+                } else {
+                    t.default_version_number()
+                }
+            })
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "1".into()),
+        Err(_) => "1".into(),
+    }
+}
+
+async fn start(ctx: &Ctx, id: &str, ng_name: &str, effect: &UpdateEffect) -> Option<Rollout> {
+    let ng = ctx.eks.nodegroup(&ctx.scenario.cluster, ng_name)?;
+    let (asked, force) = match effect {
+        UpdateEffect::NodegroupVersion {
+            launch_template_version,
+            force,
+            ..
+        } => (launch_template_version.clone(), *force),
+        _ => return None,
+    };
+    let launch_template = match &ng.launch_template {
+        Some(lt) => {
+            let v = asked.unwrap_or_else(|| lt.version.clone());
+            Some((lt.id.clone(), resolve_version(ctx, &lt.id, &v).await))
+        }
+        None => None,
+    };
+    let old: Vec<String> = ctx
+        .list(NODE)
+        .into_iter()
+        .filter(|n| label(&n.value, "eks.amazonaws.com/nodegroup") == Some(ng_name) && !is_deleting(&n.value))
+        .map(|n| n.name().to_string())
+        .collect();
+    let (custom, prefix) = vpc_cni_flags(ctx);
+    let instance_type = ng.instance_types.first().cloned().unwrap_or_else(|| "t3.medium".into());
+    tracing::info!("rolling node group {ng_name} (update {id}): {} node(s)", old.len());
+    Some(Rollout {
+        nodegroup: ng_name.to_string(),
+        phase: Phase::Surge,
+        old,
+        new: vec![],
+        force,
+        max_unavailable: ng.max_unavailable.max(1) as usize,
+        launch_template,
+        max_pods: eks_max_pods(&instance_type, custom, prefix),
+        instance_type,
+        draining: BTreeMap::new(),
+    })
+}
+
+pub async fn reconcile(ctx: &Ctx) {
+    let cluster = ctx.scenario.cluster.clone();
+    let updates: Vec<_> = ctx
+        .eks
+        .updates(&cluster)
+        .into_iter()
+        .filter(|u| u.status == "InProgress" && u.kind == "VersionUpdate")
+        .collect();
+    {
+        let mut r = ctx.rollouts.lock().unwrap_or_else(|e| e.into_inner());
+        r.active.retain(|id, _| updates.iter().any(|u| &u.id == id));
+    }
+    for u in updates {
+        let UpdateTarget::Nodegroup(ng) = &u.target else {
+            continue;
+        };
+        let existing = ctx
+            .rollouts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .active
+            .get(&u.id)
+            .cloned();
+        let rollout = match existing {
+            Some(r) => r,
+            None => match start(ctx, &u.id, ng, &u.apply).await {
+                Some(r) => r,
+                None => continue,
+            },
+        };
+        let next = step(ctx, &u.id, rollout).await;
+        let mut r = ctx.rollouts.lock().unwrap_or_else(|e| e.into_inner());
+        match next {
+            Some(n) => {
+                r.active.insert(u.id.clone(), n);
+            }
+            None => {
+                r.active.remove(&u.id);
+            }
+        }
+    }
+}
+
+fn node_subnet(ctx: &Ctx, node: &str) -> Option<(String, String)> {
+    if let Some(n) = ctx.nets().get(node) {
+        let zone = ctx
+            .ipam()
+            .subnet(&n.node_subnet)
+            .map(|p| p.availability_zone.clone())
+            .unwrap_or_default();
+        return Some((zone, n.node_subnet.clone()));
+    }
+    None
+}
+
+/// One step of a rollout; `None` when it finished (either way).
+async fn step(ctx: &Ctx, id: &str, mut r: Rollout) -> Option<Rollout> {
+    let cluster = ctx.scenario.cluster.clone();
+    match r.phase {
+        Phase::Surge => {
+            for old in r.old.clone() {
+                let Some((zone, subnet)) = node_subnet(ctx, &old) else {
+                    continue;
+                };
+                let mut tags: Vec<(String, String)> = vec![
+                    (format!("kubernetes.io/cluster/{cluster}"), "owned".into()),
+                    ("Name".into(), r.nodegroup.clone()),
+                    ("eks:cluster-name".into(), cluster.clone()),
+                    ("eks:nodegroup-name".into(), r.nodegroup.clone()),
+                    ("aws:autoscaling:groupName".into(), asg_name(&r.nodegroup)),
+                ];
+                tags.push(("k8s.io/cluster-autoscaler/enabled".into(), "true".into()));
+                let req = LaunchRequest {
+                    zone,
+                    subnet_id: subnet,
+                    instance_type: r.instance_type.clone(),
+                    origin: NodeOrigin::Managed {
+                        nodegroup: r.nodegroup.clone(),
+                        launch_template: r.launch_template.clone(),
+                    },
+                    max_pods: r.max_pods,
+                    tags,
+                    launch_template: r.launch_template.clone(),
+                };
+                match launch::launch(ctx, req).await {
+                    Ok(info) => r.new.push(info.name),
+                    Err(e) => {
+                        let _ = ctx.eks.complete_update(
+                            &cluster,
+                            id,
+                            Err(vec![json!({
+                                "errorCode": "InsufficientFreeAddresses",
+                                "errorMessage": format!("Could not launch a node for node group {}: {e}", r.nodegroup),
+                                "resourceIds": [r.nodegroup],
+                            })]),
+                        );
+                        return None;
+                    }
+                }
+            }
+            r.phase = Phase::WaitReady;
+            Some(r)
+        }
+        Phase::WaitReady => {
+            let all_ready = r
+                .new
+                .iter()
+                .all(|n| ctx.store.get(NODE, "", n).is_ok_and(|node| node_ready(&node.value)));
+            if !all_ready {
+                return Some(r);
+            }
+            for old in &r.old {
+                let _ = edit(&ctx.store, NODE, "", old, |n| {
+                    n["spec"]["unschedulable"] = json!(true);
+                    let mut taints = n
+                        .pointer("/spec/taints")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    if !taints.iter().any(|t| t["key"] == "node.kubernetes.io/unschedulable") {
+                        taints.push(json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}));
+                    }
+                    n["spec"]["taints"] = json!(taints);
+                });
+            }
+            r.phase = Phase::Drain;
+            Some(r)
+        }
+        Phase::Drain => {
+            let now = ctx.now();
+            let pods = ctx.list(POD);
+            let remaining: Vec<String> = r
+                .old
+                .iter()
+                .filter(|n| ctx.store.get(NODE, "", n).is_ok())
+                .cloned()
+                .collect();
+            if remaining.is_empty() {
+                let _ = ctx.eks.complete_update(&cluster, id, Ok(()));
+                return None;
+            }
+            for node in remaining.iter().take(r.max_unavailable) {
+                let started = *r.draining.entry(node.clone()).or_insert(now);
+                let left: Vec<_> = pods
+                    .iter()
+                    .filter(|p| {
+                        s(&p.value, "/spec/nodeName") == node && pod_active(&p.value) && !is_daemon_pod(&p.value)
+                    })
+                    .collect();
+                let mut blocked = Vec::new();
+                for p in &left {
+                    match super::evict(&ctx.store, p.namespace(), p.name()) {
+                        Ok(_) => {}
+                        Err(e) if e.code == 429 => {
+                            if r.force {
+                                let _ = ctx
+                                    .store
+                                    .delete(POD, p.namespace(), p.name(), &DeleteOptions::default());
+                            } else {
+                                blocked.push(*p);
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                }
+                if left.is_empty() {
+                    launch::terminate(ctx, node).await;
+                    continue;
+                }
+                if !blocked.is_empty() && now.saturating_sub(started) >= ctx.behaviour.eviction_timeout {
+                    let ids: Vec<String> = blocked
+                        .iter()
+                        .map(|p| format!("{}/{}", p.namespace(), p.name()))
+                        .collect();
+                    for p in &blocked {
+                        ctx.events.emit(
+                            ctx,
+                            &p.value,
+                            true,
+                            "FailedEviction",
+                            "Cannot evict pod as it would violate the pod's disruption budget.",
+                            Source::NodeController,
+                        );
+                    }
+                    let _ = ctx.eks.complete_update(
+                        &cluster,
+                        id,
+                        Err(vec![json!({
+                            "errorCode": "PodEvictionFailure",
+                            "errorMessage": format!(
+                                "Reached max retries while trying to evict pods from nodes in node group {}",
+                                r.nodegroup
+                            ),
+                            "resourceIds": ids,
+                        })]),
+                    );
+                    return None;
+                }
+            }
+            Some(r)
+        }
+    }
+}
