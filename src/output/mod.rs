@@ -74,6 +74,11 @@ impl Printer {
         self.format
     }
 
+    /// Spinners are drawn (stderr is a terminal and progress is on).
+    pub fn shows_progress(&self) -> bool {
+        self.progress
+    }
+
     pub fn is_json(&self) -> bool {
         self.format == OutputFormat::Json
     }

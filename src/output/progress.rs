@@ -1,7 +1,9 @@
 //! Progress of a run as the user sees it: one line per step as it starts
 //! and ends, a spinner carrying what the step is waiting for (hidden when
 //! stderr is not a terminal or with `--no-progress`), and the step's status
-//! messages as plain lines under `-v`.
+//! messages as plain lines under `-v` — or, when no spinner is drawn (a CI
+//! log, a pipe), each time a step's status changes, so a log still shows
+//! which node is draining and how many pods are pending.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use crate::steps::Progress;
 pub struct RunProgress {
     printer: Arc<Printer>,
     spinners: Mutex<HashMap<String, ProgressBar>>,
+    last_status: Mutex<HashMap<String, String>>,
 }
 
 impl RunProgress {
@@ -23,6 +26,7 @@ impl RunProgress {
         Arc::new(RunProgress {
             printer,
             spinners: Mutex::new(HashMap::new()),
+            last_status: Mutex::new(HashMap::new()),
         })
     }
 
@@ -35,7 +39,15 @@ impl RunProgress {
 
 impl Progress for RunProgress {
     fn status(&self, step: &str, message: &str) {
-        self.printer.debug(format!("  {step}: {message}"));
+        if self.printer.is_verbose() {
+            self.printer.debug(format!("  {step}: {message}"));
+        } else if !self.printer.shows_progress() {
+            let mut last = self.last_status.lock().unwrap_or_else(|p| p.into_inner());
+            if last.get(step).map(String::as_str) != Some(message) {
+                last.insert(step.to_string(), message.to_string());
+                self.printer.info(paint(style::DIM, format!("  {step}: {message}")));
+            }
+        }
         if let Some(pb) = self.spinners.lock().unwrap_or_else(|p| p.into_inner()).get(step) {
             pb.set_message(format!("{step}: {message}"));
         }

@@ -197,6 +197,10 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
         g.pods += pods;
         g.capacity_before += cap_before.saturating_sub(2);
         g.capacity_after += cap_after;
+        // A node already on an ENIConfig runs custom networking: nothing to replace.
+        if n.eniconfig_label.is_some() {
+            continue;
+        }
         r.nodes_to_replace.push(NodeToReplace {
             name: n.name.clone(),
             kind: kind.to_string(),

@@ -184,6 +184,7 @@ pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
         Box::new(replace_nodes::RollNodeGroups {
             cluster: inputs.cluster.clone(),
             node_groups: inputs.node_groups.clone(),
+            node_pools: inputs.node_pools.clone(),
             expect: inputs.expect.clone(),
             settle_timeout_secs: inputs.drain.settle_timeout_secs,
         }),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, DynamicObject, ListParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -103,9 +103,11 @@ async fn wait_settled(
     old: &BTreeSet<String>,
     expect: &Expectations,
     timeout: Duration,
+    mut karpenter: Option<(&[String], &mut StepCtx<'_>)>,
 ) -> Result<Vec<String>, StepError> {
     let client = kube(env)?;
     let deadline = Instant::now() + timeout;
+    let mut waits = 0u32;
     loop {
         let all = nodes(client, selector).await?;
         let fresh: Vec<&NodeSummary> = all.iter().filter(|n| !old.contains(&n.name)).collect();
@@ -144,6 +146,15 @@ async fn wait_settled(
         if problems.is_empty() && pending.is_empty() {
             return Ok(fresh.iter().map(|n| n.name.clone()).collect());
         }
+        // Pods still pending with every new node up: smaller max pods mean
+        // more nodes than before, and the NodePool limit may forbid them.
+        waits += 1;
+        if waits.is_multiple_of(5)
+            && problems.is_empty()
+            && let Some((pools, ctx)) = karpenter.as_mut()
+        {
+            ensure_headroom(env, step, pools, ctx, client).await?;
+        }
         if Instant::now() >= deadline {
             let mut why = problems;
             if !pending.is_empty() {
@@ -173,6 +184,142 @@ async fn wait_settled(
         );
         tokio::time::sleep(env.waits.poll).await;
     }
+}
+
+/// A cpu quantity in millicores (`"10"`, `"1500m"`, `2`).
+fn cpu_millis(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64().map(|c| (c * 1000.0).round() as u64),
+        serde_json::Value::String(s) => match s.strip_suffix('m') {
+            Some(m) => m.parse().ok(),
+            None => s.parse::<f64>().ok().map(|c| (c * 1000.0).round() as u64),
+        },
+        _ => None,
+    }
+}
+
+/// A NodePool's cpu limit and what its NodeClaims hold (millicores), and
+/// the largest NodeClaim (what one replacement may need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Headroom {
+    limit: Option<u64>,
+    used: u64,
+    largest: u64,
+}
+
+impl Headroom {
+    /// The limit one more node of the largest size needs, if the current
+    /// one is too low.
+    fn raise_to(&self) -> Option<u64> {
+        let limit = self.limit?;
+        let need = self.used + self.largest;
+        (need > limit).then_some(need)
+    }
+}
+
+async fn headroom(client: &kube::Client, nodepool: &str) -> Result<Headroom, StepError> {
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
+    let np = with_retry(&format!("get NodePool {nodepool}"), || pools.get_opt(nodepool)).await?;
+    let limit = np.as_ref().and_then(|np| cpu_millis(&np.data["spec"]["limits"]["cpu"]));
+    let claims: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodeclaim_resource());
+    let lp = ListParams::default().labels(&format!("{NODEPOOL_LABEL}={nodepool}"));
+    let claims = list_all(&claims, &lp, "NodeClaims").await?;
+    let cpus: Vec<u64> = claims
+        .iter()
+        .filter_map(|c| cpu_millis(&c.data["status"]["capacity"]["cpu"]))
+        .collect();
+    Ok(Headroom {
+        limit,
+        used: cpus.iter().sum(),
+        largest: cpus.iter().copied().max().unwrap_or(0),
+    })
+}
+
+fn cores(m: u64) -> String {
+    if m.is_multiple_of(1000) {
+        (m / 1000).to_string()
+    } else {
+        format!("{m}m")
+    }
+}
+
+/// Karpenter cannot launch a replacement while a NodePool sits at its
+/// cpu limit, and a node being replaced counts until it is gone: raise
+/// the limit by one node of the largest size for the duration, the
+/// original checkpointed first so a resume restores it.
+async fn ensure_headroom(
+    env: &Env,
+    step: &str,
+    node_pools: &[String],
+    ctx: &mut StepCtx<'_>,
+    client: &kube::Client,
+) -> Result<(), StepError> {
+    for np in node_pools {
+        let h = headroom(client, np).await?;
+        let Some(to) = h.raise_to() else { continue };
+        let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
+        let original = with_retry(&format!("get NodePool {np}"), || pools.get_opt(np))
+            .await?
+            .map(|p| p.data["spec"]["limits"]["cpu"].clone())
+            .unwrap_or(serde_json::Value::Null);
+        let _: serde_json::Value = ctx.checkpoint_once(&format!("nodepool-cpu-limit:{np}"), || original)?;
+        env.status(
+            step,
+            &format!(
+                "NodePool {np} holds {} of its {} cpu limit: raising it to {} so a replacement can launch (restored afterwards)",
+                cores(h.used),
+                cores(h.limit.unwrap_or(0)),
+                cores(to)
+            ),
+        );
+        let patch = serde_json::json!({"spec": {"limits": {"cpu": cores(to)}}});
+        with_retry(&format!("raise the cpu limit of NodePool {np}"), || {
+            let (pools, patch) = (pools.clone(), patch.clone());
+            async move { pools.patch(np, &PatchParams::default(), &Patch::Merge(&patch)).await }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Put back every NodePool limit this step raised.
+async fn restore_limits(
+    env: &Env,
+    step: &str,
+    node_pools: &[String],
+    ctx: &StepCtx<'_>,
+    client: &kube::Client,
+) -> Result<(), StepError> {
+    for np in node_pools {
+        let Some(original) = ctx.checkpointed::<serde_json::Value>(&format!("nodepool-cpu-limit:{np}")) else {
+            continue;
+        };
+        let h = headroom(client, np).await?;
+        if cpu_millis(&original).is_some_and(|o| h.used > o) {
+            // The migrated nodes hold fewer pods each, so the pool needs
+            // more cpu than its old limit: putting it back would stop
+            // Karpenter replacing any node.
+            env.status(
+                step,
+                &format!(
+                    "NodePool {np} now holds {} cpu, above its original limit {}: the raised limit stays; set spec.limits.cpu: \"{}\" in the NodePool's source (Helm values, Terraform) so the next deploy keeps it",
+                    cores(h.used),
+                    original,
+                    cores(h.limit.unwrap_or(h.used))
+                ),
+            );
+            continue;
+        }
+        env.status(step, &format!("restoring the cpu limit of NodePool {np}"));
+        let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
+        let patch = serde_json::json!({"spec": {"limits": {"cpu": original}}});
+        with_retry(&format!("restore the cpu limit of NodePool {np}"), || {
+            let (pools, patch) = (pools.clone(), patch.clone());
+            async move { pools.patch(np, &PatchParams::default(), &Patch::Merge(&patch)).await }
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// replace-karpenter-nodes.
@@ -296,7 +443,8 @@ impl Step<Env> for ReplaceKarpenterNodes {
         if self.node_pools.is_empty() {
             return Ok(plan.note("no NodePool selected for replacement"));
         }
-        for n in self.old_nodes(kube(env)?).await? {
+        let old = self.old_nodes(kube(env)?).await?;
+        for n in &old {
             plan = plan.with(
                 Change::new(Action::Replace, "karpenter_node", &n.name)
                     .attr(
@@ -310,6 +458,23 @@ impl Step<Env> for ReplaceKarpenterNodes {
                         n.instance_type.as_deref().unwrap_or("?")
                     )),
             );
+        }
+        for np in self.node_pools.iter().filter(|_| !old.is_empty()) {
+            let h = headroom(kube(env)?, np).await?;
+            if let Some(to) = h.raise_to() {
+                plan = plan.with(
+                    Change::new(Action::Update, "nodepool_limit", np)
+                        .attr(
+                            "limits.cpu",
+                            Some(serde_json::json!(cores(h.limit.unwrap_or(0)))),
+                            After::Known(serde_json::json!(cores(to))),
+                        )
+                        .because(format!(
+                            "at {} of its cpu limit, Karpenter could not launch a replacement; restored after the last node",
+                            cores(h.used)
+                        )),
+                );
+            }
         }
         Ok(plan.note("replacements: Karpenter launches them for the evicted (pending) pods, with custom networking"))
     }
@@ -339,12 +504,14 @@ impl Step<Env> for ReplaceKarpenterNodes {
             env.status(
                 self.id(),
                 &format!(
-                    "{} of {} node(s) replaced; next: {}",
+                    "{} of {} node(s) replaced, {} pod(s) moved; next: {}",
                     out.replaced.len(),
                     total_at_start,
+                    out.replaced.iter().map(|r| r.evicted).sum::<usize>(),
                     batch.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             );
+            ensure_headroom(env, self.id(), &self.node_pools, ctx, &client).await?;
             for n in &batch {
                 ops::cordon(&client, &n.name).await?;
             }
@@ -373,9 +540,11 @@ impl Step<Env> for ReplaceKarpenterNodes {
                 &old_names,
                 &self.expect,
                 Duration::from_secs(self.drain.settle_timeout_secs),
+                Some((&self.node_pools, &mut *ctx)),
             )
             .await?;
         }
+        restore_limits(env, self.id(), &self.node_pools, ctx, &client).await?;
         out.nodes_now = nodes(&client, &self.selector())
             .await?
             .into_iter()
@@ -396,6 +565,9 @@ pub struct NodeGroupRoll {
 pub struct RollNodeGroups {
     pub cluster: String,
     pub node_groups: Vec<NodeGroupRoll>,
+    /// Karpenter NodePools that may need headroom for the pods the smaller
+    /// managed nodes no longer hold.
+    pub node_pools: Vec<String>,
     pub expect: Expectations,
     pub settle_timeout_secs: u64,
 }
@@ -562,6 +734,7 @@ impl RollNodeGroups {
             &BTreeSet::new(),
             &self.expect,
             Duration::from_secs(self.settle_timeout_secs),
+            Some((&self.node_pools, &mut *ctx)),
         )
         .await?;
         Ok(rolled)
@@ -621,6 +794,49 @@ impl Step<Env> for RollNodeGroups {
         for g in &self.node_groups {
             out.node_groups.push(self.roll(env, ctx, g).await?);
         }
+        if let Some(client) = env.kube.as_ref() {
+            restore_limits(env, self.id(), &self.node_pools, ctx, client).await?;
+        }
         serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cpu_quantities() {
+        assert_eq!(cpu_millis(&json!("10")), Some(10_000));
+        assert_eq!(cpu_millis(&json!("1500m")), Some(1_500));
+        assert_eq!(cpu_millis(&json!(2)), Some(2_000));
+        assert_eq!(cpu_millis(&json!("0.5")), Some(500));
+        assert_eq!(cpu_millis(&json!(null)), None);
+        assert_eq!(cpu_millis(&json!("lots")), None);
+        assert_eq!(cores(12_000), "12");
+        assert_eq!(cores(1_500), "1500m");
+    }
+
+    #[test]
+    fn headroom_raises_only_when_a_replacement_would_not_fit() {
+        let at_limit = Headroom {
+            limit: Some(10_000),
+            used: 10_000,
+            largest: 2_000,
+        };
+        assert_eq!(at_limit.raise_to(), Some(12_000));
+        let room = Headroom {
+            limit: Some(10_000),
+            used: 8_000,
+            largest: 2_000,
+        };
+        assert_eq!(room.raise_to(), None);
+        let unlimited = Headroom {
+            limit: None,
+            used: 50_000,
+            largest: 2_000,
+        };
+        assert_eq!(unlimited.raise_to(), None);
     }
 }
