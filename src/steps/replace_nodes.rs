@@ -266,7 +266,7 @@ async fn ensure_headroom(
         env.status(
             step,
             &format!(
-                "NodePool {np} holds {} of its {} cpu limit: raising it to {} so a replacement can launch (restored afterwards)",
+                "NodePool {np} holds {} of its {} cpu limit: raising it to {} so a replacement can launch (put back at the end if the migrated nodes fit in it)",
                 cores(h.used),
                 cores(h.limit.unwrap_or(0)),
                 cores(to)
@@ -470,7 +470,7 @@ impl Step<Env> for ReplaceKarpenterNodes {
                             After::Known(serde_json::json!(cores(to))),
                         )
                         .because(format!(
-                            "at {} of its cpu limit, Karpenter could not launch a replacement; restored after the last node",
+                            "at {} of its cpu limit, Karpenter could not launch a replacement; put back after the last node if the migrated nodes fit in it",
                             cores(h.used)
                         )),
                 );

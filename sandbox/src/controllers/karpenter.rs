@@ -121,9 +121,47 @@ pub async fn reconcile(ctx: &Ctx) {
     }
     let nodes: BTreeMap<String, Arc<Stored>> = ctx.list(NODE).into_iter().map(|n| (n.name().to_string(), n)).collect();
     let claims = ctx.list(NODECLAIM);
+    nodepool_status(ctx, &claims);
     progress_claims(ctx, &claims, &nodes);
     terminate(ctx, &claims, &nodes, &pods).await;
     provision(ctx, &claims, &nodes, &pods).await;
+}
+
+/// NodePool `status.resources`: what its NodeClaims hold (what the limits
+/// are checked against).
+fn nodepool_status(ctx: &Ctx, claims: &[Arc<Stored>]) {
+    for np in ctx.list(NODEPOOL) {
+        let mine: Vec<&Arc<Stored>> = claims
+            .iter()
+            .filter(|c| label(&c.value, "karpenter.sh/nodepool") == Some(np.name()))
+            .collect();
+        let cpu: u32 = mine.iter().map(|c| claim_cpu(&c.value)).sum();
+        let pods: i64 = mine.iter().map(|c| claim_pods(&c.value)).sum();
+        let mem_ki: u64 = mine
+            .iter()
+            .filter_map(|c| {
+                s(&c.value, "/status/capacity/memory")
+                    .strip_suffix("Ki")
+                    .and_then(|k| k.parse::<u64>().ok())
+            })
+            .sum();
+        let cores = if cpu.is_multiple_of(1000) {
+            (cpu / 1000).to_string()
+        } else {
+            format!("{cpu}m")
+        };
+        let want = json!({"cpu": cores, "memory": format!("{mem_ki}Ki"), "nodes": mine.len().to_string(), "pods": pods.to_string()});
+        let same = ["cpu", "memory", "nodes", "pods"]
+            .iter()
+            .all(|k| np.value.pointer(&format!("/status/resources/{k}")) == want.get(*k));
+        if !same {
+            let _ = edit(&ctx.store, NODEPOOL, "", np.name(), |v| {
+                for k in ["cpu", "memory", "nodes", "pods"] {
+                    v["status"]["resources"][k] = want[k].clone();
+                }
+            });
+        }
+    }
 }
 
 fn progress_claims(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, Arc<Stored>>) {

@@ -253,6 +253,25 @@ pub async fn terminate(ctx: &Ctx, node: &str) {
                     );
                 }
             }
+            // moto keeps a terminated instance's primary interface with its
+            // secondary addresses: take them off first, or moto and the IPAM
+            // would both think they are free and hand them out twice.
+            for e in net.enis.iter().filter(|e| e.device == 0 && !e.secondaries.is_empty()) {
+                let ips: Vec<String> = e.secondaries.iter().map(|ip| ip.to_string()).collect();
+                if let Err(err) = c
+                    .unassign_private_ip_addresses()
+                    .network_interface_id(&e.id)
+                    .set_private_ip_addresses(Some(ips))
+                    .send()
+                    .await
+                {
+                    tracing::debug!(
+                        "unassigning the addresses of {}: {}",
+                        e.id,
+                        aws_sdk_ec2::error::DisplayErrorContext(&err)
+                    );
+                }
+            }
             if let Err(err) = c.terminate_instances().instance_ids(&net.instance_id).send().await {
                 tracing::warn!(
                     "terminating {}: {}",
