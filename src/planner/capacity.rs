@@ -251,7 +251,7 @@ pub fn findings(r: &CapacityReport) -> Vec<Finding> {
             _ => f.push(Finding::note(
                 "capacity.more-nodes",
                 base,
-                "Karpenter provisions them as pods go pending, within the NodePool limits",
+                "Karpenter provisions them as pods go pending; where the NodePool's cpu limit would stop it, replace-karpenter-nodes raises the limit (shown in its step) — then keep the new limit in the NodePool's source",
             )),
         }
     }
