@@ -992,3 +992,89 @@ fn a_missing_eniconfig_keeps_the_node_not_ready() {
     });
     assert_pod_ips_in_pod_cidr(&running.iter().collect::<Vec<_>>());
 }
+
+/// Drift: a changed EC2NodeClass marks every NodeClaim drifted; Karpenter
+/// replaces them within the NodePool's budget (`nodes: 10%` of 4 → one at a
+/// time), each replacement Ready before its drifted node is deleted.
+#[test]
+fn drift_replaces_nodeclaims_within_the_budget() {
+    let sb = common::sandbox();
+    let seeded: BTreeSet<String> = items(&kj(&sb, &["get", "nodeclaims"])).iter().map(name).collect();
+    assert_eq!(seeded.len(), 4);
+    // Let the controllers take the seeded EC2NodeClass as baseline first.
+    poll("the seeded NodeClaims' nodeclass hash", 10, || {
+        items(&kj(&sb, &["get", "nodeclaims"]))
+            .iter()
+            .all(|c| st(c, "/metadata/annotations/karpenter.k8s.aws~1ec2nodeclass-hash") != "12270960924347385012")
+            .then_some(())
+    });
+    ok(
+        kubectl(
+            &sb,
+            &[
+                "patch",
+                "ec2nodeclass",
+                "default",
+                "--type",
+                "merge",
+                "-p",
+                r#"{"spec":{"tags":{"karpenter.sh/discovery":"podnet-demo","team":"platform"}}}"#,
+            ],
+        ),
+        "kubectl patch ec2nodeclass",
+    );
+    poll("every seeded NodeClaim marked Drifted", 10, || {
+        items(&kj(&sb, &["get", "nodeclaims"]))
+            .iter()
+            .filter(|c| seeded.contains(&name(c)))
+            .all(|c| {
+                c["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|x| x["type"] == "Drifted" && x["status"] == "True"))
+            })
+            .then_some(())
+    });
+    // Until every seeded NodeClaim is gone: never more than one disrupted at
+    // once, and never a seeded node deleted before its replacement is Ready.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let claims = items(&kj(&sb, &["get", "nodeclaims"]));
+        let left: Vec<&Value> = claims.iter().filter(|c| seeded.contains(&name(c))).collect();
+        if left.is_empty() {
+            break;
+        }
+        let disrupting = left
+            .iter()
+            .filter(|c| {
+                c["metadata"]["deletionTimestamp"].is_string()
+                    || c["metadata"]["annotations"]["sandbox.podnet.io/drift-replacement"].is_string()
+            })
+            .count();
+        assert!(
+            disrupting <= 1,
+            "{disrupting} drifted NodeClaims disrupted at once (budget 1)"
+        );
+        for c in left.iter().filter(|c| c["metadata"]["deletionTimestamp"].is_string()) {
+            let r = st(c, "/metadata/annotations/sandbox.podnet.io~1drift-replacement");
+            let replacement = claims.iter().find(|x| name(x) == r).expect("the replacement NodeClaim");
+            let node = st(replacement, "/status/nodeName");
+            let n = kj(&sb, &["get", "node", node]);
+            assert!(
+                node_is_ready(&n),
+                "{} deleted before its replacement {node} was Ready",
+                name(c)
+            );
+        }
+        assert!(Instant::now() < deadline, "drifted NodeClaims still there: {left:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Four new nodes, Ready, and nothing left pending.
+    poll("four Ready replacement nodes and no pending pod", 60, || {
+        let nodes = karpenter_nodes(&sb);
+        let pods = items(&kj(&sb, &["get", "pods", "-A"]));
+        (nodes.len() == 4
+            && nodes.iter().all(node_is_ready)
+            && pods.iter().all(|p| st(p, "/status/phase") == "Running"))
+        .then_some(())
+    });
+}

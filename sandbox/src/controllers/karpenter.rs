@@ -123,6 +123,7 @@ pub async fn reconcile(ctx: &Ctx) {
     let claims = ctx.list(NODECLAIM);
     nodepool_status(ctx, &claims);
     progress_claims(ctx, &claims, &nodes);
+    drift(ctx, &claims, &nodes).await;
     terminate(ctx, &claims, &nodes, &pods).await;
     provision(ctx, &claims, &nodes, &pods).await;
 }
@@ -486,68 +487,252 @@ async fn provision(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, A
             .map(|(z, id)| (z.clone(), id.clone()));
         let Some((zone, subnet)) = zone else { continue };
         let max_pods = max_pods_of(itype);
-        let claim_name = format!("{np_name}-{}", suffix(&uuid::Uuid::new_v4().to_string()));
-        let req = LaunchRequest {
-            zone: zone.clone(),
-            subnet_id: subnet.clone(),
-            instance_type: itype.name.clone(),
-            origin: NodeOrigin::Karpenter {
-                nodepool: np_name.clone(),
-                nodeclass: class_name.clone(),
-                nodeclaim: claim_name.clone(),
-            },
-            max_pods,
-            tags: vec![
-                (
-                    format!("kubernetes.io/cluster/{}", ctx.scenario.cluster),
-                    "owned".into(),
-                ),
-                ("karpenter.sh/nodepool".into(), np_name.clone()),
-                ("karpenter.k8s.aws/ec2nodeclass".into(), class_name.clone()),
-                ("karpenter.sh/nodeclaim".into(), claim_name.clone()),
-                ("eks:eks-cluster-name".into(), ctx.scenario.cluster.clone()),
-            ],
-            launch_template: None,
-        };
-        let claim = nodeclaim_object(ctx, &np, &class_name, &claim_name, itype, &zone, max_pods);
-        let created = match ctx.store.create(NODECLAIM, "", claim, &WriteOptions::internal()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("creating NodeClaim {claim_name}: {e}");
-                continue;
-            }
-        };
-        match launch::launch(ctx, req).await {
-            Ok(info) => {
-                let _ = edit(&ctx.store, NODECLAIM, "", &claim_name, |v| {
-                    v["status"]["nodeName"] = json!(node_name(info.ip, &ctx.scenario.region));
-                    v["status"]["providerID"] = json!(format!("aws:///{zone}/{}", info.instance_id));
-                });
-                for p in compatible.iter().take(max_pods.saturating_sub(2) as usize) {
-                    ctx.events.emit(
-                        ctx,
-                        &p.value,
-                        false,
-                        "Nominated",
-                        &format!("Pod should schedule on: nodeclaim/{claim_name}"),
-                        Source::Karpenter,
-                    );
-                }
-            }
-            Err(e) => {
+        if let Some(claim_name) = launch_claim(ctx, &np, &class_name, itype, &zone, &subnet, max_pods).await {
+            for p in compatible.iter().take(max_pods.saturating_sub(2) as usize) {
                 ctx.events.emit(
                     ctx,
-                    &created.value,
-                    true,
-                    "LaunchFailed",
-                    &format!("creating instance, {e}"),
+                    &p.value,
+                    false,
+                    "Nominated",
+                    &format!("Pod should schedule on: nodeclaim/{claim_name}"),
                     Source::Karpenter,
                 );
-                *ctx.launch_retry_at.lock().unwrap_or_else(|e| e.into_inner()) =
-                    ctx.now() + std::time::Duration::from_secs(30);
-                remove_finalizer(ctx, &created);
-                let _ = ctx.store.delete(NODECLAIM, "", &claim_name, &DeleteOptions::default());
             }
+        }
+    }
+}
+
+/// Create a NodeClaim and launch its instance; `None` (with a
+/// `LaunchFailed` event and a back-off) when EC2 refuses.
+async fn launch_claim(
+    ctx: &Ctx,
+    np: &Stored,
+    class_name: &str,
+    itype: &instance_types::InstanceType,
+    zone: &str,
+    subnet: &str,
+    max_pods: u32,
+) -> Option<String> {
+    let np_name = np.name().to_string();
+    let claim_name = format!("{np_name}-{}", suffix(&uuid::Uuid::new_v4().to_string()));
+    let req = LaunchRequest {
+        zone: zone.to_string(),
+        subnet_id: subnet.to_string(),
+        instance_type: itype.name.clone(),
+        origin: NodeOrigin::Karpenter {
+            nodepool: np_name.clone(),
+            nodeclass: class_name.to_string(),
+            nodeclaim: claim_name.clone(),
+        },
+        max_pods,
+        tags: vec![
+            (
+                format!("kubernetes.io/cluster/{}", ctx.scenario.cluster),
+                "owned".into(),
+            ),
+            ("karpenter.sh/nodepool".into(), np_name.clone()),
+            ("karpenter.k8s.aws/ec2nodeclass".into(), class_name.to_string()),
+            ("karpenter.sh/nodeclaim".into(), claim_name.clone()),
+            ("eks:eks-cluster-name".into(), ctx.scenario.cluster.clone()),
+        ],
+        launch_template: None,
+    };
+    let mut claim = nodeclaim_object(ctx, np, class_name, &claim_name, itype, zone, max_pods);
+    if let Ok(nc) = ctx.store.get(EC2NODECLASS, "", class_name) {
+        claim["metadata"]["annotations"] = json!({HASH_ANNOTATION: nodeclass_hash(&nc.value)});
+    }
+    let created = match ctx.store.create(NODECLAIM, "", claim, &WriteOptions::internal()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("creating NodeClaim {claim_name}: {e}");
+            return None;
+        }
+    };
+    match launch::launch(ctx, req).await {
+        Ok(info) => {
+            let _ = edit(&ctx.store, NODECLAIM, "", &claim_name, |v| {
+                v["status"]["nodeName"] = json!(node_name(info.ip, &ctx.scenario.region));
+                v["status"]["providerID"] = json!(format!("aws:///{zone}/{}", info.instance_id));
+            });
+            Some(claim_name)
+        }
+        Err(e) => {
+            ctx.events.emit(
+                ctx,
+                &created.value,
+                true,
+                "LaunchFailed",
+                &format!("creating instance, {e}"),
+                Source::Karpenter,
+            );
+            *ctx.launch_retry_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                ctx.now() + std::time::Duration::from_secs(30);
+            remove_finalizer(ctx, &created);
+            let _ = ctx.store.delete(NODECLAIM, "", &claim_name, &DeleteOptions::default());
+            None
+        }
+    }
+}
+
+pub const HASH_ANNOTATION: &str = "karpenter.k8s.aws/ec2nodeclass-hash";
+/// The NodeClaim pre-spun to replace a drifted one.
+pub const REPLACEMENT_ANNOTATION: &str = "sandbox.podnet.io/drift-replacement";
+
+/// What a NodeClaim records of its EC2NodeClass to tell drift.
+pub fn nodeclass_hash(nodeclass: &Value) -> String {
+    crate::workloads::template_hash(nodeclass.get("spec").unwrap_or(&Value::Null))
+}
+
+/// A disruption budget's `nodes` (`"10%"` or `"3"`) over `total` nodes;
+/// percentages round up, as Karpenter's do.
+pub fn budget_nodes(nodes: &str, total: usize) -> usize {
+    match nodes.strip_suffix('%') {
+        Some(p) => p
+            .trim()
+            .parse::<f64>()
+            .map(|p| (p * total as f64 / 100.0).ceil() as usize)
+            .unwrap_or(0),
+        None => nodes.trim().parse().unwrap_or(0),
+    }
+}
+
+fn has_condition(v: &Value, t: &str) -> bool {
+    v.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == "True"))
+}
+
+/// Drift: a NodeClaim whose EC2NodeClass spec changed since it launched is
+/// marked `Drifted`, then replaced within the NodePool's disruption budget —
+/// the replacement launched and Ready before the drifted one is deleted
+/// (and drained by termination).
+async fn drift(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, Arc<Stored>>) {
+    // The seed's NodeClaims carry a recorded hash; the first pass takes the
+    // EC2NodeClass as they found it as their baseline.
+    let first = {
+        let mut seen = ctx.drift_baseline.lock().unwrap_or_else(|e| e.into_inner());
+        !std::mem::replace(&mut *seen, true)
+    };
+    for np in ctx.list(NODEPOOL) {
+        let class_name = s(&np.value, "/spec/template/spec/nodeClassRef/name").to_string();
+        let Ok(nc) = ctx.store.get(EC2NODECLASS, "", &class_name) else {
+            continue;
+        };
+        let hash = nodeclass_hash(&nc.value);
+        let mine: Vec<&Arc<Stored>> = claims
+            .iter()
+            .filter(|c| label(&c.value, "karpenter.sh/nodepool") == Some(np.name()))
+            .collect();
+        if first {
+            for c in &mine {
+                let h = hash.clone();
+                let _ = edit(&ctx.store, NODECLAIM, "", c.name(), |v| {
+                    v["metadata"]["annotations"][HASH_ANNOTATION] = json!(h);
+                });
+            }
+            continue;
+        }
+        let live: Vec<&&Arc<Stored>> = mine.iter().filter(|c| !is_deleting(&c.value)).collect();
+        let drifted: Vec<&&Arc<Stored>> = live
+            .iter()
+            .filter(|c| {
+                c.value
+                    .pointer(&format!("/metadata/annotations/{}", HASH_ANNOTATION.replace('/', "~1")))
+                    .and_then(Value::as_str)
+                    .is_some_and(|h| h != hash)
+            })
+            .copied()
+            .collect();
+        for c in &drifted {
+            if !has_condition(&c.value, "Drifted") {
+                let now = crate::kube::ops::now_rfc3339();
+                let _ = edit(&ctx.store, NODECLAIM, "", c.name(), |v| {
+                    let mut conds = v
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    conds.retain(|x| x["type"] != "Drifted");
+                    conds.push(json!({"type": "Drifted", "status": "True", "reason": "NodeClassDrift",
+                        "message": "NodeClass spec changed", "lastTransitionTime": now}));
+                    v["status"]["conditions"] = json!(conds);
+                });
+            }
+        }
+        let replacement_of = |c: &Stored| -> Option<String> {
+            c.value
+                .pointer(&format!(
+                    "/metadata/annotations/{}",
+                    REPLACEMENT_ANNOTATION.replace('/', "~1")
+                ))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        // Replacements that are up let their drifted node go.
+        let mut disrupting = mine.iter().filter(|c| is_deleting(&c.value)).count();
+        for c in &drifted {
+            let Some(r) = replacement_of(c) else { continue };
+            disrupting += 1;
+            match claims.iter().find(|x| x.name() == r) {
+                None => {
+                    let _ = edit(&ctx.store, NODECLAIM, "", c.name(), |v| {
+                        if let Some(a) = v.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+                            a.remove(REPLACEMENT_ANNOTATION);
+                        }
+                    });
+                }
+                Some(x) => {
+                    let ready = nodes
+                        .get(s(&x.value, "/status/nodeName"))
+                        .is_some_and(|n| node_ready(&n.value));
+                    if ready {
+                        ctx.events.emit(
+                            ctx,
+                            &c.value,
+                            false,
+                            "DisruptionTerminating",
+                            &format!("Disrupting NodeClaim: Drifted, replaced by nodeclaim/{r}"),
+                            Source::Karpenter,
+                        );
+                        let _ = ctx.store.delete(NODECLAIM, "", c.name(), &DeleteOptions::default());
+                    }
+                }
+            }
+        }
+        let budget = np
+            .value
+            .pointer("/spec/disruption/budgets")
+            .and_then(Value::as_array)
+            .and_then(|b| b.first())
+            .map(|b| budget_nodes(s(b, "/nodes"), live.len()))
+            .unwrap_or_else(|| budget_nodes("10%", live.len()));
+        if disrupting >= budget {
+            continue;
+        }
+        let Some(next) = drifted.iter().find(|c| replacement_of(c).is_none()) else {
+            continue;
+        };
+        let zone = label(&next.value, "topology.kubernetes.io/zone")
+            .unwrap_or("")
+            .to_string();
+        let itype = label(&next.value, "node.kubernetes.io/instance-type").unwrap_or("");
+        let Some(t) = instance_types::lookup(itype) else {
+            continue;
+        };
+        let zones = subnets_by_zone(ctx, &nc.value).await;
+        let Some(subnet) = zones.get(&zone).cloned() else {
+            continue;
+        };
+        let max_pods = nc
+            .value
+            .pointer("/spec/kubelet/maxPods")
+            .and_then(Value::as_u64)
+            .map(|m| m as u32)
+            .unwrap_or_else(|| t.max_pods(reserved_enis(ctx), false));
+        if let Some(name) = launch_claim(ctx, &np, &class_name, t, &zone, &subnet, max_pods).await {
+            let _ = edit(&ctx.store, NODECLAIM, "", next.name(), |v| {
+                v["metadata"]["annotations"][REPLACEMENT_ANNOTATION] = json!(name);
+            });
         }
     }
 }
@@ -598,4 +783,28 @@ fn nodeclaim_object(
             "conditions": [{"type": "Launched", "status": "True", "reason": "Launched", "message": "", "lastTransitionTime": now}],
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_round_percentages_up() {
+        assert_eq!(budget_nodes("10%", 4), 1);
+        assert_eq!(budget_nodes("10%", 0), 0);
+        assert_eq!(budget_nodes("50%", 5), 3);
+        assert_eq!(budget_nodes("2", 10), 2);
+        assert_eq!(budget_nodes("0", 10), 0);
+        assert_eq!(budget_nodes("lots", 10), 0);
+    }
+
+    #[test]
+    fn the_nodeclass_hash_follows_the_spec_only() {
+        let a = json!({"metadata": {"name": "default"}, "spec": {"role": "r"}});
+        let b = json!({"metadata": {"name": "default", "resourceVersion": "9"}, "spec": {"role": "r"}});
+        let c = json!({"metadata": {"name": "default"}, "spec": {"role": "other"}});
+        assert_eq!(nodeclass_hash(&a), nodeclass_hash(&b));
+        assert_ne!(nodeclass_hash(&a), nodeclass_hash(&c));
+    }
 }

@@ -78,6 +78,8 @@ pub struct Ctx {
     pub rollouts: Mutex<nodegroups::Rollouts>,
     /// Karpenter's back-off after a failed launch (simulated time).
     pub launch_retry_at: Mutex<Duration>,
+    /// Whether the seeded NodeClaims took their EC2NodeClass as baseline.
+    pub drift_baseline: Mutex<bool>,
 }
 
 impl Ctx {
@@ -108,6 +110,7 @@ impl Ctx {
             launches: launch::Launches::default(),
             rollouts: Mutex::new(nodegroups::Rollouts::default()),
             launch_retry_at: Mutex::new(Duration::ZERO),
+            drift_baseline: Mutex::new(false),
         }
     }
 
