@@ -1078,3 +1078,84 @@ fn drift_replaces_nodeclaims_within_the_budget() {
         .then_some(())
     });
 }
+
+/// The managed node group's Auto Scaling group follows `desiredSize`: a
+/// third node launches in the least-used zone, and scaling back drains one
+/// through its PDBs and terminates it in moto.
+#[test]
+fn node_group_desired_size_scales_out_and_in() {
+    let sb = common::sandbox();
+    let managed = |sb: &Sandbox| -> Vec<Value> {
+        items(&kj(
+            sb,
+            &["get", "nodes", "-l", "eks.amazonaws.com/nodegroup=podnet-demo-system"],
+        ))
+    };
+    let seeded: BTreeSet<String> = managed(&sb).iter().map(name).collect();
+    assert_eq!(seeded.len(), 2);
+    let scale = |desired: u32| {
+        let v = aj(
+            &sb,
+            &[
+                "eks",
+                "update-nodegroup-config",
+                "--cluster-name",
+                CLUSTER,
+                "--nodegroup-name",
+                "podnet-demo-system",
+                "--scaling-config",
+                &format!("minSize=2,maxSize=3,desiredSize={desired}"),
+            ],
+        );
+        let id = st(&v, "/update/id").to_string();
+        poll("the config update to finish", 30, || {
+            let d = aj(
+                &sb,
+                &[
+                    "eks",
+                    "describe-update",
+                    "--name",
+                    CLUSTER,
+                    "--nodegroup-name",
+                    "podnet-demo-system",
+                    "--update-id",
+                    &id,
+                ],
+            );
+            (d["update"]["status"] == "Successful").then_some(())
+        });
+    };
+    scale(3);
+    let third = poll("a third Ready managed node", 30, || {
+        let nodes = managed(&sb);
+        (nodes.len() == 3 && nodes.iter().all(node_is_ready))
+            .then(|| nodes.into_iter().find(|n| !seeded.contains(&name(n))))
+            .flatten()
+    });
+    let instance = st(&third, "/spec/providerID")
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let running = |sb: &Sandbox| -> String {
+        let v = aj(sb, &["ec2", "describe-instances", "--instance-ids", &instance]);
+        st(&v, "/Reservations/0/Instances/0/State/Name").to_string()
+    };
+    assert_eq!(running(&sb), "running");
+
+    scale(2);
+    poll("back to two managed nodes", 30, || {
+        (managed(&sb).len() == 2).then_some(())
+    });
+    // The newest went, through the eviction API; its instance is terminated.
+    assert!(managed(&sb).iter().all(|n| name(n) != name(&third)));
+    poll("the scaled-in instance terminated", 10, || {
+        (running(&sb) == "terminated").then_some(())
+    });
+    poll("no pod left pending", 30, || {
+        items(&kj(&sb, &["get", "pods", "-A"]))
+            .iter()
+            .all(|p| st(p, "/status/phase") == "Running")
+            .then_some(())
+    });
+}

@@ -47,6 +47,16 @@ pub struct Launches {
 }
 
 impl Launches {
+    /// Instances of a managed node group still booting.
+    pub fn booting_in_nodegroup(&self, nodegroup: &str) -> usize {
+        self.booting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|b| b.info.nodegroup.as_deref() == Some(nodegroup))
+            .count()
+    }
+
     /// Node names still booting.
     pub fn booting(&self) -> Vec<String> {
         self.booting

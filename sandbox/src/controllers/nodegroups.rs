@@ -169,6 +169,118 @@ pub async fn reconcile(ctx: &Ctx) {
             }
         }
     }
+    desired_count(ctx).await;
+}
+
+fn launch_request(ctx: &Ctx, ng: &crate::eks::Nodegroup, zone: String, subnet: String) -> LaunchRequest {
+    let cluster = ctx.scenario.cluster.clone();
+    let (custom, prefix) = vpc_cni_flags(ctx);
+    let instance_type = ng.instance_types.first().cloned().unwrap_or_else(|| "t3.medium".into());
+    let lt = ng.launch_template.as_ref().map(|l| (l.id.clone(), l.version.clone()));
+    LaunchRequest {
+        zone,
+        subnet_id: subnet,
+        max_pods: eks_max_pods(&instance_type, custom, prefix),
+        instance_type,
+        origin: NodeOrigin::Managed {
+            nodegroup: ng.name.clone(),
+            launch_template: lt.clone(),
+        },
+        tags: vec![
+            (format!("kubernetes.io/cluster/{cluster}"), "owned".into()),
+            ("Name".into(), ng.name.clone()),
+            ("eks:cluster-name".into(), cluster.clone()),
+            ("eks:nodegroup-name".into(), ng.name.clone()),
+            ("aws:autoscaling:groupName".into(), asg_name(&ng.name)),
+            ("k8s.io/cluster-autoscaler/enabled".into(), "true".into()),
+        ],
+        launch_template: lt,
+    }
+}
+
+/// The Auto Scaling group behind each managed node group: as many nodes as
+/// `desiredSize` (after an `UpdateNodegroupConfig`), launched in the group's
+/// least-used zone, or the newest drained through PDBs and terminated.
+/// Nothing happens while an update of the group is in progress.
+async fn desired_count(ctx: &Ctx) {
+    let cluster = ctx.scenario.cluster.clone();
+    let busy: Vec<String> = ctx
+        .eks
+        .updates(&cluster)
+        .into_iter()
+        .filter(|u| u.status == "InProgress")
+        .filter_map(|u| match u.target {
+            UpdateTarget::Nodegroup(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let nodes = ctx.list(NODE);
+    for g in &ctx.scenario.node_groups {
+        if busy.contains(&g.name) {
+            continue;
+        }
+        let Some(ng) = ctx.eks.nodegroup(&cluster, &g.name) else {
+            continue;
+        };
+        let mut mine: Vec<_> = nodes
+            .iter()
+            .filter(|n| {
+                label(&n.value, "eks.amazonaws.com/nodegroup") == Some(ng.name.as_str()) && !is_deleting(&n.value)
+            })
+            .collect();
+        let booting = ctx.launches.booting_in_nodegroup(&ng.name);
+        let have = (mine.len() + booting) as i64;
+        if have < ng.desired_size {
+            // The group's subnet whose zone has the fewest of its nodes.
+            let mut best: Option<(usize, String, String)> = None;
+            for sn in &ng.subnets {
+                if launch::ensure_subnet(ctx, sn).await.is_err() {
+                    continue;
+                }
+                let zone = ctx
+                    .ipam()
+                    .subnet(sn)
+                    .map(|p| p.availability_zone.clone())
+                    .unwrap_or_default();
+                let here = mine
+                    .iter()
+                    .filter(|n| label(&n.value, "topology.kubernetes.io/zone") == Some(zone.as_str()))
+                    .count();
+                if best.as_ref().is_none_or(|b| here < b.0) {
+                    best = Some((here, zone, sn.clone()));
+                }
+            }
+            if let Some((_, zone, subnet)) = best
+                && let Err(e) = launch::launch(ctx, launch_request(ctx, &ng, zone, subnet)).await
+            {
+                tracing::warn!("scaling out node group {}: {e}", ng.name);
+            }
+        } else if have > ng.desired_size && booting == 0 {
+            // Scale in: the node already cordoned for it, else the newest.
+            mine.sort_by_key(|n| {
+                (
+                    n.value.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true),
+                    std::cmp::Reverse(s(&n.value, "/metadata/creationTimestamp").to_string()),
+                )
+            });
+            let Some(victim) = mine.first() else { continue };
+            let name = victim.name().to_string();
+            let _ = edit(&ctx.store, NODE, "", &name, |n| {
+                n["spec"]["unschedulable"] = json!(true);
+            });
+            let pods = ctx.list(POD);
+            let left: Vec<_> = pods
+                .iter()
+                .filter(|p| s(&p.value, "/spec/nodeName") == name && pod_active(&p.value) && !is_daemon_pod(&p.value))
+                .collect();
+            for p in &left {
+                let _ = super::evict(&ctx.store, p.namespace(), p.name());
+            }
+            if left.is_empty() {
+                launch::terminate(ctx, &name).await;
+            }
+        }
+    }
 }
 
 fn node_subnet(ctx: &Ctx, node: &str) -> Option<(String, String)> {
