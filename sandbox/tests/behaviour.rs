@@ -110,6 +110,47 @@ fn karpenter_nodes(sb: &Sandbox) -> Vec<Value> {
     items(&kj(sb, &["get", "nodes", "-l", "karpenter.sh/nodepool"]))
 }
 
+const NODEGROUP: &str = "podnet-demo-system";
+
+fn managed_nodes(sb: &Sandbox) -> Vec<Value> {
+    items(&kj(
+        sb,
+        &[
+            "get",
+            "nodes",
+            "-l",
+            &format!("eks.amazonaws.com/nodegroup={NODEGROUP}"),
+        ],
+    ))
+}
+
+/// Polls `aws eks describe-update` of the seed's node group until the update
+/// leaves InProgress; returns the last answer.
+fn finished_update(sb: &Sandbox, id: &str, what: &str, secs: u64) -> Value {
+    poll(what, secs, || {
+        let d = aj(
+            sb,
+            &[
+                "eks",
+                "describe-update",
+                "--name",
+                CLUSTER,
+                "--nodegroup-name",
+                NODEGROUP,
+                "--update-id",
+                id,
+            ],
+        );
+        (d["update"]["status"] != "InProgress").then_some(d)
+    })
+}
+
+fn condition_is_true(v: &Value, kind: &str) -> bool {
+    v["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|x| x["type"] == kind && x["status"] == "True"))
+}
+
 /// What the VPC CNI expects of a node's pods: a 100.64 address (pod
 /// subnets) unless hostNetwork.
 fn assert_pod_ips_in_pod_cidr(pods: &[&Value]) {
@@ -684,13 +725,7 @@ fn watch_availability(sb: &Sandbox, stop: Arc<AtomicBool>) -> std::thread::JoinH
 #[test]
 fn managed_node_group_update_keeps_the_pdbs() {
     let sb = common::sandbox();
-    let managed = |sb: &Sandbox| -> Vec<Value> {
-        items(&kj(
-            sb,
-            &["get", "nodes", "-l", "eks.amazonaws.com/nodegroup=podnet-demo-system"],
-        ))
-    };
-    let old: BTreeSet<String> = managed(&sb).iter().map(name).collect();
+    let old: BTreeSet<String> = managed_nodes(&sb).iter().map(name).collect();
     assert_eq!(old.len(), 2);
     // The karpenter and coredns pods live on the managed nodes.
     let system = items(&kj(&sb, &["-n", "kube-system", "get", "pods"]));
@@ -713,7 +748,7 @@ fn managed_node_group_update_keeps_the_pdbs() {
             "--cluster-name",
             CLUSTER,
             "--nodegroup-name",
-            "podnet-demo-system",
+            NODEGROUP,
         ],
     );
     let lt_id = st(&ng, "/nodegroup/launchTemplate/id").to_string();
@@ -730,29 +765,14 @@ fn managed_node_group_update_keeps_the_pdbs() {
             "--cluster-name",
             CLUSTER,
             "--nodegroup-name",
-            "podnet-demo-system",
+            NODEGROUP,
             "--launch-template",
             &format!("id={lt_id},version={lt_version}"),
         ],
     );
     let update = st(&v, "/update/id").to_string();
     assert_eq!(v["update"]["status"], "InProgress", "{v}");
-    let done = poll("the node group update to finish", 90, || {
-        let d = aj(
-            &sb,
-            &[
-                "eks",
-                "describe-update",
-                "--name",
-                CLUSTER,
-                "--nodegroup-name",
-                "podnet-demo-system",
-                "--update-id",
-                &update,
-            ],
-        );
-        (d["update"]["status"] != "InProgress").then_some(d)
-    });
+    let done = finished_update(&sb, &update, "the node group update to finish", 90);
     stop.store(true, Ordering::SeqCst);
     let w = watcher.join().unwrap();
     assert_eq!(done["update"]["status"], "Successful", "{done}");
@@ -760,7 +780,7 @@ fn managed_node_group_update_keeps_the_pdbs() {
 
     // Both nodes replaced: new names, Ready, and launched after custom
     // networking was enabled, so EKS's max pods leave the primary ENI out.
-    let now = managed(&sb);
+    let now = managed_nodes(&sb);
     assert_eq!(now.len(), 2, "{:?}", now.iter().map(name).collect::<Vec<_>>());
     for n in &now {
         let nn = name(n);
@@ -784,7 +804,7 @@ fn managed_node_group_update_keeps_the_pdbs() {
             "--cluster-name",
             CLUSTER,
             "--nodegroup-name",
-            "podnet-demo-system",
+            NODEGROUP,
         ],
     );
     assert_eq!(ng["nodegroup"]["status"], "ACTIVE", "{ng}");
@@ -1001,13 +1021,26 @@ fn drift_replaces_nodeclaims_within_the_budget() {
     let sb = common::sandbox();
     let seeded: BTreeSet<String> = items(&kj(&sb, &["get", "nodeclaims"])).iter().map(name).collect();
     assert_eq!(seeded.len(), 4);
-    // Let the controllers take the seeded EC2NodeClass as baseline first.
-    poll("the seeded NodeClaims' nodeclass hash", 10, || {
-        items(&kj(&sb, &["get", "nodeclaims"]))
-            .iter()
-            .all(|c| st(c, "/metadata/annotations/karpenter.k8s.aws~1ec2nodeclass-hash") != "12270960924347385012")
-            .then_some(())
-    });
+    // The seeded NodeClaims record the seeded EC2NodeClass: no drift yet.
+    let class_hash = st(
+        &kj(&sb, &["get", "ec2nodeclass", "default"]),
+        "/metadata/annotations/karpenter.k8s.aws~1ec2nodeclass-hash",
+    )
+    .to_string();
+    assert!(!class_hash.is_empty());
+    for c in items(&kj(&sb, &["get", "nodeclaims"])) {
+        assert_eq!(
+            st(&c, "/metadata/annotations/karpenter.k8s.aws~1ec2nodeclass-hash"),
+            class_hash,
+            "{} records another EC2NodeClass",
+            name(&c)
+        );
+        assert!(
+            !condition_is_true(&c, "Drifted"),
+            "{} drifted before any change",
+            name(&c)
+        );
+    }
     ok(
         kubectl(
             &sb,
@@ -1027,11 +1060,7 @@ fn drift_replaces_nodeclaims_within_the_budget() {
         items(&kj(&sb, &["get", "nodeclaims"]))
             .iter()
             .filter(|c| seeded.contains(&name(c)))
-            .all(|c| {
-                c["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|cs| cs.iter().any(|x| x["type"] == "Drifted" && x["status"] == "True"))
-            })
+            .all(|c| condition_is_true(c, "Drifted"))
             .then_some(())
     });
     // Until every seeded NodeClaim is gone: never more than one disrupted at
@@ -1085,13 +1114,7 @@ fn drift_replaces_nodeclaims_within_the_budget() {
 #[test]
 fn node_group_desired_size_scales_out_and_in() {
     let sb = common::sandbox();
-    let managed = |sb: &Sandbox| -> Vec<Value> {
-        items(&kj(
-            sb,
-            &["get", "nodes", "-l", "eks.amazonaws.com/nodegroup=podnet-demo-system"],
-        ))
-    };
-    let seeded: BTreeSet<String> = managed(&sb).iter().map(name).collect();
+    let seeded: BTreeSet<String> = managed_nodes(&sb).iter().map(name).collect();
     assert_eq!(seeded.len(), 2);
     let scale = |desired: u32| {
         let v = aj(
@@ -1102,32 +1125,18 @@ fn node_group_desired_size_scales_out_and_in() {
                 "--cluster-name",
                 CLUSTER,
                 "--nodegroup-name",
-                "podnet-demo-system",
+                NODEGROUP,
                 "--scaling-config",
                 &format!("minSize=2,maxSize=3,desiredSize={desired}"),
             ],
         );
         let id = st(&v, "/update/id").to_string();
-        poll("the config update to finish", 30, || {
-            let d = aj(
-                &sb,
-                &[
-                    "eks",
-                    "describe-update",
-                    "--name",
-                    CLUSTER,
-                    "--nodegroup-name",
-                    "podnet-demo-system",
-                    "--update-id",
-                    &id,
-                ],
-            );
-            (d["update"]["status"] == "Successful").then_some(())
-        });
+        let d = finished_update(&sb, &id, "the config update to finish", 30);
+        assert_eq!(d["update"]["status"], "Successful", "{d}");
     };
     scale(3);
     let third = poll("a third Ready managed node", 30, || {
-        let nodes = managed(&sb);
+        let nodes = managed_nodes(&sb);
         (nodes.len() == 3 && nodes.iter().all(node_is_ready))
             .then(|| nodes.into_iter().find(|n| !seeded.contains(&name(n))))
             .flatten()
@@ -1145,10 +1154,10 @@ fn node_group_desired_size_scales_out_and_in() {
 
     scale(2);
     poll("back to two managed nodes", 30, || {
-        (managed(&sb).len() == 2).then_some(())
+        (managed_nodes(&sb).len() == 2).then_some(())
     });
     // The newest went, through the eviction API; its instance is terminated.
-    assert!(managed(&sb).iter().all(|n| name(n) != name(&third)));
+    assert!(managed_nodes(&sb).iter().all(|n| name(n) != name(&third)));
     poll("the scaled-in instance terminated", 10, || {
         (running(&sb) == "terminated").then_some(())
     });

@@ -217,10 +217,15 @@ impl Headroom {
     }
 }
 
-async fn headroom(client: &kube::Client, nodepool: &str) -> Result<Headroom, StepError> {
+/// The NodePool's headroom, and its `spec.limits.cpu` as written (what a
+/// restore puts back).
+async fn headroom(client: &kube::Client, nodepool: &str) -> Result<(Headroom, serde_json::Value), StepError> {
     let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
     let np = with_retry(&format!("get NodePool {nodepool}"), || pools.get_opt(nodepool)).await?;
-    let limit = np.as_ref().and_then(|np| cpu_millis(&np.data["spec"]["limits"]["cpu"]));
+    let written = np
+        .map(|np| np.data["spec"]["limits"]["cpu"].clone())
+        .unwrap_or(serde_json::Value::Null);
+    let limit = cpu_millis(&written);
     let claims: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodeclaim_resource());
     let lp = ListParams::default().labels(&format!("{NODEPOOL_LABEL}={nodepool}"));
     let claims = list_all(&claims, &lp, "NodeClaims").await?;
@@ -228,11 +233,33 @@ async fn headroom(client: &kube::Client, nodepool: &str) -> Result<Headroom, Ste
         .iter()
         .filter_map(|c| cpu_millis(&c.data["status"]["capacity"]["cpu"]))
         .collect();
-    Ok(Headroom {
+    let h = Headroom {
         limit,
         used: cpus.iter().sum(),
         largest: cpus.iter().copied().max().unwrap_or(0),
+    };
+    Ok((h, written))
+}
+
+/// Merge-patch a NodePool's `spec.limits.cpu`.
+async fn set_cpu_limit(
+    client: &kube::Client,
+    nodepool: &str,
+    cpu: serde_json::Value,
+    action: &str,
+) -> Result<(), StepError> {
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
+    let patch = serde_json::json!({"spec": {"limits": {"cpu": cpu}}});
+    with_retry(&format!("{action} the cpu limit of NodePool {nodepool}"), || {
+        let (pools, patch) = (pools.clone(), patch.clone());
+        async move {
+            pools
+                .patch(nodepool, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
     })
+    .await?;
+    Ok(())
 }
 
 fn cores(m: u64) -> String {
@@ -255,13 +282,8 @@ async fn ensure_headroom(
     client: &kube::Client,
 ) -> Result<(), StepError> {
     for np in node_pools {
-        let h = headroom(client, np).await?;
+        let (h, original) = headroom(client, np).await?;
         let Some(to) = h.raise_to() else { continue };
-        let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
-        let original = with_retry(&format!("get NodePool {np}"), || pools.get_opt(np))
-            .await?
-            .map(|p| p.data["spec"]["limits"]["cpu"].clone())
-            .unwrap_or(serde_json::Value::Null);
         let _: serde_json::Value = ctx.checkpoint_once(&format!("nodepool-cpu-limit:{np}"), || original)?;
         env.status(
             step,
@@ -272,12 +294,7 @@ async fn ensure_headroom(
                 cores(to)
             ),
         );
-        let patch = serde_json::json!({"spec": {"limits": {"cpu": cores(to)}}});
-        with_retry(&format!("raise the cpu limit of NodePool {np}"), || {
-            let (pools, patch) = (pools.clone(), patch.clone());
-            async move { pools.patch(np, &PatchParams::default(), &Patch::Merge(&patch)).await }
-        })
-        .await?;
+        set_cpu_limit(client, np, serde_json::json!(cores(to)), "raise").await?;
     }
     Ok(())
 }
@@ -294,7 +311,7 @@ async fn restore_limits(
         let Some(original) = ctx.checkpointed::<serde_json::Value>(&format!("nodepool-cpu-limit:{np}")) else {
             continue;
         };
-        let h = headroom(client, np).await?;
+        let (h, _) = headroom(client, np).await?;
         if cpu_millis(&original).is_some_and(|o| h.used > o) {
             // The migrated nodes hold fewer pods each, so the pool needs
             // more cpu than its old limit: putting it back would stop
@@ -311,13 +328,7 @@ async fn restore_limits(
             continue;
         }
         env.status(step, &format!("restoring the cpu limit of NodePool {np}"));
-        let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
-        let patch = serde_json::json!({"spec": {"limits": {"cpu": original}}});
-        with_retry(&format!("restore the cpu limit of NodePool {np}"), || {
-            let (pools, patch) = (pools.clone(), patch.clone());
-            async move { pools.patch(np, &PatchParams::default(), &Patch::Merge(&patch)).await }
-        })
-        .await?;
+        set_cpu_limit(client, np, original, "restore").await?;
     }
     Ok(())
 }
@@ -460,7 +471,7 @@ impl Step<Env> for ReplaceKarpenterNodes {
             );
         }
         for np in self.node_pools.iter().filter(|_| !old.is_empty()) {
-            let h = headroom(kube(env)?, np).await?;
+            let (h, _) = headroom(kube(env)?, np).await?;
             if let Some(to) = h.raise_to() {
                 plan = plan.with(
                     Change::new(Action::Update, "nodepool_limit", np)

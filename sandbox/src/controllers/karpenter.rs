@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::events::Source;
 use super::launch::{self, LaunchRequest, ensure_subnet};
-use super::{Ctx, edit, is_daemon_pod, is_deleting, label, node_ready, pod_active, s};
+use super::{Ctx, add_taint, condition_true, edit, is_daemon_pod, is_deleting, label, node_ready, pod_active, s};
 use crate::instance_types;
 use crate::kube::derived::{node_selected, pod_ready};
 use crate::kube::resources::{DEPLOYMENT, EC2NODECLASS, NODE, NODECLAIM, NODEPOOL, POD};
@@ -48,8 +48,12 @@ pub fn reserved_enis(ctx: &Ctx) -> u32 {
                 .and_then(|cs| cs.first())
                 .and_then(|c| c.get("env"))
                 .and_then(Value::as_array)
-                .and_then(|env| env.iter().find(|e| s(e, "/name") == "RESERVED_ENIS"))
-                .and_then(|e| s(e, "/value").parse().ok())
+                .and_then(|env| {
+                    crate::scenario::objects::env_pairs(env)
+                        .get("RESERVED_ENIS")?
+                        .parse()
+                        .ok()
+                })
         })
         .unwrap_or(0)
 }
@@ -169,15 +173,9 @@ fn progress_claims(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, A
     for c in claims {
         let node = s(&c.value, "/status/nodeName");
         let Some(n) = nodes.get(node) else { continue };
-        let registered = true;
+        // The node exists, so the NodeClaim is registered.
         let initialized = node_ready(&n.value);
-        let has = |t: &str| {
-            c.value
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|x| x["type"] == t && x["status"] == "True"))
-        };
-        if (registered && !has("Registered")) || (initialized && !has("Initialized")) {
+        if !condition_true(&c.value, "Registered") || (initialized && !condition_true(&c.value, "Initialized")) {
             let now = crate::kube::ops::now_rfc3339();
             let _ = edit(&ctx.store, NODECLAIM, "", c.name(), |v| {
                 let mut conds = vec![
@@ -232,22 +230,7 @@ fn remove_finalizer(ctx: &Ctx, c: &Stored) {
 }
 
 async fn drain_then_terminate(ctx: &Ctx, node: &Stored, pods: &[Arc<Stored>], claim: Option<&Arc<Stored>>) {
-    let tainted = node
-        .value
-        .pointer("/spec/taints")
-        .and_then(Value::as_array)
-        .is_some_and(|t| t.iter().any(|t| t["key"] == DISRUPTED_TAINT));
-    if !tainted {
-        let _ = edit(&ctx.store, NODE, "", node.name(), |n| {
-            let mut taints = n
-                .pointer("/spec/taints")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            taints.push(json!({"key": DISRUPTED_TAINT, "effect": "NoSchedule"}));
-            n["spec"]["taints"] = json!(taints);
-        });
-    }
+    let _ = edit(&ctx.store, NODE, "", node.name(), |n| add_taint(n, DISRUPTED_TAINT));
     let left: Vec<&Arc<Stored>> = pods
         .iter()
         .filter(|p| s(&p.value, "/spec/nodeName") == node.name() && pod_active(&p.value) && !is_daemon_pod(&p.value))
@@ -403,12 +386,15 @@ async fn provision(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, A
                 .unwrap_or_else(|| t.max_pods(reserved, false))
         };
         types.sort_by_key(|t| (max_pods_of(t), t.vcpus));
-        let zones = subnets_by_zone(ctx, &nodeclass.value).await;
+        // Which pods a node of this pool could take is decided on the
+        // cluster's zones; the subnets (DescribeSubnets in moto) are looked
+        // up only when a node is really launched.
+        let cluster_zones: Vec<&str> = ctx.world.zones.iter().map(|z| z.name.as_str()).collect();
         let compatible: Vec<&&Arc<Stored>> = unschedulable
             .iter()
             .filter(|p| {
                 super::scheduler::blocking_taint(&json!({"spec": {"taints": np.value.pointer("/spec/template/spec/taints").cloned().unwrap_or(json!([]))}}), &p.value["spec"]).is_none()
-                    && zones.keys().any(|z| types.iter().any(|t| node_selected(&synthetic_node(&np.value, z, &t.name), &p.value["spec"])))
+                    && cluster_zones.iter().any(|z| types.iter().any(|t| node_selected(&synthetic_node(&np.value, z, &t.name), &p.value["spec"])))
             })
             .collect();
         if compatible.is_empty() {
@@ -474,6 +460,7 @@ async fn provision(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, A
         // The zone with the fewest of this NodePool's nodes that the first
         // pending pod accepts.
         let first = &compatible[0].value["spec"];
+        let zones = subnets_by_zone(ctx, &nodeclass.value).await;
         let zone = zones
             .iter()
             .filter(|(z, _)| node_selected(&synthetic_node(&np.value, z, &itype.name), first))
@@ -578,10 +565,7 @@ pub const HASH_ANNOTATION: &str = "karpenter.k8s.aws/ec2nodeclass-hash";
 /// The NodeClaim pre-spun to replace a drifted one.
 pub const REPLACEMENT_ANNOTATION: &str = "sandbox.podnet.io/drift-replacement";
 
-/// What a NodeClaim records of its EC2NodeClass to tell drift.
-pub fn nodeclass_hash(nodeclass: &Value) -> String {
-    crate::workloads::template_hash(nodeclass.get("spec").unwrap_or(&Value::Null))
-}
+pub use crate::scenario::objects::nodeclass_hash;
 
 /// A disruption budget's `nodes` (`"10%"` or `"3"`) over `total` nodes;
 /// percentages round up, as Karpenter's do.
@@ -596,23 +580,11 @@ pub fn budget_nodes(nodes: &str, total: usize) -> usize {
     }
 }
 
-fn has_condition(v: &Value, t: &str) -> bool {
-    v.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == "True"))
-}
-
 /// Drift: a NodeClaim whose EC2NodeClass spec changed since it launched is
 /// marked `Drifted`, then replaced within the NodePool's disruption budget —
 /// the replacement launched and Ready before the drifted one is deleted
 /// (and drained by termination).
 async fn drift(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, Arc<Stored>>) {
-    // The seed's NodeClaims carry a recorded hash; the first pass takes the
-    // EC2NodeClass as they found it as their baseline.
-    let first = {
-        let mut seen = ctx.drift_baseline.lock().unwrap_or_else(|e| e.into_inner());
-        !std::mem::replace(&mut *seen, true)
-    };
     for np in ctx.list(NODEPOOL) {
         let class_name = s(&np.value, "/spec/template/spec/nodeClassRef/name").to_string();
         let Ok(nc) = ctx.store.get(EC2NODECLASS, "", &class_name) else {
@@ -623,15 +595,6 @@ async fn drift(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, Arc<S
             .iter()
             .filter(|c| label(&c.value, "karpenter.sh/nodepool") == Some(np.name()))
             .collect();
-        if first {
-            for c in &mine {
-                let h = hash.clone();
-                let _ = edit(&ctx.store, NODECLAIM, "", c.name(), |v| {
-                    v["metadata"]["annotations"][HASH_ANNOTATION] = json!(h);
-                });
-            }
-            continue;
-        }
         let live: Vec<&&Arc<Stored>> = mine.iter().filter(|c| !is_deleting(&c.value)).collect();
         let drifted: Vec<&&Arc<Stored>> = live
             .iter()
@@ -644,7 +607,7 @@ async fn drift(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, Arc<S
             .copied()
             .collect();
         for c in &drifted {
-            if !has_condition(&c.value, "Drifted") {
+            if !condition_true(&c.value, "Drifted") {
                 let now = crate::kube::ops::now_rfc3339();
                 let _ = edit(&ctx.store, NODECLAIM, "", c.name(), |v| {
                     let mut conds = v

@@ -156,11 +156,7 @@ pub fn aws_node_env(ctx: &Ctx) -> BTreeMap<String, String> {
         .and_then(|cs| cs.iter().find(|c| s(c, "/name") == "aws-node"))
         .and_then(|c| c.get("env"))
         .and_then(Value::as_array)
-        .map(|env| {
-            env.iter()
-                .filter_map(|e| Some((s(e, "/name").to_string(), e.get("value")?.as_str()?.to_string())))
-                .collect()
-        })
+        .map(|env| crate::scenario::objects::env_pairs(env))
         .unwrap_or_default()
 }
 
@@ -545,6 +541,24 @@ fn undo(ctx: &Ctx, node: &str, eni: &str, created: Option<(u32, &str, Ipv4Addr)>
     }
 }
 
+/// What the per-pod pass needs of a node's network state (a copy of the
+/// few fields, not of its address maps).
+struct NodeView {
+    cni: Cni,
+    node_ip: Ipv4Addr,
+    restarts: u32,
+}
+
+impl NodeView {
+    fn of(n: &NodeNet) -> NodeView {
+        NodeView {
+            cni: n.cni.clone(),
+            node_ip: n.node_ip,
+            restarts: n.restarts,
+        }
+    }
+}
+
 fn key(pod: &Value) -> String {
     format!("{}/{}", s(pod, "/metadata/namespace"), s(pod, "/metadata/name"))
 }
@@ -569,14 +583,14 @@ pub async fn reconcile(ctx: &Ctx) {
     }
 
     // aws-node first: it decides the node's mode.
+    let aws_node_on: BTreeSet<&str> = pods
+        .iter()
+        .filter(|p| label(&p.value, "k8s-app") == Some("aws-node") && pod_active(&p.value))
+        .map(|p| s(&p.value, "/spec/nodeName"))
+        .collect();
     for (name, node) in &nodes {
         let state = ctx.nets().get(name).map(|n| n.cni.clone());
-        let aws_node_here = pods.iter().any(|p| {
-            s(&p.value, "/spec/nodeName") == name
-                && label(&p.value, "k8s-app") == Some("aws-node")
-                && pod_active(&p.value)
-        });
-        if aws_node_here && matches!(state, Some(Cni::NotStarted | Cni::Failing(_))) {
+        if aws_node_on.contains(name.as_str()) && matches!(state, Some(Cni::NotStarted | Cni::Failing(_))) {
             start_cni(ctx, &node.value).await;
         }
     }
@@ -589,7 +603,7 @@ pub async fn reconcile(ctx: &Ctx) {
             continue;
         }
         let Some(node) = nodes.get(node_name) else { continue };
-        let Some(net) = ctx.nets().get(node_name).cloned() else {
+        let Some(net) = ctx.nets().get(node_name).map(NodeView::of) else {
             continue;
         };
         let phase = s(v, "/status/phase");
@@ -696,7 +710,7 @@ pub async fn reconcile(ctx: &Ctx) {
 
     // Nodes become Ready once aws-node runs on them.
     for (name, node) in &nodes {
-        let Some(net) = ctx.nets().get(name).cloned() else {
+        let Some(net) = ctx.nets().get(name).map(NodeView::of) else {
             continue;
         };
         let ready = node_ready(&node.value);

@@ -78,8 +78,6 @@ pub struct Ctx {
     pub rollouts: Mutex<nodegroups::Rollouts>,
     /// Karpenter's back-off after a failed launch (simulated time).
     pub launch_retry_at: Mutex<Duration>,
-    /// Whether the seeded NodeClaims took their EC2NodeClass as baseline.
-    pub drift_baseline: Mutex<bool>,
 }
 
 impl Ctx {
@@ -110,7 +108,6 @@ impl Ctx {
             launches: launch::Launches::default(),
             rollouts: Mutex::new(nodegroups::Rollouts::default()),
             launch_retry_at: Mutex::new(Duration::ZERO),
-            drift_baseline: Mutex::new(false),
         }
     }
 
@@ -220,14 +217,29 @@ pub fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
+/// Does the object's `status.conditions` hold `kind` with status True?
+pub fn condition_true(v: &Value, kind: &str) -> bool {
+    v.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| s(c, "/type") == kind && s(c, "/status") == "True"))
+}
+
 /// Is the node Ready?
 pub fn node_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions")
+    condition_true(node, "Ready")
+}
+
+/// Add a `NoSchedule` taint to a node object unless it has one by that key.
+pub fn add_taint(node: &mut Value, key: &str) {
+    let mut taints = node
+        .pointer("/spec/taints")
         .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.get("type").and_then(Value::as_str) == Some("Ready") && s(c, "/status") == "True")
-        })
+        .cloned()
+        .unwrap_or_default();
+    if !taints.iter().any(|t| s(t, "/key") == key) {
+        taints.push(serde_json::json!({"key": key, "effect": "NoSchedule"}));
+        node["spec"]["taints"] = Value::Array(taints);
+    }
 }
 
 /// Does the pod belong to a DaemonSet?

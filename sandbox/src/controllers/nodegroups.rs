@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::events::Source;
 use super::launch::{self, LaunchRequest, eks_max_pods};
-use super::{Ctx, edit, is_daemon_pod, is_deleting, label, node_ready, pod_active, s};
+use super::{Ctx, add_taint, edit, is_daemon_pod, is_deleting, label, node_ready, pod_active, s};
 use crate::eks::{UpdateEffect, UpdateTarget};
 use crate::kube::DeleteOptions;
 use crate::kube::resources::{NODE, POD};
@@ -111,7 +111,6 @@ async fn start(ctx: &Ctx, id: &str, ng_name: &str, effect: &UpdateEffect) -> Opt
         .filter(|n| label(&n.value, "eks.amazonaws.com/nodegroup") == Some(ng_name) && !is_deleting(&n.value))
         .map(|n| n.name().to_string())
         .collect();
-    let (custom, prefix) = vpc_cni_flags(ctx);
     let instance_type = ng.instance_types.first().cloned().unwrap_or_else(|| "t3.medium".into());
     tracing::info!("rolling node group {ng_name} (update {id}): {} node(s)", old.len());
     Some(Rollout {
@@ -122,7 +121,7 @@ async fn start(ctx: &Ctx, id: &str, ng_name: &str, effect: &UpdateEffect) -> Opt
         force,
         max_unavailable: ng.max_unavailable.max(1) as usize,
         launch_template,
-        max_pods: eks_max_pods(&instance_type, custom, prefix),
+        max_pods: group_max_pods(ctx, &instance_type),
         instance_type,
         draining: BTreeMap::new(),
     })
@@ -172,30 +171,42 @@ pub async fn reconcile(ctx: &Ctx) {
     desired_count(ctx).await;
 }
 
-fn launch_request(ctx: &Ctx, ng: &crate::eks::Nodegroup, zone: String, subnet: String) -> LaunchRequest {
-    let cluster = ctx.scenario.cluster.clone();
-    let (custom, prefix) = vpc_cni_flags(ctx);
-    let instance_type = ng.instance_types.first().cloned().unwrap_or_else(|| "t3.medium".into());
-    let lt = ng.launch_template.as_ref().map(|l| (l.id.clone(), l.version.clone()));
+/// An instance of a managed node group, tagged as EKS tags them.
+fn launch_request(
+    ctx: &Ctx,
+    nodegroup: &str,
+    instance_type: &str,
+    launch_template: Option<(String, String)>,
+    max_pods: u32,
+    zone: String,
+    subnet: String,
+) -> LaunchRequest {
+    let cluster = &ctx.scenario.cluster;
     LaunchRequest {
         zone,
         subnet_id: subnet,
-        max_pods: eks_max_pods(&instance_type, custom, prefix),
-        instance_type,
+        max_pods,
+        instance_type: instance_type.to_string(),
         origin: NodeOrigin::Managed {
-            nodegroup: ng.name.clone(),
-            launch_template: lt.clone(),
+            nodegroup: nodegroup.to_string(),
+            launch_template: launch_template.clone(),
         },
         tags: vec![
             (format!("kubernetes.io/cluster/{cluster}"), "owned".into()),
-            ("Name".into(), ng.name.clone()),
+            ("Name".into(), nodegroup.to_string()),
             ("eks:cluster-name".into(), cluster.clone()),
-            ("eks:nodegroup-name".into(), ng.name.clone()),
-            ("aws:autoscaling:groupName".into(), asg_name(&ng.name)),
+            ("eks:nodegroup-name".into(), nodegroup.to_string()),
+            ("aws:autoscaling:groupName".into(), asg_name(nodegroup)),
             ("k8s.io/cluster-autoscaler/enabled".into(), "true".into()),
         ],
-        launch_template: lt,
+        launch_template,
     }
+}
+
+/// Max pods EKS gives a managed node of this type now.
+fn group_max_pods(ctx: &Ctx, instance_type: &str) -> u32 {
+    let (custom, prefix) = vpc_cni_flags(ctx);
+    eks_max_pods(instance_type, custom, prefix)
 }
 
 /// The Auto Scaling group behind each managed node group: as many nodes as
@@ -250,10 +261,14 @@ async fn desired_count(ctx: &Ctx) {
                     best = Some((here, zone, sn.clone()));
                 }
             }
-            if let Some((_, zone, subnet)) = best
-                && let Err(e) = launch::launch(ctx, launch_request(ctx, &ng, zone, subnet)).await
-            {
-                tracing::warn!("scaling out node group {}: {e}", ng.name);
+            if let Some((_, zone, subnet)) = best {
+                let instance_type = ng.instance_types.first().cloned().unwrap_or_else(|| "t3.medium".into());
+                let lt = ng.launch_template.as_ref().map(|l| (l.id.clone(), l.version.clone()));
+                let max_pods = group_max_pods(ctx, &instance_type);
+                let req = launch_request(ctx, &ng.name, &instance_type, lt, max_pods, zone, subnet);
+                if let Err(e) = launch::launch(ctx, req).await {
+                    tracing::warn!("scaling out node group {}: {e}", ng.name);
+                }
             }
         } else if have > ng.desired_size && booting == 0 {
             // Scale in: the node already cordoned for it, else the newest.
@@ -304,26 +319,15 @@ async fn step(ctx: &Ctx, id: &str, mut r: Rollout) -> Option<Rollout> {
                 let Some((zone, subnet)) = node_subnet(ctx, &old) else {
                     continue;
                 };
-                let mut tags: Vec<(String, String)> = vec![
-                    (format!("kubernetes.io/cluster/{cluster}"), "owned".into()),
-                    ("Name".into(), r.nodegroup.clone()),
-                    ("eks:cluster-name".into(), cluster.clone()),
-                    ("eks:nodegroup-name".into(), r.nodegroup.clone()),
-                    ("aws:autoscaling:groupName".into(), asg_name(&r.nodegroup)),
-                ];
-                tags.push(("k8s.io/cluster-autoscaler/enabled".into(), "true".into()));
-                let req = LaunchRequest {
+                let req = launch_request(
+                    ctx,
+                    &r.nodegroup,
+                    &r.instance_type,
+                    r.launch_template.clone(),
+                    r.max_pods,
                     zone,
-                    subnet_id: subnet,
-                    instance_type: r.instance_type.clone(),
-                    origin: NodeOrigin::Managed {
-                        nodegroup: r.nodegroup.clone(),
-                        launch_template: r.launch_template.clone(),
-                    },
-                    max_pods: r.max_pods,
-                    tags,
-                    launch_template: r.launch_template.clone(),
-                };
+                    subnet,
+                );
                 match launch::launch(ctx, req).await {
                     Ok(info) => r.new.push(info.name),
                     Err(e) => {
@@ -354,15 +358,7 @@ async fn step(ctx: &Ctx, id: &str, mut r: Rollout) -> Option<Rollout> {
             for old in &r.old {
                 let _ = edit(&ctx.store, NODE, "", old, |n| {
                     n["spec"]["unschedulable"] = json!(true);
-                    let mut taints = n
-                        .pointer("/spec/taints")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    if !taints.iter().any(|t| t["key"] == "node.kubernetes.io/unschedulable") {
-                        taints.push(json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}));
-                    }
-                    n["spec"]["taints"] = json!(taints);
+                    add_taint(n, "node.kubernetes.io/unschedulable");
                 });
             }
             r.phase = Phase::Drain;

@@ -277,8 +277,10 @@ pub fn reconcile(ctx: &Ctx) {
             .iter()
             .min_by_key(|r| (zone_count(&r.zone), std::cmp::Reverse(r.pods), r.name.clone()))
             .map(|r| r.name.clone());
-        match best {
-            Some(node) => {
+        // Preemption is worked out only for a pod that fits nowhere.
+        let preempt = best.is_none().then(|| preemption(&p.value, &rooms)).flatten();
+        match (best, preempt) {
+            (Some(node), _) => {
                 let now = crate::kube::ops::now_rfc3339();
                 let bound = edit(&ctx.store, POD, p.namespace(), p.name(), |v| {
                     v["spec"]["nodeName"] = json!(node);
@@ -303,10 +305,7 @@ pub fn reconcile(ctx: &Ctx) {
                     );
                 }
             }
-            None if preemption(&p.value, &rooms).is_some() => {
-                let Some((node, victims)) = preemption(&p.value, &rooms) else {
-                    continue;
-                };
+            (None, Some((node, victims))) => {
                 for (ns, name) in &victims {
                     if let Ok(v) = ctx.store.get(POD, ns, name) {
                         ctx.events.emit(
@@ -328,7 +327,7 @@ pub fn reconcile(ctx: &Ctx) {
                     v["status"]["nominatedNodeName"] = json!(node);
                 });
             }
-            None => {
+            (None, None) => {
                 let detail = reasons
                     .iter()
                     .map(|(w, n)| format!("{n} {w}"))

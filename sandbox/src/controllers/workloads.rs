@@ -54,16 +54,7 @@ fn owned<'a>(pods: &'a [Arc<Stored>], uid: &str) -> Vec<&'a Arc<Stored>> {
 /// An int-or-percent of `total` (percentages round up for surge, down for
 /// unavailability, as the deployment controller does).
 fn scaled(v: Option<&Value>, total: i64, default: &str, round_up: bool) -> i64 {
-    let v = v.cloned().unwrap_or(json!(default));
-    match v {
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        Value::String(p) => {
-            let pct: f64 = p.trim_end_matches('%').parse().unwrap_or(0.0);
-            let x = pct * total as f64 / 100.0;
-            if round_up { x.ceil() as i64 } else { x.floor() as i64 }
-        }
-        _ => 0,
-    }
+    crate::kube::derived::scaled(v.unwrap_or(&json!(default)), total, round_up)
 }
 
 fn replicas(v: &Value) -> i64 {

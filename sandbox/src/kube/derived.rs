@@ -163,7 +163,8 @@ fn condition(
     c
 }
 
-fn scaled(v: &Value, total: i64, round_up: bool) -> i64 {
+/// An int-or-percent of `total` (rounded up or down).
+pub(crate) fn scaled(v: &Value, total: i64, round_up: bool) -> i64 {
     match v {
         Value::Number(n) => n.as_i64().unwrap_or(0),
         Value::String(s) => {

@@ -671,10 +671,11 @@ pub fn ec2nodeclass(s: &Scenario, w: &World, created: &str) -> Option<Value> {
     if let Some(mp) = k.max_pods {
         spec["kubelet"] = json!({"maxPods": mp});
     }
+    let hash = crate::workloads::template_hash(&spec);
     Some(json!({
         "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass",
         "metadata": {"name": k.nodeclass, "creationTimestamp": created, "finalizers": ["karpenter.k8s.aws/termination"],
-            "annotations": {"karpenter.k8s.aws/ec2nodeclass-hash": "12270960924347385012", "karpenter.k8s.aws/ec2nodeclass-hash-version": "v4"}},
+            "annotations": {"karpenter.k8s.aws/ec2nodeclass-hash": hash, "karpenter.k8s.aws/ec2nodeclass-hash-version": "v4"}},
         "spec": spec,
         "status": {
             "amis": [{"id": w.ami_id, "name": "amazon-eks-node-al2023-x86_64-standard-1.31-v20250123",
@@ -687,7 +688,20 @@ pub fn ec2nodeclass(s: &Scenario, w: &World, created: &str) -> Option<Value> {
     }))
 }
 
-pub fn nodeclaim(s: &Scenario, n: &NodeInfo, nodepool_uid: &str, max_pods: u32, created: &str) -> Option<Value> {
+/// What a NodeClaim records of its EC2NodeClass (and the EC2NodeClass of
+/// itself): a hash of the spec, so a changed spec shows as drift.
+pub fn nodeclass_hash(nodeclass: &Value) -> String {
+    crate::workloads::template_hash(nodeclass.get("spec").unwrap_or(&Value::Null))
+}
+
+pub fn nodeclaim(
+    s: &Scenario,
+    n: &NodeInfo,
+    nodepool_uid: &str,
+    nodeclass_hash: &str,
+    max_pods: u32,
+    created: &str,
+) -> Option<Value> {
     let k = s.karpenter.as_ref()?;
     let name = n.nodeclaim.clone()?;
     let t = instance_types::lookup(&n.instance_type)?;
@@ -713,7 +727,7 @@ pub fn nodeclaim(s: &Scenario, n: &NodeInfo, nodepool_uid: &str, max_pods: u32, 
                 "kubernetes.io/os": "linux",
             },
             "annotations": {
-                "karpenter.k8s.aws/ec2nodeclass-hash": "12270960924347385012",
+                "karpenter.k8s.aws/ec2nodeclass-hash": nodeclass_hash,
                 "karpenter.k8s.aws/ec2nodeclass-hash-version": "v4",
                 "karpenter.k8s.aws/tagged": "true",
                 "karpenter.sh/nodepool-hash": "6821555240594823858",

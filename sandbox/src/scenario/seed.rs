@@ -779,11 +779,12 @@ pub async fn seed(input: SeedInput<'_>) -> Result<Seeded, SeedError> {
                 .sum();
             if let Some(np) = obj::nodepool(s, karp.len() as u32, cpu, mem, &ago(25, 0)) {
                 let np = create(store, r::NODEPOOL, np)?;
+                let mut hash = String::new();
                 if let Some(nc) = obj::ec2nodeclass(s, &world, &ago(25, 0)) {
-                    create(store, r::EC2NODECLASS, nc)?;
+                    hash = obj::nodeclass_hash(&create(store, r::EC2NODECLASS, nc)?.value);
                 }
                 for p in karp {
-                    if let Some(claim) = obj::nodeclaim(s, &p.info, np.uid(), p.max_pods, &p.created) {
+                    if let Some(claim) = obj::nodeclaim(s, &p.info, np.uid(), &hash, p.max_pods, &p.created) {
                         create(store, r::NODECLAIM, claim)?;
                     }
                 }
