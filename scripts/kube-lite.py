@@ -1,36 +1,49 @@
 #!/usr/bin/env python3
 """The few kubectl commands scripts/demo uses, for machines without kubectl.
 
-Talks to the sandbox's plain-HTTP Kubernetes API named by $KUBECONFIG, with the
+Talks to the sandbox's Kubernetes API named by $KUBECONFIG over HTTPS, trusting
+only the kubeconfig's certificate-authority-data and sending its token, with the
 standard library only. Supported (the kubectl spellings):
   [-n NS] scale deployment/NAME --replicas=N
   get events -A [--field-selector SEL] [-o name] [--sort-by=...]
   get pods [-n NS | -A] [-o wide] [--sort-by=.status.podIP]
   get nodes [-L LABEL ...]
 """
+import base64
 import json
 import os
+import ssl
 import re
 import sys
 import urllib.parse
 import urllib.request
 
 
-def server():
+def kubeconfig_field(name):
     text = open(os.environ["KUBECONFIG"]).read()
-    m = re.search(r"server:\s*(\S+)", text)
+    m = re.search(name + r":\s*(\S+)", text)
     if not m:
-        sys.exit("kube-lite: no server in $KUBECONFIG")
+        sys.exit(f"kube-lite: no {name} in $KUBECONFIG")
     return m.group(1).strip("'\"")
+
+
+def server():
+    return kubeconfig_field("server")
+
+
+def tls_context():
+    ca = base64.b64decode(kubeconfig_field("certificate-authority-data")).decode()
+    return ssl.create_default_context(cadata=ca)
 
 
 def call(method, path, body=None, ctype="application/json"):
     req = urllib.request.Request(server() + path, method=method)
+    req.add_header("Authorization", "Bearer " + kubeconfig_field("token"))
     data = None
     if body is not None:
         data = json.dumps(body).encode()
         req.add_header("Content-Type", ctype)
-    with urllib.request.urlopen(req, data=data, timeout=30) as r:
+    with urllib.request.urlopen(req, data=data, timeout=30, context=tls_context()) as r:
         return json.load(r)
 
 

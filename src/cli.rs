@@ -62,6 +62,16 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
 
+    /// Reach Kubernetes through this kubeconfig instead of connecting from
+    /// DescribeCluster with podnet's own EKS token (also when KUBECONFIG is
+    /// set). Its server must be the cluster's endpoint, or podnet refuses.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub kube_context: Option<String>,
+
     /// Directory holding this cluster's plan, journal and lock
     /// [default: $XDG_STATE_HOME/podnet/<cluster>.<region>, i.e. ~/.local/state/podnet/…].
     #[arg(long, global = true, value_name = "DIR", env = "PODNET_STATE_DIR")]

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{AwsClients, AwsTarget};
+use crate::aws::{AwsClients, AwsTarget, EksTokenSigner};
 use crate::discovery::{self, CustomNetworking, Discovery, DiscoveryError};
 use crate::engine::{ChangeCounts, StepCtx, StepError, StepPlan, fingerprint};
 use crate::k8s;
+use crate::k8s::connect::{ClusterEndpoint, KubeAccess};
 use crate::planner::{self, CapacityReport, Finding, SgSuggestion};
 use crate::spec::Spec;
 use crate::steps::{self, Env, MigrationInputs, Progress, Waits};
@@ -25,19 +26,75 @@ pub enum MigrationError {
     Kube(#[from] k8s::KubeError),
 }
 
-/// Connects to the cluster's AWS account (standard chain) and Kubernetes API
-/// (kubeconfig).
-pub async fn connect(
-    region: &str,
-    profile: Option<String>,
-    progress: Arc<dyn Progress>,
-) -> Result<Env, MigrationError> {
-    let aws = AwsClients::connect(&AwsTarget {
-        region: Some(region.to_string()),
-        profile,
+/// Which cluster to connect to, and how.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub cluster: String,
+    pub region: String,
+    pub profile: Option<String>,
+    pub kube: KubeAccess,
+}
+
+/// Adapts the AWS-side EKS token signer to the k8s adapter's token trait.
+struct SignerTokens(EksTokenSigner);
+
+#[async_trait::async_trait]
+impl k8s::connect::TokenSource for SignerTokens {
+    async fn token(&self) -> Result<String, tower::BoxError> {
+        self.0.token().await.map_err(Into::into)
+    }
+}
+
+/// Connects to the cluster's AWS account (standard chain) and to the
+/// Kubernetes API of the cluster EKS describes: directly (endpoint, CA and
+/// podnet's own EKS token) or through a kubeconfig whose server must be
+/// that cluster's endpoint. Refuses before any change when it is not.
+pub async fn connect(target: &Target, progress: Arc<dyn Progress>) -> Result<Env, MigrationError> {
+    let cfg = crate::aws::sdk_config(&AwsTarget {
+        region: Some(target.region.clone()),
+        profile: target.profile.clone(),
     })
     .await;
-    let kube = k8s::connect().await?;
+    let aws = AwsClients::from_config(&cfg);
+    let info = aws.eks.describe_cluster(&target.cluster).await.map_err(|e| {
+        let error = discovery::DiscoveryError::from(e);
+        MigrationError::Discovery {
+            hint: error.hint(),
+            error,
+        }
+    })?;
+    let endpoint = ClusterEndpoint {
+        name: info.name.clone(),
+        endpoint: info.endpoint.clone().unwrap_or_default(),
+        certificate_authority: info.certificate_authority.clone(),
+    };
+    if endpoint.endpoint.is_empty() {
+        return Err(MigrationError::Kube(k8s::KubeError {
+            class: crate::engine::ErrorClass::Blocked,
+            action: "connect".into(),
+            message: format!(
+                "EKS reports no endpoint for cluster {} (status {}): it is not ready to be migrated",
+                info.name, info.status
+            ),
+            status: None,
+        }));
+    }
+    let kube = match &target.kube {
+        KubeAccess::Direct => {
+            let signer = EksTokenSigner::new(&cfg, &target.region, &target.cluster).map_err(|e| {
+                MigrationError::Kube(k8s::KubeError {
+                    class: crate::engine::ErrorClass::Permission,
+                    action: "sign an EKS token".into(),
+                    message: e.to_string(),
+                    status: None,
+                })
+            })?;
+            k8s::connect::connect_direct(&endpoint, Arc::new(SignerTokens(signer)))?
+        }
+        KubeAccess::Kubeconfig { path, context } => {
+            k8s::connect::connect_kubeconfig(&endpoint, path.clone(), context.clone()).await?
+        }
+    };
     Ok(Env {
         aws,
         kube: Some(kube),

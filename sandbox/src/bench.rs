@@ -11,16 +11,18 @@ use crate::kube::resources::{NODE, POD};
 use crate::kube::selectors::{FieldSelector, LabelSelector};
 use crate::{Sandbox, SandboxError, SandboxOptions, Scenario};
 
-/// A minimal HTTP/1.0 GET returning the body length.
-fn http_get_len(base: &str, path: &str) -> usize {
+/// A minimal HTTP/1.0 GET over TLS, as the sandbox admin, returning the
+/// body length.
+fn http_get_len(sb: &Sandbox, path: &str) -> usize {
     use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+    let addr = sb.kube_url().trim_start_matches("https://");
+    let Ok(mut s) = crate::auth::tls::blocking_stream(addr, sb.kube_ca_pem()) else {
         return 0;
     };
     let _ = write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nAccept: application/json\r\n\r\n",
+        sb.admin_token()
     );
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
@@ -99,15 +101,14 @@ pub fn run(scenario: &Path, iterations: u32) -> Result<String, SandboxError> {
     time("store list nodes", "items", &mut || {
         count(store.list(NODE, None, &ListOptions::default()))
     });
-    let base = sb.kube_url().to_string();
     time("HTTP GET /api/v1/pods (all, one response)", "bytes", &mut || {
-        http_get_len(&base, "/api/v1/pods")
+        http_get_len(&sb, "/api/v1/pods")
     });
     time("HTTP GET /api/v1/pods?limit=500 (first page)", "bytes", &mut || {
-        http_get_len(&base, "/api/v1/pods?limit=500")
+        http_get_len(&sb, "/api/v1/pods?limit=500")
     });
     time("HTTP GET pods fieldSelector=spec.nodeName", "bytes", &mut || {
-        http_get_len(&base, &format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{node}"))
+        http_get_len(&sb, &format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{node}"))
     });
     Ok(out)
 }

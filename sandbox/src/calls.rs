@@ -20,6 +20,8 @@ pub enum Service {
     Ec2,
     Eks,
     Kube,
+    /// The sandbox's STS (`GetCallerIdentity`).
+    Sts,
 }
 
 /// One recorded call.

@@ -12,6 +12,7 @@
 //! # Ok::<(), podnet_sandbox::SandboxError>(())
 //! ```
 
+pub mod auth;
 pub mod bench;
 pub mod calls;
 pub mod clock;
@@ -23,9 +24,12 @@ pub mod ipam;
 pub mod kube;
 pub mod moto;
 pub mod scenario;
+pub mod sts;
 pub mod workloads;
 
 use std::io::Write;
+
+use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -51,6 +55,8 @@ pub enum SandboxError {
     Seed(#[from] scenario::ec2::SeedError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] auth::tls::TlsError),
     #[error("the sandbox runtime stopped during startup")]
     Runtime,
 }
@@ -112,8 +118,11 @@ pub struct Sandbox {
     kube_url: String,
     eks_url: String,
     ec2_url: String,
+    sts_url: String,
     moto_url: Option<String>,
     venv: Option<PathBuf>,
+    tls: auth::tls::ClusterTls,
+    auth: Arc<auth::Auth>,
     store: Arc<Store>,
     eks: Arc<Eks>,
     calls: Arc<CallLog>,
@@ -133,6 +142,9 @@ struct Started {
     kube_url: String,
     eks_url: String,
     ec2_url: String,
+    sts_url: String,
+    tls: auth::tls::ClusterTls,
+    auth: Arc<auth::Auth>,
     moto_url: Option<String>,
     store: Arc<Store>,
     eks: Arc<Eks>,
@@ -168,6 +180,7 @@ fn serve(listener: tokio::net::TcpListener, router: axum::Router, stop: tokio::s
 async fn startup(
     opts: &SandboxOptions,
     moto: Option<&Moto>,
+    api: tokio::runtime::Handle,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Started, SandboxError> {
     let s = &opts.scenario;
@@ -177,7 +190,11 @@ async fn startup(
     let (kube_l, kube_addr) = bind("Kubernetes API").await?;
     let (eks_l, eks_addr) = bind("EKS API").await?;
     let (ec2_l, ec2_addr) = bind("EC2 proxy").await?;
-    let kube_url = format!("http://{kube_addr}");
+    let (sts_l, sts_addr) = bind("STS").await?;
+    let kube_url = format!("https://{kube_addr}");
+    let tls = auth::tls::generate()?;
+    let auth = Arc::new(auth::Auth::new(&s.cluster, &s.region, scenario::seed::ACCOUNT));
+    auth.add_sts_host(&sts_addr);
     let eks = Arc::new(Eks::new(
         store.clone(),
         &s.region,
@@ -185,9 +202,16 @@ async fn startup(
         clock.clone(),
         opts.timings.clone(),
     ));
-    serve(
+    auth::tls::serve(
+        &api,
         kube_l,
-        kube::router(store.clone(), calls.clone(), kube_addr.clone()),
+        kube::router(store.clone(), calls.clone(), kube_addr.clone(), auth.clone()),
+        &tls,
+        stop.clone(),
+    );
+    serve(
+        sts_l,
+        sts::router(auth.clone(), calls.clone(), scenario::seed::ACCOUNT),
         stop.clone(),
     );
     serve(eks_l, eks::handlers::router(eks.clone(), calls.clone()), stop.clone());
@@ -207,6 +231,7 @@ async fn startup(
         store: &store,
         eks: &eks,
         kube_endpoint: &kube_url,
+        certificate_authority: &base64::engine::general_purpose::STANDARD.encode(tls.ca_pem.as_bytes()),
     })
     .await?;
     let ipam = Arc::new(Mutex::new(seeded.ipam));
@@ -230,6 +255,9 @@ async fn startup(
         kube_url,
         eks_url: format!("http://{eks_addr}"),
         ec2_url: format!("http://{ec2_addr}"),
+        sts_url: format!("http://{sts_addr}"),
+        tls,
+        auth,
         moto_url: moto.map(|m| m.endpoint.clone()),
         store,
         eks,
@@ -255,9 +283,13 @@ fn write_atomic(path: &Path, contents: &str) -> Result<(), SandboxError> {
     std::fs::rename(&tmp, path).map_err(io_err(format!("renaming {} to {}", tmp.display(), path.display())))
 }
 
-fn kubeconfig(cluster: &str, server: &str) -> String {
+/// The sandbox's kubeconfig: the cluster CA (as `aws eks update-kubeconfig`
+/// writes it) and the static admin token.
+fn kubeconfig(cluster: &str, server: &str, ca_pem: &str, token: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes());
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\ncontexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: podnet-sandbox\n    namespace: default\ncurrent-context: {cluster}\npreferences: {{}}\nusers:\n- name: podnet-sandbox\n  user:\n    token: podnet-sandbox\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: podnet-sandbox\n    namespace: default\ncurrent-context: {cluster}\npreferences: {{}}\nusers:\n- name: podnet-sandbox\n  user:\n    token: {token}\n"
     )
 }
 
@@ -329,7 +361,26 @@ impl Sandbox {
                     }
                 };
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                let started = rt.block_on(startup(&thread_opts, moto.as_ref(), stop_rx));
+                // The Kubernetes API gets a runtime of its own: a busy
+                // controller pass (600 pods on a debug build) must never
+                // hold up a TLS handshake past a client's timeout (Go's is
+                // 10 s).
+                let api_rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("podnet-sandbox-api")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(SandboxError::Io {
+                            what: "building the API server runtime".into(),
+                            source: e,
+                        }));
+                        return;
+                    }
+                };
+                let started = rt.block_on(startup(&thread_opts, moto.as_ref(), api_rt.handle().clone(), stop_rx));
                 let ok = started.is_ok();
                 let _ = ready_tx.send(started);
                 if ok {
@@ -339,6 +390,7 @@ impl Sandbox {
                 }
                 let _ = stop_tx.send(true);
                 rt.shutdown_timeout(std::time::Duration::from_secs(2));
+                api_rt.shutdown_timeout(std::time::Duration::from_secs(2));
                 drop(moto);
             })
             .map_err(io_err("starting the sandbox thread"))?;
@@ -358,7 +410,15 @@ impl Sandbox {
         };
         let s = &opts.scenario;
         let kubeconfig_path = state_dir.join("kubeconfig");
-        write_atomic(&kubeconfig_path, &kubeconfig(&s.cluster, &started.kube_url))?;
+        write_atomic(
+            &kubeconfig_path,
+            &kubeconfig(
+                &s.cluster,
+                &started.kube_url,
+                &started.tls.ca_pem,
+                started.auth.static_token(),
+            ),
+        )?;
         let aws_config = state_dir.join("aws").join("config");
         write_atomic(
             &aws_config,
@@ -376,6 +436,7 @@ impl Sandbox {
         let mut env = vec![
             ("AWS_ENDPOINT_URL_EC2".to_string(), started.ec2_url.clone()),
             ("AWS_ENDPOINT_URL_EKS".to_string(), started.eks_url.clone()),
+            ("AWS_ENDPOINT_URL_STS".to_string(), started.sts_url.clone()),
             ("AWS_REGION".to_string(), s.region.clone()),
             ("AWS_DEFAULT_REGION".to_string(), s.region.clone()),
             ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
@@ -402,8 +463,11 @@ impl Sandbox {
             kube_url: started.kube_url,
             eks_url: started.eks_url,
             ec2_url: started.ec2_url,
+            sts_url: started.sts_url,
             moto_url: started.moto_url,
             venv,
+            tls: started.tls,
+            auth: started.auth,
             store: started.store,
             eks: started.eks,
             calls: started.calls,
@@ -467,9 +531,30 @@ impl Sandbox {
         &self.state_dir
     }
 
-    /// The Kubernetes API (`http://127.0.0.1:port`).
+    /// The Kubernetes API (`https://127.0.0.1:port`, certificate signed by
+    /// [`Sandbox::kube_ca_pem`]).
     pub fn kube_url(&self) -> &str {
         &self.kube_url
+    }
+
+    /// The cluster CA (PEM), as `DescribeCluster` returns it (base64).
+    pub fn kube_ca_pem(&self) -> &str {
+        &self.tls.ca_pem
+    }
+
+    /// The sandbox kubeconfig's static admin token.
+    pub fn admin_token(&self) -> &str {
+        self.auth.static_token()
+    }
+
+    /// Authentication and access entries: principals, token lifetime.
+    pub fn auth(&self) -> &Arc<auth::Auth> {
+        &self.auth
+    }
+
+    /// The sandbox's STS endpoint (`GetCallerIdentity`).
+    pub fn sts_url(&self) -> &str {
+        &self.sts_url
     }
 
     /// The EKS API, also serving `/_sandbox/calls` and `/_sandbox/faults`.

@@ -68,9 +68,9 @@ print(json.dumps(out))
 
     // Kubernetes requests are logged too, with verb and resource
     sb.clear_calls();
-    common::get(sb.kube_url(), "/api/v1/namespaces/default/pods?limit=1");
+    common::get(&sb, "/api/v1/namespaces/default/pods?limit=1");
     common::http(
-        sb.kube_url(),
+        &sb,
         "PATCH",
         "/api/v1/nodes/x",
         &[("Content-Type", "application/merge-patch+json")],
@@ -105,11 +105,11 @@ print(json.dumps(out))
         .unwrap();
     let body = serde_json::json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod.name()}});
     let path = format!("/api/v1/namespaces/default/pods/{}/eviction", pod.name());
-    let r = common::send_json(sb.kube_url(), "POST", &path, "application/json", &body);
+    let r = common::send_json(&sb, "POST", &path, "application/json", &body);
     assert_eq!(r.status, 429);
     assert_eq!(r.json()["reason"], "TooManyRequests");
     assert_eq!(
-        common::send_json(sb.kube_url(), "POST", &path, "application/json", &body).status,
+        common::send_json(&sb, "POST", &path, "application/json", &body).status,
         201
     );
 }

@@ -578,9 +578,9 @@ fn faults_and_the_call_log() {
     assert!(eks[3].mutating);
 
     // the same over HTTP, for out-of-process tests
-    let r = common::get(sb.eks_url(), "/_sandbox/calls").json();
+    let r = common::plain_get(sb.eks_url(), "/_sandbox/calls").json();
     assert_eq!(r["calls"].as_array().unwrap().len(), calls.len());
-    let f = common::send_json(
+    let f = common::plain_send_json(
         sb.eks_url(),
         "POST",
         "/_sandbox/faults",
@@ -591,7 +591,7 @@ fn faults_and_the_call_log() {
     let r = aws(&sb, &["eks", "list-addons", "--cluster-name", "podnet-demo"]);
     assert!(r.stderr.contains("(ThrottlingException)"), "{}", r.stderr);
     assert_eq!(
-        common::http(sb.eks_url(), "DELETE", "/_sandbox/calls", &[], None).status,
+        common::plain_http(sb.eks_url(), "DELETE", "/_sandbox/calls", &[], None).status,
         200
     );
     assert!(sb.calls().is_empty());

@@ -26,7 +26,7 @@ fn eviction(name: &str, api_version: Option<&str>) -> Value {
 
 fn evict(sb: &Sandbox, ns: &str, name: &str, body: &Value) -> common::Resp {
     send_json(
-        sb.kube_url(),
+        sb,
         "POST",
         &format!("/api/v1/namespaces/{ns}/pods/{name}/eviction"),
         "application/json",
@@ -36,7 +36,7 @@ fn evict(sb: &Sandbox, ns: &str, name: &str, body: &Value) -> common::Resp {
 
 fn example_pods(sb: &Sandbox) -> Vec<String> {
     get(
-        sb.kube_url(),
+        sb,
         "/api/v1/namespaces/default/pods?labelSelector=app%3Dexample-service",
     )
     .json()["items"]
@@ -49,7 +49,7 @@ fn example_pods(sb: &Sandbox) -> Vec<String> {
 
 fn pdb_status(sb: &Sandbox, ns: &str, name: &str) -> Value {
     get(
-        sb.kube_url(),
+        sb,
         &format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}"),
     )
     .json()["status"]
@@ -120,7 +120,7 @@ fn eviction_succeeds_within_the_budget() {
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
     );
     assert_eq!(
-        get(sb.kube_url(), &format!("/api/v1/namespaces/default/pods/{}", pods[0])).status,
+        get(&sb, &format!("/api/v1/namespaces/default/pods/{}", pods[0])).status,
         404
     );
     let after = pdb_status(&sb, "default", "example-service");
@@ -142,7 +142,7 @@ fn eviction_succeeds_within_the_budget() {
 
     // a dry run changes nothing
     let r = send_json(
-        sb.kube_url(),
+        &sb,
         "POST",
         &format!("/api/v1/namespaces/default/pods/{}/eviction?dryRun=All", pods[3]),
         "application/json",
@@ -150,7 +150,7 @@ fn eviction_succeeds_within_the_budget() {
     );
     assert_eq!(r.status, 201);
     assert_eq!(
-        get(sb.kube_url(), &format!("/api/v1/namespaces/default/pods/{}", pods[3])).status,
+        get(&sb, &format!("/api/v1/namespaces/default/pods/{}", pods[3])).status,
         200
     );
     assert_eq!(pdb_status(&sb, "default", "example-service")["disruptionsAllowed"], 30);
@@ -182,7 +182,7 @@ fn a_pdb_at_its_minimum_answers_429() {
             "details": {"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget guarded needs 3 healthy pods and has 3 currently"}]},
             "code": 429})
     );
-    assert_eq!(get(sb.kube_url(), "/api/v1/namespaces/ev/pods/g0").status, 200);
+    assert_eq!(get(&sb, "/api/v1/namespaces/ev/pods/g0").status, 200);
 
     // a Pending pod is evicted whatever the budget says
     guarded(&sb, "Pending", false, "pending");
@@ -192,14 +192,14 @@ fn a_pdb_at_its_minimum_answers_429() {
     );
 
     // deleting a pod directly updates the budget's status
-    http(sb.kube_url(), "DELETE", "/api/v1/namespaces/ev/pods/g2", &[], None);
+    http(&sb, "DELETE", "/api/v1/namespaces/ev/pods/g2", &[], None);
     let st = pdb_status(&sb, "ev", "guarded");
     assert_eq!(st["currentHealthy"], 2);
     assert_eq!(st["disruptionsAllowed"], 0);
 
     // lowering the minimum lets one go
     send_json(
-        sb.kube_url(),
+        &sb,
         "PATCH",
         "/apis/policy/v1/namespaces/ev/poddisruptionbudgets/guarded",
         "application/merge-patch+json",
@@ -243,7 +243,7 @@ fn unready_pods_leave_the_budget_alone() {
     let sb = common::sandbox_frozen();
     setup_guarded(&sb);
     send_json(
-        sb.kube_url(),
+        &sb,
         "PATCH",
         "/apis/policy/v1/namespaces/ev/poddisruptionbudgets/guarded",
         "application/merge-patch+json",

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 #[test]
 fn status_errors_match_the_apiserver() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
 
     let r = get(k, "/api/v1/namespaces/default/pods/nope");
     assert_eq!(r.status, 404);
@@ -118,7 +118,7 @@ fn status_errors_match_the_apiserver() {
 #[test]
 fn update_with_a_stale_resource_version_conflicts() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
     let created = send_json(
         k,
@@ -170,7 +170,7 @@ fn update_with_a_stale_resource_version_conflicts() {
 #[test]
 fn patch_types() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
     let node = sb.world().nodes[2].name.clone();
 
     // kubectl cordon: strategic merge on spec.unschedulable
@@ -292,7 +292,7 @@ fn patch_types() {
 #[test]
 fn server_side_apply_creates_then_merges() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
     let path = "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs/ap-northeast-2a?fieldManager=podnet&force=true";
     let first = "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata:\n  name: ap-northeast-2a\n  labels:\n    owner: podnet\n    extra: one\nspec:\n  subnet: subnet-a\n  securityGroups: [sg-1]\n";
     let r = http(
@@ -366,7 +366,7 @@ fn server_side_apply_creates_then_merges() {
 #[test]
 fn pagination_is_consistent() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
     let all = get(k, "/api/v1/pods").json();
     let names: Vec<String> = all["items"]
         .as_array()
@@ -420,7 +420,7 @@ fn pagination_is_consistent() {
 #[test]
 fn label_and_field_selectors() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
     let count = |q: &str| {
         let r = get(k, &format!("/api/v1/pods?{q}"));
         assert_eq!(r.status, 200, "{q}: {}", r.body);
@@ -497,7 +497,7 @@ fn label_and_field_selectors() {
 #[test]
 fn watch_streams_events() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
     let rv = get(k, "/api/v1/namespaces/default/configmaps").json()["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
@@ -587,7 +587,7 @@ fn watch_streams_events() {
 #[test]
 fn finalizers_delay_deletion() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
     send_json(
         k,
         "POST",
@@ -628,7 +628,7 @@ fn finalizers_delay_deletion() {
 #[test]
 fn scale_subresource_and_status() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
     let path = "/apis/apps/v1/namespaces/default/deployments/example-service/scale";
     let s = get(k, path).json();
     assert_eq!(s["kind"], "Scale");
@@ -675,7 +675,7 @@ fn scale_subresource_and_status() {
 #[test]
 fn tables_and_discovery() {
     let sb = common::sandbox_frozen();
-    let k = sb.kube_url();
+    let k = &sb;
     let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
     let r = http(k, "GET", "/api/v1/nodes", &[("Accept", accept)], None);
     assert_eq!(

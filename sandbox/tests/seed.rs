@@ -324,14 +324,14 @@ fn a_thousand_nodes_and_thirty_thousand_pods() {
     assert_eq!(sb.store().count(NODE), 1000);
     assert_eq!(sb.store().count(POD), 30_004);
     let r = common::get(
-        sb.kube_url(),
+        &sb,
         &format!(
             "/api/v1/pods?fieldSelector=spec.nodeName%3D{}",
             sb.world().nodes[10].name
         ),
     );
     assert_eq!(r.status, 200);
-    let page = common::get(sb.kube_url(), "/api/v1/pods?limit=500").json();
+    let page = common::get(&sb, "/api/v1/pods?limit=500").json();
     assert_eq!(page["items"].as_array().unwrap().len(), 500);
     assert_eq!(page["metadata"]["remainingItemCount"], 29_504);
 }

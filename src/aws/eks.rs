@@ -17,6 +17,9 @@ pub struct ClusterInfo {
     pub version: String,
     pub status: String,
     pub endpoint: Option<String>,
+    /// `certificateAuthority.data`: base64 of the cluster CA's PEM.
+    #[serde(default)]
+    pub certificate_authority: Option<String>,
     pub vpc_id: String,
     pub subnet_ids: Vec<String>,
     pub cluster_security_group_id: Option<String>,
@@ -202,6 +205,7 @@ impl EksApi for SdkEks {
             version: c.version().unwrap_or_default().to_string(),
             status: c.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
             endpoint: c.endpoint().map(str::to_string),
+            certificate_authority: c.certificate_authority().and_then(|a| a.data()).map(str::to_string),
             vpc_id: vpc.vpc_id().ok_or_else(|| broken(OP, "vpcId"))?.to_string(),
             subnet_ids: vpc.subnet_ids().to_vec(),
             cluster_security_group_id: vpc.cluster_security_group_id().map(str::to_string),

@@ -5,6 +5,7 @@
 
 pub mod ec2;
 pub mod eks;
+pub mod eks_token;
 pub mod error;
 pub mod instance_types;
 
@@ -14,6 +15,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use ec2::{Ec2Api, SdkEc2};
 pub use eks::{EksApi, SdkEks};
+pub use eks_token::EksTokenSigner;
 pub use error::AwsError;
 
 /// Where podnet talks to AWS.
@@ -44,10 +46,13 @@ pub struct AwsClients {
 
 impl AwsClients {
     pub async fn connect(target: &AwsTarget) -> AwsClients {
-        let cfg = sdk_config(target).await;
+        Self::from_config(&sdk_config(target).await)
+    }
+
+    pub fn from_config(cfg: &SdkConfig) -> AwsClients {
         AwsClients {
-            ec2: Arc::new(SdkEc2::new(aws_sdk_ec2::Client::new(&cfg))),
-            eks: Arc::new(SdkEks::new(aws_sdk_eks::Client::new(&cfg))),
+            ec2: Arc::new(SdkEc2::new(aws_sdk_ec2::Client::new(cfg))),
+            eks: Arc::new(SdkEks::new(aws_sdk_eks::Client::new(cfg))),
         }
     }
 }

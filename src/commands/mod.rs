@@ -53,6 +53,28 @@ pub struct Context {
 }
 
 impl Context {
+    /// Which cluster to connect to, and how: the kubeconfig only when
+    /// asked for (`--kubeconfig`, `--kube-context` or `KUBECONFIG`).
+    pub fn target(&self, cluster: &str, region: &str) -> crate::migration::Target {
+        use crate::k8s::connect::KubeAccess;
+        let g = &self.global;
+        let env_kubeconfig = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty());
+        let kube = if g.kubeconfig.is_some() || g.kube_context.is_some() || env_kubeconfig.is_some() {
+            KubeAccess::Kubeconfig {
+                path: g.kubeconfig.clone(),
+                context: g.kube_context.clone(),
+            }
+        } else {
+            KubeAccess::Direct
+        };
+        crate::migration::Target {
+            cluster: cluster.to_string(),
+            region: region.to_string(),
+            profile: g.profile.clone(),
+            kube,
+        }
+    }
+
     pub fn overrides(&self) -> Overrides {
         Overrides {
             cluster: self.global.cluster.clone(),

@@ -11,7 +11,7 @@ use crate::output::progress::RunProgress;
 pub async fn run(ctx: &Context) -> Result<ExitStatus> {
     let p = &ctx.printer;
     let spec = ctx.spec()?;
-    let env = migration::connect(&spec.region, ctx.global.profile.clone(), RunProgress::new(p.clone())).await?;
+    let env = migration::connect(&ctx.target(&spec.cluster, &spec.region), RunProgress::new(p.clone())).await?;
     let spinner = p.spinner("discovering");
     let doc = migration::prepare(&env, &spec, &|m| {
         spinner.set_message(m.to_string());

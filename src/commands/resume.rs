@@ -93,7 +93,7 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
         }
     }
     let progress = RunProgress::new(p.clone());
-    let env = migration::connect(&saved.region, ctx.global.profile.clone(), progress.clone()).await?;
+    let env = migration::connect(&ctx.target(&saved.cluster, &saved.region), progress.clone()).await?;
     let outcome = engine::execute(Run {
         env: &env,
         steps: &steps,

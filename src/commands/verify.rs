@@ -12,7 +12,7 @@ use crate::{discovery, migration, planner, verify};
 pub async fn run(ctx: &Context) -> Result<ExitStatus> {
     let p = &ctx.printer;
     let spec = ctx.spec()?;
-    let env = migration::connect(&spec.region, ctx.global.profile.clone(), RunProgress::new(p.clone())).await?;
+    let env = migration::connect(&ctx.target(&spec.cluster, &spec.region), RunProgress::new(p.clone())).await?;
     let kube = env
         .kube
         .as_ref()

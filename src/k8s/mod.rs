@@ -3,6 +3,7 @@
 //! NodePool/NodeClaim/EC2NodeClass), retries for 429/503/504 only, and
 //! classified errors. Everything that waits takes a timeout.
 
+pub mod connect;
 pub mod ops;
 pub mod snapshot;
 
@@ -128,14 +129,6 @@ where
     .when(retryable)
     .await
     .map_err(|e| KubeError::from_kube(action, e))
-}
-
-/// Connects with the standard kubeconfig chain (`KUBECONFIG`, `~/.kube/config`,
-/// in-cluster).
-pub async fn connect() -> Result<Client, KubeError> {
-    Client::try_default()
-        .await
-        .map_err(|e| KubeError::from_kube("connect (kubeconfig)", e))
 }
 
 /// Lists every object, following `continue` tokens in pages of 500.

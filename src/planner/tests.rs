@@ -100,6 +100,7 @@ fn seed() -> Discovery {
             version: "1.31".into(),
             status: "ACTIVE".into(),
             endpoint: None,
+            certificate_authority: None,
             vpc_id: "vpc-1".into(),
             subnet_ids: vec!["subnet-a11".into(), "subnet-c12".into()],
             cluster_security_group_id: Some("sg-cluster".into()),

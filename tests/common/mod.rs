@@ -3,6 +3,7 @@
 //! moto with its own client (never through podnet's code).
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -26,9 +27,17 @@ pub fn podnet(sb: &Sandbox, state: &Path, plan: &Path, args: &[&str]) -> Output 
 
 /// podnet with extra environment, e.g. a `PODNET_CRASH_AT` crash point.
 pub fn podnet_with_env(sb: &Sandbox, state: &Path, plan: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    sb.command(env!("CARGO_BIN_EXE_podnet"))
+    podnet_command(sb, state, plan, args)
         .envs(env.iter().copied())
-        .current_dir(repo())
+        .output()
+        .expect("run podnet")
+}
+
+/// The podnet command in the sandbox's environment, not yet run (to remove
+/// or add variables first).
+pub fn podnet_command(sb: &Sandbox, state: &Path, plan: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = sb.command(env!("CARGO_BIN_EXE_podnet"));
+    c.current_dir(repo())
         .arg("-f")
         .arg(plan)
         .arg("--state-dir")
@@ -37,9 +46,8 @@ pub fn podnet_with_env(sb: &Sandbox, state: &Path, plan: &Path, args: &[&str], e
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("PODNET_FILE")
-        .env_remove("PODNET_STATE_DIR")
-        .output()
-        .expect("run podnet")
+        .env_remove("PODNET_STATE_DIR");
+    c
 }
 
 pub fn text(o: &Output) -> String {
@@ -231,4 +239,146 @@ pub fn aws_json(sb: &Sandbox, args: &[&str]) -> Value {
         .expect("run aws");
     assert!(o.status.success(), "aws {args:?}: {}", text(&o));
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("aws JSON ({e}): {}", text(&o)))
+}
+
+fn env_of(container: &Value) -> BTreeMap<String, String> {
+    container["env"]
+        .as_array()
+        .map(|env| {
+            env.iter()
+                .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Everything the "done when" lists, checked with independent
+/// clients, plus: nothing created twice, one addon update, no node left
+/// cordoned, `podnet verify` passes and `podnet plan` has nothing left to do.
+pub fn assert_migrated(sb: &Sandbox, state: &std::path::Path, before: &Ec2State) {
+    let plan = repo().join(SEED_PLAN);
+
+    // Pods: every running pod that is not hostNetwork has a 100.64 address,
+    // and none is left pending.
+    let pods = kubectl_json(sb, &["get", "pods", "-A"]);
+    let pods = pods["items"].as_array().expect("pods");
+    let mut on_pod_cidr = 0;
+    for p in pods {
+        let name = format!("{}/{}", p["metadata"]["namespace"], p["metadata"]["name"]);
+        let phase = p["status"]["phase"].as_str().unwrap_or("");
+        assert_ne!(phase, "Pending", "{name} is still pending: {}", p["status"]);
+        if phase != "Running" || p["spec"]["hostNetwork"] == true {
+            continue;
+        }
+        let ip = p["status"]["podIP"].as_str().unwrap_or("");
+        assert!(ip.starts_with("100.64."), "{name} runs on {ip}");
+        on_pod_cidr += 1;
+    }
+    assert!(on_pod_cidr >= 100, "only {on_pod_cidr} pods on the pod CIDR");
+
+    // Nodes: on their zone's ENIConfig, schedulable, with custom-networking max pods.
+    let nodes = kubectl_json(sb, &["get", "nodes"]);
+    let nodes = nodes["items"].as_array().expect("nodes");
+    assert!(nodes.len() >= 6, "{} nodes", nodes.len());
+    for n in nodes {
+        let name = n["metadata"]["name"].as_str().unwrap_or("?");
+        let labels = &n["metadata"]["labels"];
+        assert_eq!(
+            labels["vpc.amazonaws.com/eniConfig"], labels["topology.kubernetes.io/zone"],
+            "{name} is not on its zone's ENIConfig: {labels}"
+        );
+        let want = match labels["node.kubernetes.io/instance-type"].as_str() {
+            Some("t3.medium") => "12",
+            Some("t3.large") => "24",
+            other => panic!("{name}: unexpected instance type {other:?}"),
+        };
+        assert_eq!(n["status"]["capacity"]["pods"], want, "{name} capacity.pods");
+        assert_ne!(n["spec"]["unschedulable"], true, "{name} left cordoned");
+    }
+
+    // ENIConfigs: one per AZ, on the pod subnets moto holds.
+    let ec2 = ec2_state(sb);
+    let eniconfigs = kubectl_json(sb, &["get", "eniconfigs.crd.k8s.amazonaws.com"]);
+    let mut got: Vec<(String, String)> = eniconfigs["items"]
+        .as_array()
+        .expect("eniconfigs")
+        .iter()
+        .map(|e| {
+            (
+                e["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                e["spec"]["subnet"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("ap-northeast-2a".to_string(), subnet(&ec2, "100.64.1.0/24").id.clone()),
+            ("ap-northeast-2c".to_string(), subnet(&ec2, "100.64.2.0/24").id.clone()),
+        ]
+    );
+
+    // The addon: custom networking merged into the existing configuration.
+    let addon = aws_json(
+        sb,
+        &[
+            "eks",
+            "describe-addon",
+            "--cluster-name",
+            "podnet-demo",
+            "--addon-name",
+            "vpc-cni",
+        ],
+    );
+    let values: Value = serde_json::from_str(addon["addon"]["configurationValues"].as_str().expect("values"))
+        .expect("configurationValues is JSON");
+    for key in [
+        "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
+        "ENI_CONFIG_LABEL_DEF",
+        "WARM_IP_TARGET",
+        "MINIMUM_IP_TARGET",
+    ] {
+        assert!(values["env"][key].is_string(), "{key} missing from {values}");
+    }
+    assert_eq!(values["env"]["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"], "true");
+    assert_eq!(values["env"]["ENI_CONFIG_LABEL_DEF"], "topology.kubernetes.io/zone");
+
+    // Karpenter: RESERVED_ENIS=1 on the controller.
+    let karpenter = kubectl_json(sb, &["-n", "kube-system", "get", "deployment", "karpenter"]);
+    let containers = karpenter["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert!(
+        containers
+            .iter()
+            .any(|c| env_of(c).get("RESERVED_ENIS").map(String::as_str) == Some("1")),
+        "RESERVED_ENIS=1 not set: {containers:?}"
+    );
+
+    // Nothing created twice: one association, two subnets, two rules.
+    let associations: Vec<_> = ec2.cidrs.iter().filter(|(c, _)| c == "100.64.0.0/16").collect();
+    assert_eq!(associations.len(), 1, "{:?}", ec2.cidrs);
+    let new_subnets: Vec<&str> = ec2
+        .subnets
+        .iter()
+        .filter(|s| !before.subnets.iter().any(|b| b.id == s.id))
+        .map(|s| s.cidr.as_str())
+        .collect();
+    assert_eq!(new_subnets, ["100.64.1.0/24", "100.64.2.0/24"]);
+    let new_rules: Vec<&String> = ec2.sg_rules.iter().filter(|r| !before.sg_rules.contains(r)).collect();
+    assert_eq!(new_rules.len(), 2, "{new_rules:#?}");
+
+    // One addon update, however often podnet was killed.
+    let updates: Vec<_> = sb
+        .mutating_calls(Service::Eks)
+        .into_iter()
+        .filter(|c| c.action == "UpdateAddon" && c.status < 300)
+        .collect();
+    assert_eq!(updates.len(), 1, "UpdateAddon calls: {updates:#?}");
+
+    let o = podnet(sb, state, &plan, &["verify"]);
+    assert_eq!(o.status.code(), Some(0), "verify: {}", text(&o));
+    let o = podnet(sb, state, &plan, &["plan"]);
+    assert_eq!(o.status.code(), Some(0), "plan after the migration: {}", text(&o));
 }

@@ -26,6 +26,7 @@ use super::status::ApiError;
 use super::store::{ListOptions, ListResult, Store, Stored};
 use super::table::{self, IncludeObject};
 use super::watch::{WatchItem, WatchOptions, Watcher};
+use crate::auth::{Attributes, Auth};
 use crate::calls::{CallLog, Service};
 
 /// Shared state of the Kubernetes HTTP server.
@@ -35,6 +36,9 @@ pub struct KubeHttp {
     pub calls: Arc<CallLog>,
     /// `host:port` clients reach us at (for `/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
+    /// Authentication (EKS tokens, the kubeconfig's static token) and
+    /// authorization (access entries).
+    pub auth: Arc<Auth>,
 }
 
 const MAX_BODY: usize = 64 << 20;
@@ -182,6 +186,51 @@ fn verb(method: &Method, r: &ResourceRef, q: &Query) -> &'static str {
     }
 }
 
+/// Authentication, then authorization, before anything else is looked at
+/// (the API server's filter order). A refused token's reason goes to the
+/// sandbox's debug log only; the client sees the bare 401.
+fn authenticate_and_authorize(
+    st: &KubeHttp,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    resolved: &Result<Option<ResourceRef>, ApiError>,
+    q: &Query,
+) -> Result<(), ApiError> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    let user = st.auth.authenticate(authorization).map_err(|(e, why)| {
+        tracing::debug!("401 for {method} {path}: {why}");
+        e
+    })?;
+    let verb_lower = method.as_str().to_ascii_lowercase();
+    match resolved {
+        Ok(Some(r)) => {
+            let rt = resources::get(r.rt);
+            let resource = match &r.sub {
+                Some(s) => format!("{}/{s}", rt.plural),
+                None => rt.plural.to_string(),
+            };
+            st.auth.authorize(
+                &user,
+                &Attributes::Resource {
+                    verb: verb(method, r, q),
+                    group: rt.group,
+                    resource,
+                    namespace: r.ns.as_deref(),
+                    name: r.name.as_deref(),
+                },
+            )
+        }
+        _ => st.auth.authorize(
+            &user,
+            &Attributes::NonResource {
+                verb: &verb_lower,
+                path,
+            },
+        ),
+    }
+}
+
 /// The fallback handler serving the whole Kubernetes API.
 pub async fn handle(State(st): State<KubeHttp>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
@@ -219,6 +268,11 @@ pub async fn handle(State(st): State<KubeHttp>, req: Request) -> Response {
         _ => (format!("{} {path}", method.as_str().to_lowercase()), false),
     };
     let log_path = format!("{} {pq}", method.as_str());
+    if let Err(e) = authenticate_and_authorize(&st, &parts.headers, &method, &path, &resolved, &q) {
+        st.calls
+            .record(Service::Kube, &action, mutating, e.code, false, &log_path);
+        return error_response(&e);
+    }
     if let Some(f) = st.calls.take_fault(Service::Kube, &action) {
         let e = ApiError::new(f.status, &f.code, f.message_or_default());
         st.calls

@@ -1,5 +1,6 @@
 //! The simulated Kubernetes API server: an in-memory store of k8s-openapi
-//! objects served over plain HTTP on loopback, with the discovery, verbs,
+//! objects served over HTTPS on loopback (see [`crate::auth`] for TLS,
+//! tokens and access entries), with the discovery, verbs,
 //! patch types, selectors, pagination, watches, Table output, eviction and
 //! Status errors that kubectl and kube-rs rely on.
 
@@ -28,13 +29,15 @@ pub use status::ApiError;
 pub use store::{ListOptions, Store, Stored};
 pub use watch::{WatchItem, WatchOptions};
 
+use crate::auth::Auth;
 use crate::calls::CallLog;
 
 /// The axum router serving the Kubernetes API for `store`.
-pub fn router(store: Arc<Store>, calls: Arc<CallLog>, server_address: String) -> Router {
+pub fn router(store: Arc<Store>, calls: Arc<CallLog>, server_address: String, auth: Arc<Auth>) -> Router {
     Router::new().fallback(handlers::handle).with_state(handlers::KubeHttp {
         store,
         calls,
         server_address,
+        auth,
     })
 }

@@ -31,6 +31,9 @@ pub struct SeedInput<'a> {
     pub eks: &'a Eks,
     /// What DescribeCluster reports as the endpoint.
     pub kube_endpoint: &'a str,
+    /// What DescribeCluster reports as `certificateAuthority.data`: the
+    /// cluster CA's PEM, base64-encoded.
+    pub certificate_authority: &'a str,
 }
 
 pub struct Seeded {
@@ -95,30 +98,6 @@ struct Workload {
     pdb: Option<Value>,
     demand: Demand,
     daemonset: bool,
-}
-
-fn certificate_authority() -> String {
-    // A recognisable placeholder: the sandbox serves plain http, so clients
-    // never use it, but it has the shape of EKS's base64 PEM.
-    let pem = "-----BEGIN CERTIFICATE-----\nTUlJQy9qQ0NBZWFnQXdJQkFnSUJBREFOQmdrcWhraUc5dzBCQVFzRkFEQVZNUk13RVFZRFZRUURFd3ByZFdKbApjbTVsZEdWek1CNFhEVEkwTVRFd05EQXlNVEV6T1ZvWERUTTBNVEV3TWpBeU1URXpPVm93RlRFVE1CRUdBMVVFCkF4TUthM1ZpWlhKdVpYUmxjekNDQVNJd0RRWUpLb1pJaHZjTkFRRUJCUUFEZ2dFUEFEQ0NBUW9DZ2dFQkFNcXAKcG9kbmV0LXNhbmRib3gtcGxhaW4taHR0cC1uby10bHMK\n-----END CERTIFICATE-----\n";
-    b64(pem.as_bytes())
-}
-
-fn b64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn create(store: &Store, rt: usize, v: Value) -> Result<std::sync::Arc<crate::kube::Stored>, ApiError> {
@@ -583,7 +562,7 @@ pub async fn seed(input: SeedInput<'_>) -> Result<Seeded, SeedError> {
         service_ipv4_cidr: s.service_cidr.clone(),
         ip_family: s.ip_family.clone().unwrap_or_else(|| "ipv4".into()),
         auto_mode: s.auto_mode,
-        certificate_authority: certificate_authority(),
+        certificate_authority: input.certificate_authority.to_string(),
         oidc_issuer: format!(
             "https://oidc.eks.{}.amazonaws.com/id/{}",
             s.region,
@@ -836,13 +815,6 @@ pub fn asg_name(nodegroup: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_known_vectors() {
-        assert_eq!(b64(b"hello"), "aGVsbG8=");
-        assert_eq!(b64(b"hi"), "aGk=");
-        assert_eq!(b64(b"abc"), "YWJj");
-    }
 
     #[test]
     fn asg_names_are_stable() {

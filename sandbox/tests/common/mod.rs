@@ -58,8 +58,44 @@ impl Resp {
     }
 }
 
-/// One HTTP/1.0 request (the server closes after answering).
-pub fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+/// One HTTP/1.0 request over TLS (the server closes after answering), with
+/// the sandbox kubeconfig's admin token unless `headers` carry an
+/// `Authorization` of their own.
+pub fn http(sb: &Sandbox, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    let token = format!("Bearer {}", sb.admin_token());
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+        all.push(("Authorization", &token));
+    }
+    raw_http(sb, method, path, &all, body)
+}
+
+/// [`http`] without adding any credential.
+pub fn raw_http(sb: &Sandbox, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    use std::io::{Read, Write};
+    let addr = sb.kube_url().trim_start_matches("https://");
+    let mut s = podnet_sandbox::auth::tls::blocking_stream(addr, sb.kube_ca_pem()).expect("connect over TLS");
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("write");
+    let mut buf = Vec::new();
+    // The server closes after an HTTP/1.0 answer, sometimes without a TLS
+    // close_notify: what was read before that is the whole answer.
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+/// One plain-HTTP/1.0 request to one of the sandbox's AWS-side endpoints
+/// (EKS, its `/_sandbox` control API, the EC2 proxy).
+pub fn plain_http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
@@ -77,7 +113,11 @@ pub fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     s.write_all(req.as_bytes()).expect("write");
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).expect("read");
-    let text = String::from_utf8_lossy(&buf).to_string();
+    parse_response(&buf)
+}
+
+fn parse_response(buf: &[u8]) -> Resp {
+    let text = String::from_utf8_lossy(buf).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines
@@ -96,13 +136,27 @@ pub fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     }
 }
 
-pub fn get(base: &str, path: &str) -> Resp {
-    http(base, "GET", path, &[("Accept", "application/json")], None)
+pub fn plain_get(base: &str, path: &str) -> Resp {
+    plain_http(base, "GET", path, &[("Accept", "application/json")], None)
 }
 
-pub fn send_json(base: &str, method: &str, path: &str, content_type: &str, body: &Value) -> Resp {
-    http(
+pub fn plain_send_json(base: &str, method: &str, path: &str, content_type: &str, body: &Value) -> Resp {
+    plain_http(
         base,
+        method,
+        path,
+        &[("Content-Type", content_type), ("Accept", "application/json")],
+        Some(&body.to_string()),
+    )
+}
+
+pub fn get(sb: &Sandbox, path: &str) -> Resp {
+    http(sb, "GET", path, &[("Accept", "application/json")], None)
+}
+
+pub fn send_json(sb: &Sandbox, method: &str, path: &str, content_type: &str, body: &Value) -> Resp {
+    http(
+        sb,
         method,
         path,
         &[("Content-Type", content_type), ("Accept", "application/json")],
