@@ -45,6 +45,31 @@ impl k8s::connect::TokenSource for SignerTokens {
     }
 }
 
+/// The error for credentials the cluster does not accept (401), naming the
+/// principal STS says they belong to and how to give it access.
+async fn unauthorized(cfg: &aws_config::SdkConfig, target: &Target, e: k8s::KubeError) -> MigrationError {
+    let cluster = &target.cluster;
+    let message = match &target.kube {
+        KubeAccess::Direct => {
+            let principal = crate::aws::caller_identity(cfg)
+                .await
+                .unwrap_or_else(|_| "the principal of your AWS credentials".to_string());
+            format!(
+                "cluster {cluster} does not accept {principal} (HTTP 401 Unauthorized): it has no EKS access entry (or aws-auth mapping). Give it one, e.g.\n    aws eks create-access-entry --cluster-name {cluster} --principal-arn {principal}\n    aws eks associate-access-policy --cluster-name {cluster} --principal-arn {principal} --policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy --access-scope type=cluster\n  (or a narrower policy granting what `podnet plan` lists as k8s.permission)"
+            )
+        }
+        KubeAccess::Kubeconfig { .. } => format!(
+            "cluster {cluster} does not accept the kubeconfig's credentials (HTTP 401 Unauthorized): refresh them (`aws eks update-kubeconfig --name {cluster}`), or drop --kubeconfig/--kube-context and unset KUBECONFIG to let podnet sign its own token"
+        ),
+    };
+    MigrationError::Kube(k8s::KubeError {
+        class: crate::engine::ErrorClass::Permission,
+        action: e.action,
+        message,
+        status: e.status,
+    })
+}
+
 /// Connects to the cluster's AWS account (standard chain) and to the
 /// Kubernetes API of the cluster EKS describes: directly (endpoint, CA and
 /// podnet's own EKS token) or through a kubeconfig whose server must be
@@ -95,6 +120,9 @@ pub async fn connect(target: &Target, progress: Arc<dyn Progress>) -> Result<Env
             k8s::connect::connect_kubeconfig(&endpoint, path.clone(), context.clone()).await?
         }
     };
+    if let Err(e) = k8s::connect::probe(&kube).await {
+        return Err(unauthorized(&cfg, target, e).await);
+    }
     Ok(Env {
         aws,
         kube: Some(kube),
@@ -189,6 +217,29 @@ impl PlanDocument {
     }
 }
 
+/// One preflight error per permission the cluster denies, naming the
+/// identity it sees and how to grant it.
+fn permission_findings(report: &k8s::permissions::PermissionReport) -> Vec<planner::Finding> {
+    let who = report
+        .username
+        .as_deref()
+        .map_or("the identity podnet connects as".to_string(), |u| format!("\"{u}\""));
+    report
+        .denied
+        .iter()
+        .map(|n| {
+            planner::Finding::error(
+                "k8s.permission",
+                format!("{who} may not {} on this cluster: podnet needs it to {}", n.describe(), n.why),
+                format!(
+                    "grant it before applying: an EKS access entry for this principal with AmazonEKSClusterAdminPolicy (`aws eks associate-access-policy`), or a ClusterRole allowing it bound to {who}; check with `kubectl auth can-i {}`",
+                    n.describe()
+                ),
+            )
+        })
+        .collect()
+}
+
 /// Discovers, checks and plans; observes every step (read-only).
 pub async fn prepare(env: &Env, spec: &Spec, progress: &(dyn Fn(&str) + Sync)) -> Result<PlanDocument, MigrationError> {
     let kube = env.kube.as_ref().ok_or_else(|| {
@@ -219,7 +270,10 @@ pub async fn prepare(env: &Env, spec: &Spec, progress: &(dyn Fn(&str) + Sync)) -
         inputs: planned.inputs.clone(),
         spec_fingerprint: fingerprint(spec),
     };
-    if planned.has_errors() {
+    progress("checking Kubernetes permissions");
+    let perms = k8s::permissions::check(kube, d.kube.karpenter.is_some()).await?;
+    doc.findings.extend(permission_findings(&perms));
+    if planned.has_errors() || doc.has_errors() {
         return Ok(doc);
     }
     progress("planning each step");

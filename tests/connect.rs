@@ -166,3 +166,145 @@ fn the_seed_migration_through_the_kubeconfig_aws_eks_update_kubeconfig_writes() 
     assert!(kube.filter(|c| c.status == 401).count() == 0);
     assert_migrated(&sb, dir.path(), &before);
 }
+
+#[test]
+fn a_read_only_principal_gets_the_missing_permissions_as_preflight_errors_and_changes_nothing() {
+    use podnet_sandbox::auth::{READONLY_ACCESS_KEY_ID, READONLY_SECRET_ACCESS_KEY};
+    let sb = start(Scenario::seed());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    let run = |args: &[&str]| {
+        podnet_command(&sb, dir.path(), &plan, args)
+            .env_remove("KUBECONFIG")
+            .env("AWS_ACCESS_KEY_ID", READONLY_ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", READONLY_SECRET_ACCESS_KEY)
+            .output()
+            .expect("run podnet")
+    };
+    let o = run(&["plan"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("arn:aws:iam::123456789012:user/podnet-readonly"),
+        "names the principal: {t}"
+    );
+    for missing in [
+        "may not patch nodes",
+        "may not create pods/eviction",
+        "may not patch eniconfigs.crd.k8s.amazonaws.com",
+        "may not patch deployments.apps",
+        "may not delete nodeclaims.karpenter.sh",
+    ] {
+        assert!(t.contains(missing), "{missing} not listed: {t}");
+    }
+    assert!(!t.contains("may not list"), "reads are allowed to a viewer: {t}");
+
+    let o = run(&["apply", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let mutating: Vec<_> = sb.calls().into_iter().filter(|c| c.mutating).collect();
+    assert!(
+        mutating.is_empty(),
+        "a read-only principal's apply changed something: {mutating:#?}"
+    );
+    // The cluster refused nothing podnet tried: it asked first.
+    let refused: Vec<_> = sb
+        .calls()
+        .into_iter()
+        .filter(|c| c.service == Service::Kube && c.status == 403)
+        .collect();
+    assert!(refused.is_empty(), "{refused:#?}");
+}
+
+#[test]
+fn a_principal_without_an_access_entry_is_named_with_the_commands_that_grant_access() {
+    let sb = start(Scenario::seed());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    sb.auth().put_principal(Principal {
+        arn: "arn:aws:iam::123456789012:user/new-hire".into(),
+        access_key_id: "AKIAPODNETNEWHIRE001".into(),
+        secret_access_key: "podnet-new-hire-secret".into(),
+        access_policy: None,
+    });
+    let o = podnet_command(&sb, dir.path(), &plan, &["apply", "--auto-approve"])
+        .env_remove("KUBECONFIG")
+        .env("AWS_ACCESS_KEY_ID", "AKIAPODNETNEWHIRE001")
+        .env("AWS_SECRET_ACCESS_KEY", "podnet-new-hire-secret")
+        .output()
+        .expect("run podnet");
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("does not accept arn:aws:iam::123456789012:user/new-hire"),
+        "{t}"
+    );
+    assert!(
+        t.contains("aws eks create-access-entry --cluster-name podnet-demo"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("podnet resume"),
+        "nothing was saved, nothing to resume: {t}"
+    );
+    let mutating: Vec<_> = sb.calls().into_iter().filter(|c| c.mutating).collect();
+    assert!(mutating.is_empty(), "{mutating:#?}");
+    // The principal was named by STS, once the cluster said 401.
+    assert!(
+        sb.calls()
+            .iter()
+            .any(|c| c.service == Service::Sts && c.action == "GetCallerIdentity")
+    );
+}
+
+/// GET `path` on the sandbox's API server with `token`, returning the status.
+fn status_with_token(sb: &Sandbox, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = sb.kube_url().trim_start_matches("https://");
+    let mut s = podnet_sandbox::auth::tls::blocking_stream(addr, sb.kube_ca_pem()).expect("TLS");
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: application/json\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_sandbox_accepts_podnet_s_token_only_for_its_own_cluster_and_only_while_fresh() {
+    let sb = Sandbox::start_async(podnet_sandbox::SandboxOptions {
+        moto: false,
+        controllers: false,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox");
+    let cfg = aws_config::SdkConfig::builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("testing", "testing", None, None, "test"),
+        ))
+        .build();
+    let mint = |cluster: &str| podnet::aws::EksTokenSigner::new(&cfg, "ap-northeast-2", cluster).expect("signer");
+    let good = mint("podnet-demo").token().await.expect("token");
+    let other = mint("podnet-staging").token().await.expect("token");
+    let nodes = "/api/v1/nodes?limit=1";
+    assert_eq!(status_with_token(&sb, nodes, &good), 200);
+    assert_eq!(
+        status_with_token(&sb, nodes, &other),
+        401,
+        "a token for another cluster"
+    );
+    assert_eq!(status_with_token(&sb, nodes, "podnet-sandbox"), 401);
+    // X-Amz-Date has whole seconds: a lifetime of a few seconds leaves a
+    // fresh token room on a loaded machine.
+    sb.auth().set_token_lifetime(Duration::from_secs(4));
+    tokio::time::sleep(Duration::from_millis(5100)).await;
+    assert_eq!(status_with_token(&sb, nodes, &good), 401, "an expired token");
+    let fresh = mint("podnet-demo").token().await.expect("token");
+    assert_eq!(status_with_token(&sb, nodes, &fresh), 200);
+}

@@ -37,6 +37,17 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
     loader.load().await
 }
 
+/// The ARN of the principal these credentials belong to
+/// (`sts:GetCallerIdentity`), for errors that must name it.
+pub async fn caller_identity(cfg: &SdkConfig) -> Result<String, AwsError> {
+    let out = aws_sdk_sts::Client::new(cfg)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| error::from_sdk("sts", "GetCallerIdentity", None, e))?;
+    Ok(out.arn().unwrap_or("an unknown principal").to_string())
+}
+
 /// The EC2 and EKS clients of one region.
 #[derive(Clone)]
 pub struct AwsClients {

@@ -198,12 +198,31 @@ pub async fn connect_kubeconfig(
             ErrorClass::Blocked,
             ACTION,
             format!(
-                "{which} points at {server}, but cluster {} (DescribeCluster) is served at {}: podnet will not plan or change a cluster other than the one the plan names",
-                cluster.name, cluster.endpoint
+                "{which} points at {server}, but cluster {} (DescribeCluster) is served at {}: podnet will not plan or change a cluster other than the one the plan names\n  fix: choose the context of {} (`aws eks update-kubeconfig --name {}` writes it), or drop --kubeconfig/--kube-context and unset KUBECONFIG to connect from DescribeCluster",
+                cluster.name, cluster.endpoint, cluster.name, cluster.name
             ),
         ));
     }
     Client::try_from(config).map_err(|e| KubeError::from_kube(ACTION, e))
+}
+
+/// One authenticated request (`kubectl auth whoami`) right after
+/// connecting, so that credentials the cluster does not accept stop podnet
+/// at once, with a clear error, instead of in the middle of discovery.
+/// Returns the username the cluster sees, when it says.
+pub async fn probe(client: &Client) -> Result<Option<String>, KubeError> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: kube::Api<SelfSubjectReview> = kube::Api::all(client.clone());
+    match api
+        .create(&kube::api::PostParams::default(), &SelfSubjectReview::default())
+        .await
+    {
+        Ok(r) => Ok(r.status.and_then(|s| s.user_info).and_then(|u| u.username)),
+        Err(kube::Error::Api(s)) if s.code == 401 => Err(KubeError::from_kube("authenticate", kube::Error::Api(s))),
+        // Older API servers do not serve SelfSubjectReview, and a 403 here
+        // still means we are authenticated: discovery goes on.
+        Err(_) => Ok(None),
+    }
 }
 
 struct TokenCache {

@@ -5,6 +5,7 @@
 
 pub mod connect;
 pub mod ops;
+pub mod permissions;
 pub mod snapshot;
 
 use std::fmt::Debug;

@@ -67,7 +67,8 @@ pub struct Principal {
     pub arn: String,
     pub access_key_id: String,
     pub secret_access_key: String,
-    /// `None`: no access entry (authenticates, may do nothing).
+    /// `None`: no access entry, so the cluster answers 401 (EKS maps only
+    /// principals with an access entry or an aws-auth entry to a user).
     pub access_policy: Option<AccessPolicy>,
 }
 
@@ -225,6 +226,11 @@ impl Auth {
         let p = self
             .principal_by_key(&verified.access_key_id)
             .ok_or_else(|| (unauthorized(), "principal removed".to_string()))?;
+        // EKS authenticates only principals with an access entry (or an
+        // aws-auth mapping): any other IAM identity gets 401, not 403.
+        if p.access_policy.is_none() {
+            return Err((unauthorized(), format!("{} has no access entry", p.arn)));
+        }
         Ok(User {
             name: p.arn,
             groups: vec!["system:authenticated".into()],

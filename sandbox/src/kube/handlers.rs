@@ -26,7 +26,7 @@ use super::status::ApiError;
 use super::store::{ListOptions, ListResult, Store, Stored};
 use super::table::{self, IncludeObject};
 use super::watch::{WatchItem, WatchOptions, Watcher};
-use crate::auth::{Attributes, Auth};
+use crate::auth::{Attributes, Auth, User};
 use crate::calls::{CallLog, Service};
 
 /// Shared state of the Kubernetes HTTP server.
@@ -186,22 +186,16 @@ fn verb(method: &Method, r: &ResourceRef, q: &Query) -> &'static str {
     }
 }
 
-/// Authentication, then authorization, before anything else is looked at
-/// (the API server's filter order). A refused token's reason goes to the
-/// sandbox's debug log only; the client sees the bare 401.
-fn authenticate_and_authorize(
+/// Authorization of an authenticated request (the API server's filter
+/// order: authentication, then authorization, then the handler).
+fn authorize(
     st: &KubeHttp,
-    headers: &HeaderMap,
+    user: &User,
     method: &Method,
     path: &str,
     resolved: &Result<Option<ResourceRef>, ApiError>,
     q: &Query,
 ) -> Result<(), ApiError> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
-    let user = st.auth.authenticate(authorization).map_err(|(e, why)| {
-        tracing::debug!("401 for {method} {path}: {why}");
-        e
-    })?;
     let verb_lower = method.as_str().to_ascii_lowercase();
     match resolved {
         Ok(Some(r)) => {
@@ -211,7 +205,7 @@ fn authenticate_and_authorize(
                 None => rt.plural.to_string(),
             };
             st.auth.authorize(
-                &user,
+                user,
                 &Attributes::Resource {
                     verb: verb(method, r, q),
                     group: rt.group,
@@ -222,13 +216,92 @@ fn authenticate_and_authorize(
             )
         }
         _ => st.auth.authorize(
-            &user,
+            user,
             &Attributes::NonResource {
                 verb: &verb_lower,
                 path,
             },
         ),
     }
+}
+
+/// `SelfSubjectAccessReview` (`kubectl auth can-i`) and `SelfSubjectReview`
+/// (`kubectl auth whoami`): answered for the caller from the same
+/// authorizer that decides its requests. Created, never stored (201).
+fn self_review(st: &KubeHttp, user: &User, path: &str, body: &[u8]) -> Option<Result<Value, ApiError>> {
+    let review = match path.trim_end_matches('/') {
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" => "access",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews" => "whoami",
+        _ => return None,
+    };
+    if user.name == "system:anonymous" {
+        return Some(Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("forbidden: User \"system:anonymous\" cannot create path \"{path}\""),
+        )));
+    }
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Some(Err(ApiError::new(
+                400,
+                "BadRequest",
+                format!("the body is not JSON: {e}"),
+            )));
+        }
+    };
+    if review == "whoami" {
+        return Some(Ok(json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {"username": user.name, "groups": user.groups}},
+        })));
+    }
+    let spec = &v["spec"];
+    let s = |p: &str| spec.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let allowed = if spec.get("resourceAttributes").is_some() {
+        let sub = s("/resourceAttributes/subresource");
+        let resource = s("/resourceAttributes/resource");
+        let ns = s("/resourceAttributes/namespace");
+        let name = s("/resourceAttributes/name");
+        st.auth.allowed(
+            user,
+            &Attributes::Resource {
+                verb: s("/resourceAttributes/verb"),
+                group: s("/resourceAttributes/group"),
+                resource: if sub.is_empty() {
+                    resource.to_string()
+                } else {
+                    format!("{resource}/{sub}")
+                },
+                namespace: (!ns.is_empty()).then_some(ns),
+                name: (!name.is_empty()).then_some(name),
+            },
+        )
+    } else if spec.get("nonResourceAttributes").is_some() {
+        st.auth.allowed(
+            user,
+            &Attributes::NonResource {
+                verb: s("/nonResourceAttributes/verb"),
+                path: s("/nonResourceAttributes/path"),
+            },
+        )
+    } else {
+        return Some(Err(ApiError::new(
+            422,
+            "Invalid",
+            "SelfSubjectAccessReview.authorization.k8s.io is invalid: spec.resourceAttributes: Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )));
+    };
+    Some(Ok(json!({
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "spec": spec,
+        "status": {"allowed": allowed},
+    })))
 }
 
 /// The fallback handler serving the whole Kubernetes API.
@@ -268,7 +341,35 @@ pub async fn handle(State(st): State<KubeHttp>, req: Request) -> Response {
         _ => (format!("{} {path}", method.as_str().to_lowercase()), false),
     };
     let log_path = format!("{} {pq}", method.as_str());
-    if let Err(e) = authenticate_and_authorize(&st, &parts.headers, &method, &path, &resolved, &q) {
+    let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    let user = match st.auth.authenticate(authorization) {
+        Ok(u) => u,
+        Err((e, why)) => {
+            // The reason stays in the sandbox's log; clients see the bare 401.
+            tracing::debug!("401 for {method} {path}: {why}");
+            st.calls
+                .record(Service::Kube, &action, mutating, e.code, false, &log_path);
+            return error_response(&e);
+        }
+    };
+    if method == Method::POST
+        && let Some(answer) = self_review(&st, &user, &path, &body)
+    {
+        let resp = match answer {
+            Ok(v) => value_response(201, &v),
+            Err(e) => error_response(&e),
+        };
+        st.calls.record(
+            Service::Kube,
+            &format!("create {}", path.rsplit('/').next().unwrap_or("")),
+            false,
+            resp.status().as_u16(),
+            false,
+            &log_path,
+        );
+        return resp;
+    }
+    if let Err(e) = authorize(&st, &user, &method, &path, &resolved, &q) {
         st.calls
             .record(Service::Kube, &action, mutating, e.code, false, &log_path);
         return error_response(&e);
