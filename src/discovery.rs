@@ -34,11 +34,14 @@ pub enum DiscoveryError {
 }
 
 impl DiscoveryError {
+    /// Discovery runs before anything is changed or journaled, so the next
+    /// command is the one that was run, never `podnet resume`.
     pub fn hint(&self) -> String {
-        match self {
-            DiscoveryError::Aws(e) => e.hint(),
-            DiscoveryError::Kube(e) => crate::engine::StepError::from(e.clone()).hint.unwrap_or_default(),
-        }
+        let fix = match self {
+            DiscoveryError::Aws(e) => e.fix(),
+            DiscoveryError::Kube(e) => e.fix(),
+        };
+        format!("{fix}; {}", crate::engine::NOTHING_SAVED)
     }
 }
 

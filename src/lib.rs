@@ -18,6 +18,7 @@ pub mod cli;
 pub mod commands;
 pub mod discovery;
 pub mod engine;
+pub mod error_class;
 pub mod k8s;
 pub mod migration;
 pub mod network;

@@ -282,7 +282,7 @@ pub async fn prepare(env: &Env, spec: &Spec, progress: &(dyn Fn(&str) + Sync)) -
         let ctx = StepCtx::planning(step.id(), &outputs);
         let plan = step.observe(env, &ctx).await.map_err(|error| MigrationError::Observe {
             step: step.id().to_string(),
-            error,
+            error: error.before_any_change(),
         })?;
         doc.summary.add(plan.counts());
         doc.steps.push(plan);

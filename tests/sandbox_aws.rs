@@ -273,3 +273,67 @@ fn preflight_refuses_past_the_cidr_quota_before_any_change() {
     }
     assert_refused(&sb, &seed_plan_with("100.64.0.0/16"), "cidr.quota");
 }
+
+#[test]
+fn a_discovery_failure_says_to_run_the_command_again_not_resume() {
+    use podnet_sandbox::Fault;
+    let sb = start(Scenario::seed());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    // The sandbox's AWS config makes one attempt, so one 503 ends discovery.
+    sb.inject_fault(Fault::new(
+        Service::Eks,
+        "DescribeAddon",
+        1,
+        503,
+        "ServiceUnavailableException",
+    ));
+    let o = podnet(&sb, dir.path(), &plan, &["apply", "--auto-approve"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("eks:DescribeAddon"), "{t}");
+    assert!(
+        t.contains("nothing was changed or saved: run the same podnet command again"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("podnet resume"),
+        "nothing was saved, so resume has nothing to do: {t}"
+    );
+    let o = podnet(&sb, dir.path(), &plan, &["resume", "--auto-approve"]);
+    assert!(text(&o).contains("nothing to resume"), "{}", text(&o));
+    assert!(sb.calls().iter().all(|c| !c.mutating));
+}
+
+#[test]
+fn a_resume_by_another_podnet_version_is_refused_before_any_change() {
+    let sb = start(Scenario::seed());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    let o = podnet(
+        &sb,
+        dir.path(),
+        &plan,
+        &["apply", "--auto-approve", "--stop-after", "associate-cidr"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The saved plan as another version would have written it (its
+    // fingerprint recomputed, so only the version differs).
+    let state = podnet::engine::StateDir::at(dir.path().to_path_buf());
+    let mut saved = state.load_plan().expect("saved plan").expect("a saved plan");
+    saved.podnet_version = "0.0.1".into();
+    saved.fingerprint = String::new();
+    saved.fingerprint = podnet::engine::fingerprint(&saved);
+    state.save_plan(&saved).expect("rewrite");
+    sb.clear_calls();
+    let o = podnet(&sb, dir.path(), &plan, &["resume", "--auto-approve"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("planned by podnet 0.0.1"), "{t}");
+    assert!(t.contains("podnet apply --replan"), "{t}");
+    assert!(
+        sb.calls().is_empty(),
+        "resume refused before connecting: {:#?}",
+        sb.calls()
+    );
+}

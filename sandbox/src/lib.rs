@@ -312,6 +312,15 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+fn runtime(name: &str, workers: usize) -> Result<tokio::runtime::Runtime, SandboxError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(io_err(format!("building the {name} runtime")))
+}
+
 impl Sandbox {
     /// Start a sandbox: moto, the three servers on free loopback ports, the
     /// scenario seeded. Blocks until ready (a few seconds for the seed). Works
@@ -345,18 +354,10 @@ impl Sandbox {
         let thread = std::thread::Builder::new()
             .name("podnet-sandbox".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("podnet-sandbox-rt")
-                    .enable_all()
-                    .build()
-                {
+                let rt = match runtime("podnet-sandbox-rt", 2) {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(SandboxError::Io {
-                            what: "building the sandbox runtime".into(),
-                            source: e,
-                        }));
+                        let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
@@ -365,18 +366,10 @@ impl Sandbox {
                 // controller pass (600 pods on a debug build) must never
                 // hold up a TLS handshake past a client's timeout (Go's is
                 // 10 s).
-                let api_rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("podnet-sandbox-api")
-                    .enable_all()
-                    .build()
-                {
+                let api_rt = match runtime("podnet-sandbox-api", 1) {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(SandboxError::Io {
-                            what: "building the API server runtime".into(),
-                            source: e,
-                        }));
+                        let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };

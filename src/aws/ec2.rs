@@ -248,7 +248,7 @@ fn parse_net(s: Option<&str>) -> Option<Ipv4Net> {
 /// A field EC2 must return; missing means a broken answer, not a panic.
 fn need<T>(v: Option<T>, op: &'static str, what: &str) -> Result<T, AwsError> {
     v.ok_or_else(|| AwsError {
-        class: crate::engine::ErrorClass::Failed,
+        class: crate::error_class::ErrorClass::Failed,
         service: "ec2",
         operation: op,
         resource: None,
@@ -535,8 +535,8 @@ impl Ec2Api for SdkEc2 {
             .await
             .map_err(|e| AwsError {
                 class: match &e {
-                    super::instance_types::InstanceTypesError::Unknown(_) => crate::engine::ErrorClass::NotFound,
-                    _ => crate::engine::ErrorClass::Failed,
+                    super::instance_types::InstanceTypesError::Unknown(_) => crate::error_class::ErrorClass::NotFound,
+                    _ => crate::error_class::ErrorClass::Failed,
                 },
                 service: "ec2",
                 operation: "DescribeInstanceTypes",

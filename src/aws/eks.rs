@@ -147,7 +147,7 @@ impl SdkEks {
 
 fn broken(op: &'static str, what: &str) -> AwsError {
     AwsError {
-        class: crate::engine::ErrorClass::Failed,
+        class: crate::error_class::ErrorClass::Failed,
         service: "eks",
         operation: op,
         resource: None,

@@ -8,7 +8,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use crate::engine::{ErrorClass, StepError};
+use crate::error_class::ErrorClass;
 
 /// One failed AWS call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,37 +42,26 @@ impl AwsError {
         self.class == ErrorClass::NotFound
     }
 
-    /// What the user should do, by class.
-    pub fn hint(&self) -> String {
+    /// What the user should do about it, by class. Never the next podnet
+    /// command: only the caller knows whether anything was saved to resume.
+    pub fn fix(&self) -> String {
         match self.class {
             ErrorClass::Permission => format!(
-                "the AWS identity podnet runs as lacks {} (check it with `aws sts get-caller-identity` and grant the action in its IAM policy), then run `podnet resume`",
+                "the AWS identity podnet runs as lacks {} (check it with `aws sts get-caller-identity` and grant the action in its IAM policy)",
                 self.iam_action()
             ),
-            ErrorClass::Throttled => {
-                "AWS throttled the requests even after retries; wait a minute and run `podnet resume`".to_string()
-            }
-            ErrorClass::Transient => {
-                "a network or AWS-side error; nothing was left half-done that resume cannot handle: run `podnet resume`"
-                    .to_string()
-            }
-            ErrorClass::NotFound => {
-                "the resource is gone or never existed; check the plan file's names and run `podnet plan`".to_string()
-            }
+            ErrorClass::Throttled => "AWS throttled the requests even after retries; wait a minute".to_string(),
+            ErrorClass::Transient => "a network or AWS-side error; it is safe to try again".to_string(),
+            ErrorClass::NotFound => "the resource is gone or never existed; check the plan file's names".to_string(),
             ErrorClass::Conflict => {
-                "the resource is in a state that forbids the change right now; check it in the console or CLI, then run `podnet resume`"
+                "the resource is in a state that forbids the change right now; check it in the console or CLI"
                     .to_string()
             }
-            ErrorClass::Blocked => "an AWS quota or limit stops the change; raise it in Service Quotas or free capacity, then run `podnet resume`".to_string(),
-            _ => "fix the cause named above, then run `podnet plan` to check and `podnet resume` to continue".to_string(),
+            ErrorClass::Blocked => {
+                "an AWS quota or limit stops the change; raise it in Service Quotas or free capacity".to_string()
+            }
+            _ => "fix the cause named above".to_string(),
         }
-    }
-}
-
-impl From<AwsError> for StepError {
-    fn from(e: AwsError) -> StepError {
-        let hint = e.hint();
-        StepError::new(e.class, e.to_string()).hint(hint)
     }
 }
 
@@ -275,7 +264,10 @@ mod tests {
             e.to_string(),
             "ec2:AssociateVpcCidrBlock on vpc-0abc failed: UnauthorizedOperation: You are not authorized to perform this operation."
         );
-        let s: StepError = e.into();
-        assert!(s.hint.unwrap().contains("lacks ec2:AssociateVpcCidrBlock"));
+        assert!(e.fix().contains("lacks ec2:AssociateVpcCidrBlock"));
+        assert!(
+            !e.fix().contains("podnet resume"),
+            "the adapter does not know what to run next"
+        );
     }
 }

@@ -65,9 +65,19 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
         )),
     }
 
+    saved.written_by_this_version()?;
     let inputs: MigrationInputs = serde_json::from_value(saved.inputs.clone())
-        .context("the saved plan was written by another podnet version; finish it with that version")?;
+        .context("the saved plan's inputs do not decode; run `podnet apply --replan` to plan again")?;
     let steps = steps::build(&inputs);
+    let built: Vec<&str> = steps.iter().map(|s| s.id()).collect();
+    let approved: Vec<&str> = saved.steps.iter().map(|s| s.step.as_str()).collect();
+    if built != approved {
+        bail!(
+            "the saved plan approved steps {} but its inputs build {}: it cannot be replayed as approved; run `podnet apply --replan` to plan again",
+            approved.join(", "),
+            built.join(", ")
+        );
+    }
     let left: Vec<&str> = saved
         .steps
         .iter()

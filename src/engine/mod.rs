@@ -18,8 +18,8 @@ pub use change::{Action, After, Attribute, Change, ChangeCounts, StepPlan, rende
 pub use journal::{Event, Journal, JournalError, JournalState, Record, RunEnd, StepState, StepStatus};
 pub use lock::{LockError, LockGuard, LockHolder, LockState};
 pub use runner::{EngineError, Hooks, Observer, RetryPolicy, Run, RunOutcome, Silent, execute};
-pub use state::{SavedPlan, StateDir, StateError, fingerprint};
-pub use step::{ErrorClass, Outputs, Step, StepCtx, StepError};
+pub use state::{SavedPlan, StateDir, StateError, VersionMismatch, fingerprint};
+pub use step::{ErrorClass, NOTHING_SAVED, Outputs, Step, StepCtx, StepError};
 
 #[cfg(test)]
 mod tests;

@@ -194,11 +194,36 @@ impl SavedPlan {
         p
     }
 
+    /// Resume replays a saved plan exactly; another podnet version may
+    /// build different steps from the same inputs, so only the version that
+    /// planned it may finish it.
+    pub fn written_by_this_version(&self) -> Result<(), VersionMismatch> {
+        let running = env!("CARGO_PKG_VERSION");
+        if self.podnet_version == running {
+            Ok(())
+        } else {
+            Err(VersionMismatch {
+                saved: self.podnet_version.clone(),
+                running: running.to_string(),
+            })
+        }
+    }
+
     fn compute_fingerprint(&self) -> String {
         let mut unsigned = self.clone();
         unsigned.fingerprint = String::new();
         fingerprint(&unsigned)
     }
+}
+
+/// A saved plan written by another podnet version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this migration was planned by podnet {saved} and this is podnet {running}: resume replays the saved plan exactly, and another version may run different steps from it\n  fix: finish it with podnet {saved}, or run `podnet apply --replan` to set it aside and plan again with podnet {running}"
+)]
+pub struct VersionMismatch {
+    pub saved: String,
+    pub running: String,
 }
 
 /// SHA-256 (hex) of a value's JSON form. serde_json writes object keys in
@@ -211,6 +236,21 @@ pub fn fingerprint(value: &impl Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_version_that_planned_a_migration_may_resume_it() {
+        let mut plan = SavedPlan::new("c", "r", None, "abc".into(), vec![], serde_json::json!({}));
+        assert_eq!(plan.written_by_this_version(), Ok(()));
+        plan.podnet_version = "0.0.1".into();
+        let e = plan.written_by_this_version().unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("planned by podnet 0.0.1"), "{msg}");
+        assert!(
+            msg.contains(&format!("this is podnet {}", env!("CARGO_PKG_VERSION"))),
+            "{msg}"
+        );
+        assert!(msg.contains("podnet apply --replan"), "{msg}");
+    }
 
     #[test]
     fn saved_plan_round_trip_and_tamper_check() {

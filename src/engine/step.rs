@@ -14,42 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use super::change::StepPlan;
 use super::journal::{Event, Journal, JournalError};
+use crate::aws::AwsError;
+use crate::k8s::KubeError;
+use crate::k8s::ops::OpsError;
 
 /// Outputs a step records when it succeeds (a JSON object).
 pub type Outputs = serde_json::Value;
 
-/// What kind of failure a step hit; drives retries and the advice shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ErrorClass {
-    /// 429 / RequestLimitExceeded: retry after a pause.
-    Throttled,
-    /// 5xx, timeouts, connection resets: retry.
-    Transient,
-    /// The resource is in a state that forbids the change right now.
-    Conflict,
-    NotFound,
-    /// Credentials lack a permission; the message names the IAM action.
-    Permission,
-    /// The request or the plan is wrong; retrying cannot help.
-    Invalid,
-    /// A bounded wait ran out.
-    Timeout,
-    /// A safety rule stopped the step (a PDB, a preflight check).
-    Blocked,
-    /// Anything else.
-    Failed,
-    /// The run was stopped (Ctrl-C, or a test's injected crash) while the
-    /// step was in flight. The journal keeps it `Started`; resume re-runs it.
-    Interrupted,
-}
-
-impl ErrorClass {
-    /// Classes worth retrying at the engine level (on top of the SDK's own).
-    pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorClass::Throttled | ErrorClass::Transient)
-    }
-}
+pub use crate::error_class::ErrorClass;
 
 /// A step failure: what happened, to what, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -87,8 +59,60 @@ impl StepError {
         self
     }
 
+    /// The same error met while planning, before anything was journaled:
+    /// the advice ends with running the command again, not with resume.
+    pub fn before_any_change(mut self) -> Self {
+        let fix = self
+            .hint
+            .as_deref()
+            .map(|h| {
+                h.trim_end_matches(THEN_RESUME)
+                    .trim_end()
+                    .trim_end_matches(';')
+                    .to_string()
+            })
+            .filter(|f| !f.is_empty());
+        self.hint = Some(match fix {
+            Some(f) => format!("{f}; {NOTHING_SAVED}"),
+            None => NOTHING_SAVED.to_string(),
+        });
+        self
+    }
+
     pub fn is_interrupted(&self) -> bool {
         self.class == ErrorClass::Interrupted
+    }
+}
+
+/// A step failed inside a journaled run: whatever the fix, `podnet resume`
+/// is what continues it. (Before any journal exists, the command layer says
+/// to run the same command again instead.)
+const THEN_RESUME: &str = "then run `podnet resume`";
+
+/// The next command when an error came before any journal was written.
+pub const NOTHING_SAVED: &str = "nothing was changed or saved: run the same podnet command again";
+
+impl From<AwsError> for StepError {
+    fn from(e: AwsError) -> StepError {
+        let hint = format!("{}; {THEN_RESUME}", e.fix());
+        StepError::new(e.class, e.to_string()).hint(hint)
+    }
+}
+
+impl From<KubeError> for StepError {
+    fn from(e: KubeError) -> StepError {
+        let hint = format!("{}; {THEN_RESUME}", e.fix());
+        StepError::new(e.class, e.to_string()).hint(hint)
+    }
+}
+
+impl From<OpsError> for StepError {
+    fn from(e: OpsError) -> StepError {
+        let hint = match &e.fix {
+            Some(fix) => format!("{fix}; {THEN_RESUME}"),
+            None => THEN_RESUME.to_string(),
+        };
+        StepError::new(e.class, e.message).hint(hint)
     }
 }
 
@@ -223,4 +247,33 @@ pub trait Step<E: ?Sized + Sync>: Send + Sync {
     /// Observes, then changes only what differs. Must be safe to run again
     /// after any interruption, including after its own side effects.
     async fn apply(&self, env: &E, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_errors_become_step_errors_whose_hint_is_the_fix_then_resume() {
+        // (AwsError converts the same way; its fix texts are tested in aws::error.)
+        let k = KubeError {
+            class: ErrorClass::Transient,
+            action: "list nodes".into(),
+            message: "503".into(),
+            status: Some(503),
+        };
+        let s: StepError = k.into();
+        assert_eq!(s.class, ErrorClass::Transient);
+        let hint = s.hint.unwrap();
+        assert!(hint.starts_with("the API server was unreachable or busy"), "{hint}");
+        assert!(hint.ends_with("then run `podnet resume`"), "{hint}");
+        let o = OpsError::new(ErrorClass::Blocked, "a PDB allows no disruption").with_fix("scale it up");
+        let s: StepError = o.into();
+        assert_eq!(s.hint.as_deref(), Some("scale it up; then run `podnet resume`"));
+        let planning = s.before_any_change();
+        assert_eq!(
+            planning.hint.as_deref(),
+            Some("scale it up; nothing was changed or saved: run the same podnet command again")
+        );
+    }
 }

@@ -25,7 +25,7 @@ use kube::{Client, Config};
 use tower::{BoxError, Service, ServiceExt};
 
 use super::KubeError;
-use crate::engine::ErrorClass;
+use crate::error_class::ErrorClass;
 
 /// Re-sign the token when it is older than this (EKS accepts it for 15
 /// minutes; `aws eks get-token` declares 14).

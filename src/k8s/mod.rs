@@ -16,7 +16,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Object
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
-use crate::engine::{ErrorClass, StepError};
+use crate::error_class::ErrorClass;
 
 /// The field manager of every server-side apply podnet makes.
 pub const FIELD_MANAGER: &str = "podnet";
@@ -83,24 +83,19 @@ impl KubeError {
         self.class == ErrorClass::NotFound
     }
 
-    fn hint(&self) -> String {
+    /// What the user should do about it, by class. Never the next podnet
+    /// command: only the caller knows whether anything was saved to resume.
+    pub fn fix(&self) -> String {
         match self.class {
             ErrorClass::Permission => format!(
-                "the Kubernetes identity in your kubeconfig may not {}; check with `kubectl auth can-i`, then run `podnet resume`",
+                "the Kubernetes identity podnet connects as may not {}; check with `kubectl auth can-i` and grant it (`podnet plan` lists every missing permission)",
                 self.action
             ),
             ErrorClass::Transient | ErrorClass::Throttled => {
-                "the API server was unreachable or busy; run `podnet resume` to try again".into()
+                "the API server was unreachable or busy; it is safe to try again".into()
             }
-            _ => "fix the cause above, then run `podnet resume`".into(),
+            _ => "fix the cause above".into(),
         }
-    }
-}
-
-impl From<KubeError> for StepError {
-    fn from(e: KubeError) -> StepError {
-        let hint = e.hint();
-        StepError::new(e.class, e.to_string()).hint(hint)
     }
 }
 

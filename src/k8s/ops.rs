@@ -16,7 +16,43 @@ use tokio::time::Instant;
 
 use super::snapshot::{PodSummary, pod_summary, selector_matches};
 use super::{KubeError, list_all, with_retry};
-use crate::engine::{ErrorClass, StepError};
+use crate::error_class::ErrorClass;
+
+/// A Kubernetes operation that could not finish: a failed call, a wait
+/// that ran out, or a PodDisruptionBudget that said no.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct OpsError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// What to do about it (never the next podnet command).
+    pub fix: Option<String>,
+}
+
+impl OpsError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        OpsError {
+            class,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+impl From<KubeError> for OpsError {
+    fn from(e: KubeError) -> Self {
+        OpsError {
+            class: e.class,
+            fix: Some(e.fix()),
+            message: e.to_string(),
+        }
+    }
+}
 
 /// Waits for a Deployment's rollout: the new generation observed, every
 /// replica updated and available.
@@ -27,7 +63,7 @@ pub async fn wait_deployment_rollout(
     timeout: Duration,
     poll: Duration,
     on_wait: &(dyn Fn(String) + Sync),
-) -> Result<(), StepError> {
+) -> Result<(), OpsError> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let deadline = Instant::now() + timeout;
     loop {
@@ -43,11 +79,11 @@ pub async fn wait_deployment_rollout(
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(StepError::new(
+            return Err(OpsError::new(
                 ErrorClass::Timeout,
                 format!("Deployment {namespace}/{name} did not finish rolling out in {}s ({updated}/{want} updated, {available} available)", timeout.as_secs()),
             )
-            .hint(format!("check `kubectl -n {namespace} rollout status deploy/{name}`, then run `podnet resume`")));
+            .with_fix(format!("check `kubectl -n {namespace} rollout status deploy/{name}`")));
         }
         on_wait(format!(
             "{namespace}/{name}: {updated}/{want} updated, {available} available"
@@ -64,7 +100,7 @@ pub async fn wait_daemonset_rollout(
     timeout: Duration,
     poll: Duration,
     on_wait: &(dyn Fn(String) + Sync),
-) -> Result<(), StepError> {
+) -> Result<(), OpsError> {
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
     let deadline = Instant::now() + timeout;
     loop {
@@ -77,11 +113,11 @@ pub async fn wait_daemonset_rollout(
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(StepError::new(
+            return Err(OpsError::new(
                 ErrorClass::Timeout,
                 format!("DaemonSet {namespace}/{name} did not finish rolling out in {}s ({updated}/{desired} updated, {} ready)", timeout.as_secs(), st.number_ready),
             )
-            .hint(format!("check `kubectl -n {namespace} rollout status ds/{name}`, then run `podnet resume`")));
+            .with_fix(format!("check `kubectl -n {namespace} rollout status ds/{name}`")));
         }
         on_wait(format!(
             "{namespace}/{name}: {updated}/{desired} updated, {} ready",
@@ -202,18 +238,16 @@ pub async fn drain(
     node: &str,
     policy: &DrainPolicy,
     on_wait: &(dyn Fn(String) + Sync),
-) -> Result<DrainReport, StepError> {
+) -> Result<DrainReport, OpsError> {
     let deadline = Instant::now() + policy.timeout;
     let pods = pods_on(client, node).await?;
     let (to_move, refusals, daemonsets) = drain_candidates(&pods, policy);
     if !refusals.is_empty() {
-        return Err(StepError::new(
+        return Err(OpsError::new(
             ErrorClass::Blocked,
             format!("cannot drain {node}: {}", refusals.join("; ")),
         )
-        .hint(
-            "change the replacement policy in the plan file, or move these pods yourself, then run `podnet resume`",
-        ));
+        .with_fix("change the replacement policy in the plan file, or move these pods yourself"));
     }
     let mut report = DrainReport {
         skipped_daemonset: daemonsets,
@@ -238,8 +272,8 @@ pub async fn drain(
                 Err(kube::Error::Api(s)) if s.code == 429 => blocked.push(key.clone()),
                 Err(kube::Error::Api(s)) if s.code == 500 && s.message.contains("more than one") => {
                     return Err(
-                        StepError::new(ErrorClass::Blocked, format!("cannot evict {key}: {}", s.message))
-                            .hint("a pod may be covered by one PodDisruptionBudget only; fix the overlapping PDBs"),
+                        OpsError::new(ErrorClass::Blocked, format!("cannot evict {key}: {}", s.message))
+                            .with_fix("a pod may be covered by one PodDisruptionBudget only; fix the overlapping PDBs"),
                     );
                 }
                 Err(e) => return Err(KubeError::from_kube(format!("evict {key}"), e).into()),
@@ -290,11 +324,11 @@ pub async fn drain(
             for key in evicted.keys() {
                 why.push(format!("{key} (evicted, still terminating)"));
             }
-            return Err(StepError::new(
+            return Err(OpsError::new(
                 ErrorClass::Blocked,
                 format!("draining {node} did not finish in {}s; waiting on: {}", policy.timeout.as_secs(), why.join(", ")),
             )
-            .hint("a PodDisruptionBudget allows no disruption right now: scale its workload up or wait, then run `podnet resume`; podnet never bypasses a PDB unless replacement.pdb_bypass = \"after-timeout\""));
+            .with_fix("a PodDisruptionBudget allows no disruption right now: scale its workload up or wait; podnet never bypasses a PDB unless replacement.pdb_bypass = \"after-timeout\""));
         }
         on_wait(format!(
             "draining {node}: {} to evict{}, {} terminating",

@@ -70,11 +70,8 @@ pub fn http(sb: &Sandbox, method: &str, path: &str, headers: &[(&str, &str)], bo
     raw_http(sb, method, path, &all, body)
 }
 
-/// [`http`] without adding any credential.
-pub fn raw_http(sb: &Sandbox, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
-    use std::io::{Read, Write};
-    let addr = sb.kube_url().trim_start_matches("https://");
-    let mut s = podnet_sandbox::auth::tls::blocking_stream(addr, sb.kube_ca_pem()).expect("connect over TLS");
+/// An HTTP/1.0 request as text.
+fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> String {
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -85,7 +82,16 @@ pub fn raw_http(sb: &Sandbox, method: &str, path: &str, headers: &[(&str, &str)]
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).expect("write");
+    req
+}
+
+/// [`http`] without adding any credential.
+pub fn raw_http(sb: &Sandbox, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    use std::io::{Read, Write};
+    let addr = sb.kube_url().trim_start_matches("https://");
+    let mut s = podnet_sandbox::auth::tls::blocking_stream(addr, sb.kube_ca_pem()).expect("connect over TLS");
+    s.write_all(request(addr, method, path, headers, body).as_bytes())
+        .expect("write");
     let mut buf = Vec::new();
     // The server closes after an HTTP/1.0 answer, sometimes without a TLS
     // close_notify: what was read before that is the whole answer.
@@ -100,17 +106,8 @@ pub fn plain_http(base: &str, method: &str, path: &str, headers: &[(&str, &str)]
     let addr = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).ok();
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(request(addr, method, path, headers, body).as_bytes())
+        .expect("write");
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).expect("read");
     parse_response(&buf)
