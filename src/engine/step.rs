@@ -191,10 +191,19 @@ impl<'a> StepCtx<'a> {
     }
 
     /// A value this step checkpointed in an earlier (interrupted) attempt.
-    pub fn checkpointed<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        self.progress
-            .get(key)
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    /// One that does not decode is an error, never "absent": treating it as
+    /// absent would mint a second idempotency token and repeat a change.
+    pub fn checkpointed<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StepError> {
+        match self.progress.get(key) {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+                StepError::failed(format!(
+                    "step {}'s checkpoint {key} does not decode ({e}): podnet will not guess what an earlier attempt did",
+                    self.step
+                ))
+                .hint("the journal was written by another podnet version or edited; finish it with the version that wrote it, or set it aside with `podnet apply --replan` once you have checked the cluster")
+            }),
+        }
     }
 
     /// Durably records `value` under `key` for this step before going on, so
@@ -222,7 +231,7 @@ impl<'a> StepCtx<'a> {
         key: &str,
         make: impl FnOnce() -> T,
     ) -> Result<T, StepError> {
-        if let Some(v) = self.checkpointed(key) {
+        if let Some(v) = self.checkpointed(key)? {
             return Ok(v);
         }
         let v = make();
@@ -252,6 +261,22 @@ pub trait Step<E: ?Sized + Sync>: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_that_does_not_decode_is_an_error_never_absent() {
+        let outputs = BTreeMap::new();
+        let mut ctx = StepCtx::planning("enable-custom-networking", &outputs);
+        ctx.progress.insert("token".into(), serde_json::json!(42));
+        let e = ctx.checkpointed::<String>("token").unwrap_err();
+        assert!(e.message.contains("checkpoint token does not decode"), "{}", e.message);
+        // checkpoint_once must not mint a second token over it.
+        let e = ctx
+            .checkpoint_once::<String>("token", || "a-second-token".into())
+            .unwrap_err();
+        assert!(e.message.contains("does not decode"), "{}", e.message);
+        assert_eq!(ctx.checkpointed::<u32>("token").unwrap(), Some(42));
+        assert_eq!(ctx.checkpointed::<u32>("absent").unwrap(), None);
+    }
 
     #[test]
     fn adapter_errors_become_step_errors_whose_hint_is_the_fix_then_resume() {

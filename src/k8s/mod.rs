@@ -7,6 +7,7 @@ pub mod connect;
 pub mod ops;
 pub mod permissions;
 pub mod snapshot;
+pub mod wait;
 
 use std::fmt::Debug;
 use std::time::Duration;

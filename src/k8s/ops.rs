@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::snapshot::{PodSummary, pod_summary, selector_matches};
+use super::wait::{self, WaitError};
 use super::{KubeError, list_all, with_retry};
 use crate::error_class::ErrorClass;
 
@@ -54,77 +55,100 @@ impl From<KubeError> for OpsError {
     }
 }
 
-/// Waits for a Deployment's rollout: the new generation observed, every
-/// replica updated and available.
+/// Where a Deployment's rollout stands: done when the new generation is
+/// observed and every replica is updated and available (as `kubectl rollout
+/// status`), otherwise how far it got.
+pub fn deployment_rollout(d: Option<&Deployment>) -> Result<(), String> {
+    let Some(d) = d else {
+        return Err("the Deployment is gone".into());
+    };
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let generation = d.metadata.generation.unwrap_or(0);
+    let st = d.status.clone().unwrap_or_default();
+    let observed = st.observed_generation.unwrap_or(0) >= generation;
+    let updated = st.updated_replicas.unwrap_or(0);
+    let available = st.available_replicas.unwrap_or(0);
+    let total = st.replicas.unwrap_or(0);
+    if observed && updated >= want && available >= want && total <= want {
+        Ok(())
+    } else {
+        Err(format!("{updated}/{want} updated, {available} available"))
+    }
+}
+
+/// Where a DaemonSet's rollout stands: done when every scheduled pod is
+/// updated and ready.
+pub fn daemonset_rollout(d: Option<&DaemonSet>) -> Result<(), String> {
+    let Some(d) = d else {
+        return Err("the DaemonSet is gone".into());
+    };
+    let generation = d.metadata.generation.unwrap_or(0);
+    let st = d.status.clone().unwrap_or_default();
+    let desired = st.desired_number_scheduled;
+    let updated = st.updated_number_scheduled.unwrap_or(0);
+    if st.observed_generation.unwrap_or(0) >= generation && updated >= desired && st.number_ready >= desired {
+        Ok(())
+    } else {
+        Err(format!("{updated}/{desired} updated, {} ready", st.number_ready))
+    }
+}
+
+/// Waits for a workload's rollout with [`wait::until`]; one GET first, so a
+/// missing object fails at once (404) and a finished rollout returns without
+/// a watch.
+async fn wait_rollout<K>(
+    api: Api<K>,
+    name: &str,
+    what: &str,
+    kubectl: &str,
+    timeout: Duration,
+    on_wait: &(dyn Fn(String) + Sync),
+    check: fn(Option<&K>) -> Result<(), String>,
+) -> Result<(), OpsError>
+where
+    K: Clone + std::fmt::Debug + Send + Sync + serde::de::DeserializeOwned + kube::Resource + 'static,
+{
+    let now = with_retry(&format!("get {what}"), || api.get(name)).await?;
+    if check(Some(&now)).is_ok() {
+        return Ok(());
+    }
+    let report = |p: String| on_wait(format!("{what}: {p}"));
+    wait::until(api, name, timeout, &report, check).await.map_err(|e| {
+        let class = match e {
+            WaitError::TimedOut { .. } => ErrorClass::Timeout,
+            WaitError::Watch(_) => ErrorClass::Transient,
+        };
+        OpsError::new(class, format!("{what} did not finish rolling out: {e}"))
+            .with_fix(format!("check `kubectl rollout status {kubectl}`"))
+    })
+}
+
+/// Waits for a Deployment's rollout (see [`deployment_rollout`]).
 pub async fn wait_deployment_rollout(
     client: &Client,
     namespace: &str,
     name: &str,
     timeout: Duration,
-    poll: Duration,
     on_wait: &(dyn Fn(String) + Sync),
 ) -> Result<(), OpsError> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let deadline = Instant::now() + timeout;
-    loop {
-        let d = with_retry(&format!("get Deployment {namespace}/{name}"), || api.get(name)).await?;
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let generation = d.metadata.generation.unwrap_or(0);
-        let st = d.status.unwrap_or_default();
-        let observed = st.observed_generation.unwrap_or(0) >= generation;
-        let updated = st.updated_replicas.unwrap_or(0);
-        let available = st.available_replicas.unwrap_or(0);
-        let total = st.replicas.unwrap_or(0);
-        if observed && updated >= want && available >= want && total <= want {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(OpsError::new(
-                ErrorClass::Timeout,
-                format!("Deployment {namespace}/{name} did not finish rolling out in {}s ({updated}/{want} updated, {available} available)", timeout.as_secs()),
-            )
-            .with_fix(format!("check `kubectl -n {namespace} rollout status deploy/{name}`")));
-        }
-        on_wait(format!(
-            "{namespace}/{name}: {updated}/{want} updated, {available} available"
-        ));
-        tokio::time::sleep(poll).await;
-    }
+    let what = format!("Deployment {namespace}/{name}");
+    let kubectl = format!("-n {namespace} deploy/{name}");
+    wait_rollout(api, name, &what, &kubectl, timeout, on_wait, deployment_rollout).await
 }
 
-/// Waits for a DaemonSet's rollout: every scheduled pod updated and ready.
+/// Waits for a DaemonSet's rollout (see [`daemonset_rollout`]).
 pub async fn wait_daemonset_rollout(
     client: &Client,
     namespace: &str,
     name: &str,
     timeout: Duration,
-    poll: Duration,
     on_wait: &(dyn Fn(String) + Sync),
 ) -> Result<(), OpsError> {
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
-    let deadline = Instant::now() + timeout;
-    loop {
-        let d = with_retry(&format!("get DaemonSet {namespace}/{name}"), || api.get(name)).await?;
-        let generation = d.metadata.generation.unwrap_or(0);
-        let st = d.status.unwrap_or_default();
-        let desired = st.desired_number_scheduled;
-        let updated = st.updated_number_scheduled.unwrap_or(0);
-        if st.observed_generation.unwrap_or(0) >= generation && updated >= desired && st.number_ready >= desired {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(OpsError::new(
-                ErrorClass::Timeout,
-                format!("DaemonSet {namespace}/{name} did not finish rolling out in {}s ({updated}/{desired} updated, {} ready)", timeout.as_secs(), st.number_ready),
-            )
-            .with_fix(format!("check `kubectl -n {namespace} rollout status ds/{name}`")));
-        }
-        on_wait(format!(
-            "{namespace}/{name}: {updated}/{desired} updated, {} ready",
-            st.number_ready
-        ));
-        tokio::time::sleep(poll).await;
-    }
+    let what = format!("DaemonSet {namespace}/{name}");
+    let kubectl = format!("-n {namespace} ds/{name}");
+    wait_rollout(api, name, &what, &kubectl, timeout, on_wait, daemonset_rollout).await
 }
 
 /// Marks a node unschedulable (idempotent).

@@ -236,15 +236,7 @@ impl Step<Env> for EnableCustomNetworking {
                 })
                 .await?;
             }
-            ops::wait_daemonset_rollout(
-                &client,
-                "kube-system",
-                "aws-node",
-                Duration::from_secs(900),
-                env.waits.poll,
-                &rollout,
-            )
-            .await?;
+            ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", Duration::from_secs(900), &rollout).await?;
             let out = EnableCustomNetworkingOutputs {
                 update_id: None,
                 configuration_values: None,
@@ -255,11 +247,11 @@ impl Step<Env> for EnableCustomNetworking {
 
         // One token and one update per attempt; a failed update is recorded
         // so that the next resume makes a new one instead of finding the old.
-        let failed: Vec<String> = ctx.checkpointed("failed-updates").unwrap_or_default();
+        let failed: Vec<String> = ctx.checkpointed("failed-updates")?.unwrap_or_default();
         let token_key = format!("client-request-token-{}", failed.len());
         let update_key = format!("update-id-{}", failed.len());
         let token: String = ctx.checkpoint_once(&token_key, || uuid::Uuid::new_v4().to_string())?;
-        let update_id: Option<String> = match ctx.checkpointed::<String>(&update_key) {
+        let update_id: Option<String> = match ctx.checkpointed::<String>(&update_key)? {
             Some(id) => Some(id),
             None => {
                 let addon = env
@@ -310,15 +302,7 @@ impl Step<Env> for EnableCustomNetworking {
                 .hint("see `aws eks describe-update`; fix the cause, then run `podnet resume` (it makes a new update only if the configuration still differs)"));
             }
         }
-        ops::wait_daemonset_rollout(
-            &client,
-            "kube-system",
-            "aws-node",
-            Duration::from_secs(900),
-            env.waits.poll,
-            &rollout,
-        )
-        .await?;
+        ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", Duration::from_secs(900), &rollout).await?;
         let addon = env.aws.eks.describe_addon(&self.cluster, VPC_CNI_ADDON).await?;
         let config = addon.and_then(|a| a.configuration_values);
         let merged_env = env_of(&merged_config(config.as_deref(), &BTreeMap::new())?);

@@ -14,7 +14,6 @@ use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::time::Instant;
 
 use super::pod_subnets::CreatePodSubnetsOutputs;
 use super::{Env, ids};
@@ -113,31 +112,37 @@ impl ApplyEniConfigs {
 
     async fn wait_crd(&self, client: &kube::Client, env: &Env) -> Result<(), StepError> {
         let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let crd = with_retry(&format!("get CRD {ENICONFIG_CRD}"), || api.get_opt(ENICONFIG_CRD)).await?;
-            let established = crd
-                .as_ref()
-                .and_then(|c| c.status.as_ref())
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-            if established {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(StepError::new(
-                    ErrorClass::Timeout,
-                    if crd.is_none() {
-                        format!("the ENIConfig CRD ({ENICONFIG_CRD}) is not installed")
-                    } else {
-                        "the ENIConfig CRD is not established".to_string()
-                    },
-                )
-                .hint("the vpc-cni addon installs it; check `kubectl get crd eniconfigs.crd.k8s.amazonaws.com`, then run `podnet resume`"));
-            }
-            env.status(ids::APPLY_ENICONFIGS, "waiting for the ENIConfig CRD to be established");
-            tokio::time::sleep(env.waits.poll).await;
+        let crd = with_retry(&format!("get CRD {ENICONFIG_CRD}"), || api.get_opt(ENICONFIG_CRD)).await?;
+        if crd_established(crd.as_ref()).is_ok() {
+            return Ok(());
         }
+        let report = |m: String| env.status(ids::APPLY_ENICONFIGS, &m);
+        k8s::wait::until(api, ENICONFIG_CRD, Duration::from_secs(120), &report, crd_established)
+            .await
+            .map_err(|e| {
+                let what = if crd.is_none() {
+                    format!("the ENIConfig CRD ({ENICONFIG_CRD}) is not installed")
+                } else {
+                    "the ENIConfig CRD is not established".to_string()
+                };
+                StepError::new(ErrorClass::Timeout, format!("{what}: {e}")).hint(
+                    "the vpc-cni addon installs it; check `kubectl get crd eniconfigs.crd.k8s.amazonaws.com`, then run `podnet resume`",
+                )
+            })
+    }
+}
+
+/// The CRD's `Established` condition (kube-runtime's `is_crd_established`,
+/// with a progress line for the wait).
+fn crd_established(crd: Option<&CustomResourceDefinition>) -> Result<(), String> {
+    let established = crd
+        .and_then(|c| c.status.as_ref())
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    if established {
+        Ok(())
+    } else {
+        Err("waiting for the ENIConfig CRD to be established".to_string())
     }
 }
 

@@ -185,15 +185,7 @@ impl Step<Env> for ConfigureKarpenter {
             }
         }
         let progress = |m: String| env.status(ids::CONFIGURE_KARPENTER, &m);
-        ops::wait_deployment_rollout(
-            client,
-            &k.namespace,
-            &k.deployment,
-            Duration::from_secs(600),
-            env.waits.poll,
-            &progress,
-        )
-        .await?;
+        ops::wait_deployment_rollout(client, &k.namespace, &k.deployment, Duration::from_secs(600), &progress).await?;
         let out = ConfigureKarpenterOutputs {
             skipped: false,
             namespace: Some(k.namespace.clone()),

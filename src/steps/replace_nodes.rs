@@ -308,7 +308,7 @@ async fn restore_limits(
     client: &kube::Client,
 ) -> Result<(), StepError> {
     for np in node_pools {
-        let Some(original) = ctx.checkpointed::<serde_json::Value>(&format!("nodepool-cpu-limit:{np}")) else {
+        let Some(original) = ctx.checkpointed::<serde_json::Value>(&format!("nodepool-cpu-limit:{np}"))? else {
             continue;
         };
         let (h, _) = headroom(client, np).await?;
@@ -492,7 +492,7 @@ impl Step<Env> for ReplaceKarpenterNodes {
 
     async fn apply(&self, env: &Env, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
         let mut out = ReplaceKarpenterNodesOutputs {
-            replaced: ctx.checkpointed("replaced").unwrap_or_default(),
+            replaced: ctx.checkpointed("replaced")?.unwrap_or_default(),
             nodes_now: vec![],
         };
         if self.node_pools.is_empty() {
@@ -613,14 +613,14 @@ impl RollNodeGroups {
             name: g.name.clone(),
             ..Default::default()
         };
-        let update_id = match ctx.checkpointed::<String>(&update_key) {
+        let update_id = match ctx.checkpointed::<String>(&update_key)? {
             Some(id) => Some(id),
             None if self.old_nodes(&client, &g.name).await?.is_empty() => None,
             None => {
                 let lt = match &g.launch_template {
                     None => None,
                     Some(lt) => {
-                        let version = match ctx.checkpointed::<String>(&lt_key) {
+                        let version = match ctx.checkpointed::<String>(&lt_key)? {
                             Some(v) => v,
                             None => {
                                 let id = match (&lt.id, &lt.name) {
