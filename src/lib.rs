@@ -40,7 +40,7 @@ pub fn main() -> ExitCode {
     let color = !g.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let verbosity: i8 = if g.quiet { -1 } else { g.verbose.min(3) as i8 };
     let printer = output::Printer::new(g.output, verbosity, color, !g.no_progress);
-    init_tracing(g.verbose);
+    init_tracing(g.verbose, color);
     if let Some(profile) = &g.profile {
         // SAFETY: set before the runtime (and any other thread) starts.
         unsafe { std::env::set_var("AWS_PROFILE", profile) };
@@ -84,17 +84,26 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+/// Logs go to stderr. Dependencies' own loggers (kube-rs, hyper, the AWS
+/// SDK) stay silent by default: podnet's printer owns the terminal and
+/// reports what matters (a retried 503 is not news). `-v` shows their
+/// warnings and errors, `-vv` their info and podnet's debug lines, `-vvv`
+/// everything; `PODNET_LOG` overrides. No escape codes unless stderr is a
+/// terminal and colour is on.
+fn init_tracing(verbose: u8, color: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 | 1 => "warn",
-        2 => "podnet=debug,warn",
+        0 => "off,podnet=warn",
+        1 => "warn,podnet=info",
+        2 => "info,podnet=debug",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("PODNET_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
+        .with_ansi(color && std::io::stderr().is_terminal())
+        .with_target(verbose >= 2)
         .try_init();
 }

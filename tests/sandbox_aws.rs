@@ -337,3 +337,33 @@ fn a_resume_by_another_podnet_version_is_refused_before_any_change() {
         sb.calls()
     );
 }
+
+#[test]
+fn dependency_logs_stay_silent_unless_asked_and_never_carry_escape_codes() {
+    use podnet_sandbox::Fault;
+    let sb = start(Scenario::seed());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    let fault = || Fault::new(Service::Kube, "list nodes", 1, 503, "ServiceUnavailable");
+    // One 503 on a read: podnet retries it and plans; nothing of kube-rs's
+    // own logging reaches the user.
+    sb.inject_fault(fault());
+    let o = podnet(&sb, dir.path(), &plan, &["plan"]);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        !stderr.contains("503"),
+        "a dependency's log line at the default verbosity: {stderr}"
+    );
+    assert!(sb.calls().iter().any(|c| c.injected), "the fault was hit");
+    // Asked for (-vv), they appear, still without escape codes on a pipe.
+    sb.inject_fault(fault());
+    let o = podnet(&sb, dir.path(), &plan, &["-vv", "plan"]);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!stderr.contains('\u{1b}'), "escape codes on a pipe: {stderr:?}");
+    assert!(
+        stderr.contains("failed with status 503"),
+        "-vv shows kube-rs's own line: {stderr}"
+    );
+}
