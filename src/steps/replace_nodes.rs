@@ -523,8 +523,22 @@ impl Step<Env> for ReplaceKarpenterNodes {
                 ),
             );
             ensure_headroom(env, self.id(), &self.node_pools, ctx, &client).await?;
-            for n in &batch {
-                ops::cordon(&client, &n.name).await?;
+            let mut live = Vec::with_capacity(batch.len());
+            for n in batch {
+                match ops::cordon(&client, &n.name).await {
+                    Ok(()) => live.push(n),
+                    // Gone between the list and the cordon: Karpenter finished
+                    // terminating it (a NodeClaim deleted by an earlier,
+                    // interrupted attempt). Nothing left to drain; list again.
+                    Err(e) if e.is_not_found() => {
+                        env.status(self.id(), &format!("{} is already gone", n.name));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let batch = live;
+            if batch.is_empty() {
+                continue;
             }
             let mut reports: Vec<(NodeSummary, DrainReport)> = Vec::new();
             for n in &batch {
