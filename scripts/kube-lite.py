@@ -19,9 +19,14 @@ import urllib.parse
 import urllib.request
 
 
+KUBECONFIG_TEXT = None
+
+
 def kubeconfig_field(name):
-    text = open(os.environ["KUBECONFIG"]).read()
-    m = re.search(name + r":\s*(\S+)", text)
+    global KUBECONFIG_TEXT
+    if KUBECONFIG_TEXT is None:
+        KUBECONFIG_TEXT = open(os.environ["KUBECONFIG"]).read()
+    m = re.search(name + r":\s*(\S+)", KUBECONFIG_TEXT)
     if not m:
         sys.exit(f"kube-lite: no {name} in $KUBECONFIG")
     return m.group(1).strip("'\"")

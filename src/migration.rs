@@ -120,10 +120,12 @@ pub async fn connect(target: &Target, progress: Arc<dyn Progress>) -> Result<Env
             k8s::connect::connect_kubeconfig(&endpoint, path.clone(), context.clone()).await?
         }
     };
-    if let Err(e) = k8s::connect::probe(&kube).await {
-        return Err(unauthorized(&cfg, target, e).await);
-    }
+    let kube_user = match k8s::connect::probe(&kube).await {
+        Ok(user) => user,
+        Err(e) => return Err(unauthorized(&cfg, target, e).await),
+    };
     Ok(Env {
+        kube_user,
         aws,
         kube: Some(kube),
         waits: Waits::default(),
@@ -271,7 +273,7 @@ pub async fn prepare(env: &Env, spec: &Spec, progress: &(dyn Fn(&str) + Sync)) -
         spec_fingerprint: fingerprint(spec),
     };
     progress("checking Kubernetes permissions");
-    let perms = k8s::permissions::check(kube, d.kube.karpenter.is_some()).await?;
+    let perms = k8s::permissions::check(kube, env.kube_user.clone(), d.kube.karpenter.is_some()).await?;
     doc.findings.extend(permission_findings(&perms));
     if planned.has_errors() || doc.has_errors() {
         return Ok(doc);

@@ -85,23 +85,12 @@ pub fn normalize_endpoint(url: &str) -> Option<String> {
 
 /// PEM certificates (the CA data once base64-decoded) as DER.
 fn pem_to_der(pem: &str) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut body = String::new();
-    let mut inside = false;
-    for line in pem.lines().map(str::trim) {
-        if line.starts_with("-----BEGIN CERTIFICATE") {
-            inside = true;
-            body.clear();
-        } else if line.starts_with("-----END CERTIFICATE") {
-            inside = false;
-            if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body.as_bytes()) {
-                out.push(der);
-            }
-        } else if inside {
-            body.push_str(line);
-        }
-    }
-    out
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .flatten()
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 /// Connects straight to the cluster EKS describes, with tokens from `tokens`.
@@ -186,9 +175,8 @@ pub async fn connect_kubeconfig(
     }
     .map_err(|e| err(ErrorClass::Invalid, ACTION, format!("cannot load the kubeconfig: {e}")))?;
     let server = config.cluster_url.to_string();
-    let same =
-        normalize_endpoint(&server).is_some() && normalize_endpoint(&server) == normalize_endpoint(&cluster.endpoint);
-    if !same {
+    let here = normalize_endpoint(&server);
+    if here.is_none() || here != normalize_endpoint(&cluster.endpoint) {
         let which = match (&context, &path) {
             (Some(c), _) => format!("context {c}"),
             (None, Some(p)) => format!("the current context of {}", p.display()),

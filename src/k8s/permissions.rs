@@ -1,11 +1,11 @@
 //! The Kubernetes permissions a migration needs, asked of the API server
 //! before anything changes: one `SelfSubjectAccessReview` per verb and
-//! resource podnet calls (what `kubectl auth can-i` does), and a
-//! `SelfSubjectReview` (`kubectl auth whoami`) to name the identity the
-//! cluster sees. The table is the one list of what `apply` does to
-//! Kubernetes; keep it next to the calls when they change.
+//! resource podnet calls (what `kubectl auth can-i` does), reported with the
+//! identity the cluster sees (from the `SelfSubjectReview` that
+//! `k8s::connect::probe` made on connecting). The table is the one list of
+//! what `apply` does to Kubernetes; keep it next to the calls when they
+//! change.
 
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -121,10 +121,14 @@ pub struct PermissionReport {
 
 /// Asks the API server about every [`NEEDS`] entry (Karpenter's only when
 /// `with_karpenter`).
-pub async fn check(client: &Client, with_karpenter: bool) -> Result<PermissionReport, KubeError> {
+pub async fn check(
+    client: &Client,
+    username: Option<String>,
+    with_karpenter: bool,
+) -> Result<PermissionReport, KubeError> {
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut report = PermissionReport {
-        username: whoami(client).await,
+        username,
         denied: Vec::new(),
     };
     let pp = PostParams::default();
@@ -151,19 +155,6 @@ pub async fn check(client: &Client, with_karpenter: bool) -> Result<PermissionRe
         }
     }
     Ok(report)
-}
-
-/// The username the API server authenticated (`kubectl auth whoami`);
-/// `None` where SelfSubjectReview is not served.
-async fn whoami(client: &Client) -> Option<String> {
-    let api: Api<SelfSubjectReview> = Api::all(client.clone());
-    let review = SelfSubjectReview::default();
-    api.create(&PostParams::default(), &review)
-        .await
-        .ok()
-        .and_then(|r| r.status)
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
 }
 
 #[cfg(test)]

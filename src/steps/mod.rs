@@ -70,6 +70,8 @@ impl Default for Waits {
 pub struct Env {
     pub aws: AwsClients,
     pub kube: Option<kube::Client>,
+    /// The username the API server authenticated podnet as, when it said.
+    pub kube_user: Option<String>,
     pub waits: Waits,
     pub progress: Arc<dyn Progress>,
 }

@@ -184,7 +184,12 @@ impl Auth {
     }
 
     pub fn principal_by_key(&self, access_key_id: &str) -> Option<Principal> {
-        self.principals().into_iter().find(|p| p.access_key_id == access_key_id)
+        self.principals
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|p| p.access_key_id == access_key_id)
+            .cloned()
     }
 
     pub fn token_lifetime(&self) -> Duration {
@@ -213,7 +218,7 @@ impl Auth {
                 policy: Some(AccessPolicy::ClusterAdmin),
             });
         }
-        let hosts = self.sts_hosts.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let hosts = self.sts_hosts.read().unwrap_or_else(|e| e.into_inner());
         let verified = token::verify(
             bearer,
             &self.cluster,
@@ -223,6 +228,7 @@ impl Auth {
             |akid| self.principal_by_key(akid).map(|p| p.secret_access_key),
         )
         .map_err(|e| (unauthorized(), e.to_string()))?;
+        drop(hosts);
         let p = self
             .principal_by_key(&verified.access_key_id)
             .ok_or_else(|| (unauthorized(), "principal removed".to_string()))?;

@@ -95,48 +95,17 @@ pub fn generate() -> Result<ClusterTls, TlsError> {
 
 /// A TLS client configuration trusting only `ca_pem` (for the sandbox's own
 /// tests and benches, which speak raw HTTP over it).
-pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+pub fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for der in pem_certificates(ca_pem) {
-        let _ = roots.add(der);
-    }
+    roots.add_parsable_certificates(CertificateDer::pem_slice_iter(ca_pem.as_bytes()).flatten());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    match cfg {
-        Ok(c) => Arc::new(c),
-        // The default protocol versions always exist in aws-lc-rs.
-        Err(_) => Arc::new(
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        ),
-    }
-}
-
-fn pem_certificates(pem: &str) -> Vec<CertificateDer<'static>> {
-    use base64::Engine;
-    let mut out = Vec::new();
-    let mut body = String::new();
-    let mut inside = false;
-    for line in pem.lines() {
-        match line.trim() {
-            "-----BEGIN CERTIFICATE-----" => {
-                inside = true;
-                body.clear();
-            }
-            "-----END CERTIFICATE-----" => {
-                inside = false;
-                if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body.as_bytes()) {
-                    out.push(CertificateDer::from(der));
-                }
-            }
-            l if inside => body.push_str(l),
-            _ => {}
-        }
-    }
-    out
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
 /// Serves `router` over TLS on `listener`, on the `runtime` given, until
@@ -202,6 +171,7 @@ pub fn blocking_stream(addr: &str, ca_pem: &str) -> std::io::Result<impl std::io
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
     let name = rustls::pki_types::ServerName::try_from(host)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let conn = rustls::ClientConnection::new(client_config(ca_pem), name).map_err(std::io::Error::other)?;
+    let config = client_config(ca_pem).map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
     Ok(rustls::StreamOwned::new(conn, tcp))
 }
