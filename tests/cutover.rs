@@ -56,6 +56,15 @@ fn killed_and_resumed(points: &[&str]) {
             "status after a kill: {}",
             text(&s)
         );
+        // It names the unit the kill interrupted: the planned batch, not
+        // the whole step.
+        if point.starts_with("replace-karpenter-nodes:") {
+            assert!(
+                String::from_utf8_lossy(&s.stdout).contains("Interrupted during: replace-karpenter-nodes/batch-1"),
+                "status names the batch in flight: {}",
+                text(&s)
+            );
+        }
     }
     let o = podnet(&sb, dir.path(), &plan, &["resume", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

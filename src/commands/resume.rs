@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{Context, ExitStatus, run_report};
 use crate::cli::ResumeArgs;
-use crate::engine::{self, JournalError, JournalState, Run, StepStatus, fingerprint, journal, lock};
+use crate::engine::{self, JournalError, JournalState, Overview, Run, fingerprint, journal, lock};
 use crate::migration;
 use crate::output::progress::RunProgress;
 use crate::spec::{self, Overrides};
@@ -69,21 +69,8 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
     let inputs: MigrationInputs = serde_json::from_value(saved.inputs.clone())
         .context("the saved plan's inputs do not decode; run `podnet apply --replan` to plan again")?;
     let steps = steps::build(&inputs);
-    let built: Vec<&str> = steps.iter().map(|s| s.id()).collect();
-    let approved: Vec<&str> = saved.steps.iter().map(|s| s.step.as_str()).collect();
-    if built != approved {
-        bail!(
-            "the saved plan approved steps {} but its inputs build {}: it cannot be replayed as approved; run `podnet apply --replan` to plan again",
-            approved.join(", "),
-            built.join(", ")
-        );
-    }
-    let left: Vec<&str> = saved
-        .steps
-        .iter()
-        .map(|s| s.step.as_str())
-        .filter(|id| history.step(id).is_none_or(|s| s.status != StepStatus::Succeeded))
-        .collect();
+    engine::check_plan(&saved, &steps)?;
+    let left = Overview::of(&history, Some(&saved)).left;
     p.info(format!(
         "Resuming the migration of {} ({}) planned at {}.",
         saved.cluster, saved.region, saved.created_at

@@ -1,5 +1,7 @@
-//! `podnet status`: what the journal says: every step, its state, times,
-//! outputs and last error, and whether the apply lock is held.
+//! `podnet status`: what the journal says: every unit, its state, times,
+//! outputs and last error, the unit in flight, and whether the apply lock
+//! is held. Where the migration stands is the engine's [`Overview`]; this
+//! module only prints it.
 
 use anyhow::Result;
 use jiff::Timestamp;
@@ -7,7 +9,7 @@ use serde_json::json;
 
 use super::{Context, ExitStatus};
 use crate::engine::lock::{self, LockState};
-use crate::engine::{JournalState, StepStatus, journal};
+use crate::engine::{JournalState, Overview, StepStatus, journal};
 use crate::output::{paint, style, table};
 
 pub fn run(ctx: &Context) -> Result<ExitStatus> {
@@ -39,34 +41,9 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     };
     let folded = JournalState::from_records(&records);
     let saved = state.load_plan().ok().flatten();
-    let phase = if folded.is_complete() {
-        "complete"
-    } else if folded.steps.iter().any(|s| s.status == StepStatus::Failed) {
-        "failed"
-    } else if folded.last_run().and_then(|r| r.outcome) == Some(crate::engine::RunEnd::Stopped) {
-        "paused"
-    } else {
-        "in-progress"
-    };
-    // Steps of the saved plan not yet reached are pending.
-    let mut steps = folded.steps.clone();
-    if let Some(plan) = &saved {
-        for s in &plan.steps {
-            if !steps.iter().any(|x| x.step == s.step) {
-                steps.push(crate::engine::StepState {
-                    step: s.step.clone(),
-                    status: StepStatus::Pending,
-                    attempts: 0,
-                    started_at: None,
-                    finished_at: None,
-                    outputs: None,
-                    last_error: None,
-                    progress: Default::default(),
-                    drift: None,
-                });
-            }
-        }
-    }
+    let overview = Overview::of(&folded, saved.as_ref());
+    let phase = overview.phase.as_str();
+    let steps = &overview.units;
     p.json(&json!({
         "state_dir": state.root(),
         "migration": phase,
@@ -75,6 +52,7 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
         "plan_fingerprint": saved.as_ref().map(|s| &s.fingerprint),
         "runs": folded.runs,
         "steps": steps,
+        "in_flight": overview.in_flight,
         "lock": lock_json,
     }));
     if p.is_json() {
@@ -96,6 +74,15 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
         LockState::Free => {}
         LockState::HeldLive(h) => p.out(format!("Lock: held by {h}")),
         LockState::Left(h) => p.out(format!("Lock: left by {h} (release with `podnet unlock`)")),
+    }
+    if let Some(unit) = &overview.in_flight {
+        p.out(match &lock_state {
+            LockState::HeldLive(_) => format!("In flight: {}", paint(style::BOLD, unit)),
+            _ => format!(
+                "Interrupted during: {} (`podnet resume` runs it again)",
+                paint(style::BOLD, unit)
+            ),
+        });
     }
     p.out("");
     let rows: Vec<Vec<String>> = steps
@@ -119,7 +106,7 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     for l in table(&["STEP", "STATE", "ATTEMPTS", "STARTED", "FINISHED"], &rows) {
         p.out(l);
     }
-    for s in &steps {
+    for s in steps {
         let interesting = s.outputs.as_ref().is_some_and(|o| !o.is_null() && o != &json!({}));
         if interesting {
             p.out("");

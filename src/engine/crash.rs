@@ -5,14 +5,18 @@
 //! tests and rehearsals can prove that `podnet resume` finishes any
 //! interrupted migration with the same end state.
 //!
-//! A point is `<step>:started`, `<step>:progress[:<key prefix>]` (a step's
+//! A point is `<unit>:started`, `<unit>:progress[:<key prefix>]` (a unit's
 //! checkpoint: a request token, an update id, a node done) or
-//! `<step>:succeeded`; several may be given, separated by commas. Unset (the
+//! `<unit>:succeeded`; several may be given, separated by commas. A step
+//! the plan expands into units names each of them
+//! (`replace-karpenter-nodes` is `replace-karpenter-nodes/batch-1`, `…/batch-2`,
+//! …), so a point on it fires in the first that reaches it. Unset (the
 //! normal case), nothing happens.
 
 use std::sync::OnceLock;
 
 use super::journal::Event;
+use super::step::is_unit_of;
 
 /// The environment variable naming the crash points.
 pub const ENV: &str = "PODNET_CRASH_AT";
@@ -31,8 +35,16 @@ fn points() -> &'static [String] {
     })
 }
 
+/// Installs the crash points as the journal's append observer, when
+/// `PODNET_CRASH_AT` names any (called once, by `main`).
+pub fn install() {
+    if !points().is_empty() {
+        super::journal::observe_appends(after_append);
+    }
+}
+
 /// Called after each durable journal append.
-pub(crate) fn after_append(event: &Event) {
+fn after_append(event: &Event) {
     let points = points();
     if points.is_empty() || !points.iter().any(|p| matches(p, event)) {
         return;
@@ -64,10 +76,10 @@ pub(crate) fn matches(point: &str, event: &Event) -> bool {
     };
     let prefix = parts.next();
     match (event, kind) {
-        (Event::StepStarted { step: s, .. }, "started") => s == step && prefix.is_none(),
-        (Event::StepSucceeded { step: s, .. }, "succeeded") => s == step && prefix.is_none(),
+        (Event::StepStarted { step: s, .. }, "started") => is_unit_of(s, step) && prefix.is_none(),
+        (Event::StepSucceeded { step: s, .. }, "succeeded") => is_unit_of(s, step) && prefix.is_none(),
         (Event::StepProgress { step: s, key, .. }, "progress") => {
-            s == step && prefix.is_none_or(|p| key.starts_with(p))
+            is_unit_of(s, step) && prefix.is_none_or(|p| key.starts_with(p))
         }
         _ => false,
     }
@@ -113,5 +125,10 @@ mod tests {
         assert!(matches("create-pod-subnets:succeeded", &done));
         assert!(!matches("create-pod-subnets", &done), "a point needs an event kind");
         assert!(!matches("", &done));
+        let batch = progress("replace-karpenter-nodes/batch-2", "replaced");
+        assert!(matches("replace-karpenter-nodes:progress:replaced", &batch));
+        assert!(matches("replace-karpenter-nodes/batch-2:progress", &batch));
+        assert!(!matches("replace-karpenter-nodes/batch-1:progress", &batch));
+        assert!(!matches("replace-karpenter:progress", &batch));
     }
 }

@@ -18,7 +18,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use super::step::{Outputs, StepError};
+use super::error::StepError;
+
+/// A unit's output or checkpoint field in the journal (JSON).
+pub type Recorded = serde_json::Value;
+
+/// Hears every durable append (crash points, installed by `main`).
+pub type AppendObserver = fn(&Event);
+
+static APPEND_OBSERVER: std::sync::OnceLock<AppendObserver> = std::sync::OnceLock::new();
+
+/// Installs the process's append observer; the first one installed stays.
+pub fn observe_appends(observer: AppendObserver) {
+    let _ = APPEND_OBSERVER.set(observer);
+}
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,11 +65,11 @@ pub enum Event {
     StepProgress {
         step: String,
         key: String,
-        value: serde_json::Value,
+        value: Recorded,
     },
     StepSucceeded {
         step: String,
-        outputs: Outputs,
+        outputs: Recorded,
     },
     StepFailed {
         step: String,
@@ -249,7 +262,9 @@ impl Journal {
         self.file.write_all(line.as_bytes()).map_err(io(&self.path))?;
         self.file.sync_data().map_err(io(&self.path))?;
         self.next_seq += 1;
-        super::crash::after_append(&rec.event);
+        if let Some(observer) = APPEND_OBSERVER.get() {
+            observer(&rec.event);
+        }
         Ok(rec)
     }
 }
@@ -273,14 +288,14 @@ pub struct StepState {
     pub attempts: u32,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
-    pub outputs: Option<Outputs>,
+    pub outputs: Option<Recorded>,
     pub last_error: Option<StepError>,
-    pub progress: BTreeMap<String, serde_json::Value>,
+    pub progress: BTreeMap<String, Recorded>,
     pub drift: Option<Vec<String>>,
 }
 
 impl StepState {
-    fn new(step: &str) -> Self {
+    pub(crate) fn new(step: &str) -> Self {
         StepState {
             step: step.to_string(),
             status: StepStatus::Pending,

@@ -12,10 +12,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::change::{StepPlan, render_step_plan};
+use super::error::StepError;
 use super::journal::{Event, Journal, JournalError, JournalState, RunEnd, StepStatus};
 use super::lock::this_host;
 use super::state::{SavedPlan, StateDir, StateError};
-use super::step::{Outputs, Step, StepCtx, StepError};
+use super::step::{Recorded, Step, StepCtx, is_unit_of};
 
 /// Progress callbacks (the CLI draws them; tests may record them).
 pub trait Observer: Send + Sync {
@@ -24,7 +25,7 @@ pub trait Observer: Send + Sync {
     fn step_skipped(&self, _step: &str) {}
     fn step_drift(&self, _step: &str, _plan: &StepPlan) {}
     fn step_retrying(&self, _step: &str, _error: &StepError, _delay: Duration) {}
-    fn step_succeeded(&self, _step: &str, _outputs: &Outputs) {}
+    fn step_succeeded(&self, _step: &str, _outputs: &Recorded) {}
     fn step_failed(&self, _step: &str, _error: &StepError) {}
 }
 
@@ -90,7 +91,7 @@ pub struct Run<'a, E: ?Sized + Sync> {
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum RunOutcome {
     Succeeded {
-        outputs: BTreeMap<String, Outputs>,
+        outputs: BTreeMap<String, Recorded>,
     },
     Failed {
         step: String,
@@ -103,7 +104,7 @@ pub enum RunOutcome {
     /// Stopped after `after` as asked (`--stop-after`); `podnet resume` continues.
     Stopped {
         after: String,
-        outputs: BTreeMap<String, Outputs>,
+        outputs: BTreeMap<String, Recorded>,
     },
 }
 
@@ -114,28 +115,60 @@ pub enum EngineError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(
-        "the saved plan has steps [{saved}] but this podnet builds [{built}]; finish the migration with the podnet version that started it"
+        "the saved plan has units [{saved}] but its inputs build [{built}]: it cannot be replayed as approved; finish the migration with the podnet version that started it, or run `podnet apply --replan` to plan again"
     )]
     PlanMismatch { saved: String, built: String },
     #[error("--stop-after {0}: no such step; the steps are {1}")]
     UnknownStep(String, String),
 }
 
-/// Runs (or continues) the saved plan.
-pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, EngineError> {
-    let saved_ids: Vec<&str> = run.saved.steps.iter().map(|s| s.step.as_str()).collect();
-    let built_ids: Vec<&str> = run.steps.iter().map(|s| s.id()).collect();
-    if saved_ids != built_ids {
+/// Refuses units that differ from the ones the saved plan approved: their
+/// ids and what each says it does (its nodes, its node group, its CIDR), so
+/// the saved plan is exactly what runs.
+pub fn check_plan<E: ?Sized + Sync>(saved: &SavedPlan, steps: &[Box<dyn Step<E>>]) -> Result<(), EngineError> {
+    let saved_units: Vec<(&str, &str)> = saved
+        .steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.description.as_str()))
+        .collect();
+    let descriptions: Vec<String> = steps.iter().map(|s| s.describe()).collect();
+    let built_units: Vec<(&str, &str)> = steps
+        .iter()
+        .zip(&descriptions)
+        .map(|(s, d)| (s.id(), d.as_str()))
+        .collect();
+    if saved_units != built_units {
+        let differ = |units: &[(&str, &str)]| {
+            units
+                .iter()
+                .map(|(id, d)| format!("{id} ({d})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return Err(EngineError::PlanMismatch {
-            saved: saved_ids.join(", "),
-            built: built_ids.join(", "),
+            saved: differ(&saved_units),
+            built: differ(&built_units),
         });
     }
-    if let Some(stop) = run.stop_after
-        && !built_ids.contains(&stop)
-    {
-        return Err(EngineError::UnknownStep(stop.to_string(), built_ids.join(", ")));
-    }
+    Ok(())
+}
+
+/// Runs (or continues) the saved plan.
+pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, EngineError> {
+    check_plan(run.saved, run.steps)?;
+    let built_ids: Vec<&str> = run.steps.iter().map(|s| s.id()).collect();
+    // `--stop-after` a step the plan expanded stops after its last unit.
+    let stop_after = match run.stop_after {
+        None => None,
+        Some(stop) => Some(
+            built_ids
+                .iter()
+                .rev()
+                .find(|id| is_unit_of(id, stop))
+                .copied()
+                .ok_or_else(|| EngineError::UnknownStep(stop.to_string(), built_ids.join(", ")))?,
+        ),
+    };
     run.state.ensure()?;
     let (journal, records) = Journal::open(&run.state.journal_path())?;
     let history = JournalState::from_records(&records);
@@ -157,12 +190,12 @@ pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, En
         plan_fingerprint: run.saved.fingerprint.clone(),
     })?;
 
-    let mut outputs: BTreeMap<String, Outputs> = BTreeMap::new();
+    let mut outputs: BTreeMap<String, Recorded> = BTreeMap::new();
     for step in run.steps {
         let id = step.id();
         let past = history.step(id);
         if let Some(done) = past.filter(|s| s.status == StepStatus::Succeeded) {
-            let out = done.outputs.clone().unwrap_or(Outputs::Null);
+            let out = done.outputs.clone().unwrap_or(Recorded::Null);
             run.observer.step_skipped(id);
             // Cheap re-observe: a succeeded step is not re-applied, but the
             // user hears about anything that changed since.
@@ -182,7 +215,7 @@ pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, En
                 })?;
             }
             outputs.insert(id.to_string(), out);
-            if run.stop_after == Some(id) {
+            if stop_after == Some(id) {
                 append(Event::RunFinished {
                     run_id,
                     outcome: RunEnd::Stopped,
@@ -234,7 +267,7 @@ pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, En
                 })?;
                 run.observer.step_succeeded(id, &out);
                 outputs.insert(id.to_string(), out);
-                if run.stop_after == Some(id) {
+                if stop_after == Some(id) {
                     append(Event::RunFinished {
                         run_id,
                         outcome: RunEnd::Stopped,

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::*;
@@ -85,19 +86,38 @@ struct Ensure {
     token: bool,
 }
 
+/// What an `Ensure` records: the resource's id, read by its children.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Ensured {
+    id: String,
+    name: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct EnsureCheckpoint {
+    token: Option<String>,
+}
+
 impl Ensure {
     fn desired(&self, ctx: &StepCtx<'_>) -> Result<Option<String>, StepError> {
         match self.parent {
             None => Ok(Some("root".to_string())),
             Some(p) => Ok(ctx
-                .output::<serde_json::Value>(p)?
-                .map(|o| format!("child-of-{}", o["id"].as_str().unwrap()))),
+                .output(&OutputOf::<Ensure>::new(p))?
+                .map(|o| format!("child-of-{}", o.id))),
         }
     }
 }
 
+impl Produces for Ensure {
+    type Output = Ensured;
+}
+
 #[async_trait]
-impl Step<World> for Ensure {
+impl Unit<World> for Ensure {
+    type Checkpoint = EnsureCheckpoint;
+
     fn id(&self) -> &str {
         self.id
     }
@@ -107,7 +127,7 @@ impl Step<World> for Ensure {
     }
 
     async fn observe(&self, w: &World, ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
-        let plan = StepPlan::new(self.id, self.describe());
+        let plan = StepPlan::new(self.id, Unit::describe(self));
         let desired = self.desired(ctx)?;
         Ok(match (w.get(self.name), desired) {
             (None, Some(v)) => plan.with(
@@ -127,13 +147,13 @@ impl Step<World> for Ensure {
         })
     }
 
-    async fn apply(&self, w: &World, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+    async fn apply(&self, w: &World, ctx: &mut UnitCtx<'_, '_, EnsureCheckpoint>) -> Result<Ensured, StepError> {
         w.maybe_fail(self.id)?;
         let desired = self
             .desired(ctx)?
             .ok_or_else(|| StepError::failed("parent output missing"))?;
         if self.token {
-            let token: String = ctx.checkpoint_once("token", || uuid::Uuid::new_v4().to_string())?;
+            let token = ctx.once(|c| &mut c.token, || uuid::Uuid::new_v4().to_string())?;
             let mut seen = w.tokens_seen.lock().unwrap();
             if !seen.contains(&token) {
                 seen.push(token);
@@ -154,7 +174,10 @@ impl Step<World> for Ensure {
             None => w.create(self.name, desired),
         };
         w.maybe_crash(self.id)?;
-        Ok(json!({ "id": id, "name": self.name }))
+        Ok(Ensured {
+            id,
+            name: self.name.to_string(),
+        })
     }
 }
 
@@ -306,7 +329,7 @@ async fn every_step_applied_twice_has_no_extra_effect() {
     let (snap, muts) = (w.snapshot(), w.mutations());
     // Each step's apply again, directly, with the recorded outputs.
     let state = JournalState::from_records(&journal::read(&f.state.journal_path()).unwrap());
-    let outputs: BTreeMap<String, Outputs> = state
+    let outputs: BTreeMap<String, Recorded> = state
         .steps
         .iter()
         .map(|s| (s.step.clone(), s.outputs.clone().unwrap()))
@@ -591,6 +614,19 @@ async fn a_saved_plan_from_other_steps_is_refused() {
     .await
     .unwrap_err();
     assert!(matches!(err, EngineError::PlanMismatch { .. }));
+}
+
+#[tokio::test]
+async fn a_saved_plan_whose_units_say_other_things_is_refused() {
+    let w = World::default();
+    let mut f = fixture(&w).await;
+    // Same ids, but the approved subnet unit did something else.
+    f.saved.steps[1].description = "ensure another-subnet".into();
+    let err = check_plan(&f.saved, &f.steps).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("subnet (ensure another-subnet)"), "{msg}");
+    assert!(msg.contains("subnet (ensure subnet)"), "{msg}");
+    assert!(msg.contains("podnet apply --replan"), "{msg}");
 }
 
 #[tokio::test]

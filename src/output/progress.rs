@@ -12,7 +12,7 @@ use std::time::Duration;
 use indicatif::ProgressBar;
 
 use super::{Printer, paint, style};
-use crate::engine::{Observer, Outputs, StepError, StepPlan};
+use crate::engine::{Observer, Recorded, StepError, StepPlan};
 use crate::steps::Progress;
 
 pub struct RunProgress {
@@ -89,7 +89,7 @@ impl Observer for RunProgress {
             .warn(format!("{step}: {} — retrying in {}s", error.message, delay.as_secs()));
     }
 
-    fn step_succeeded(&self, step: &str, _outputs: &Outputs) {
+    fn step_succeeded(&self, step: &str, _outputs: &Recorded) {
         self.finish(step);
         self.printer.info(format!("{} {step}", paint(style::GREEN, "✓")));
     }

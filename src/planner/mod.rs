@@ -81,6 +81,14 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         }),
     };
     let r = &spec.replacement;
+    let node_pools: Vec<String> = d
+        .kube
+        .karpenter
+        .iter()
+        .flat_map(|k| k.nodepools.iter().map(|p| p.name.clone()))
+        .filter(|p| r.node_pools.selects(p))
+        .collect();
+    let karpenter_batches = karpenter_batches(d, &node_pools, &expect, r.batch_size);
     let inputs = MigrationInputs {
         cluster: spec.cluster.clone(),
         region: spec.region.clone(),
@@ -94,13 +102,8 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         karpenter,
         karpenter_skip_reason,
         vpc_cni,
-        node_pools: d
-            .kube
-            .karpenter
-            .iter()
-            .flat_map(|k| k.nodepools.iter().map(|p| p.name.clone()))
-            .filter(|p| r.node_pools.selects(p))
-            .collect(),
+        node_pools,
+        karpenter_batches,
         node_groups: d
             .nodegroups
             .iter()
@@ -132,6 +135,22 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         suggestions,
         capacity,
     }
+}
+
+/// The Karpenter nodes still to replace, sorted by name, in batches: what
+/// `replace-karpenter-nodes/batch-N` replaces (BRIEF.md: nodes never switch
+/// to custom networking, they are replaced).
+fn karpenter_batches(d: &Discovery, node_pools: &[String], expect: &Expectations, batch_size: u32) -> Vec<Vec<String>> {
+    let mut old: Vec<String> = d
+        .kube
+        .nodes
+        .iter()
+        .filter(|n| n.nodepool.as_ref().is_some_and(|p| node_pools.contains(p)))
+        .filter(|n| n.os != "windows" && !expect.node_is_migrated(n))
+        .map(|n| n.name.clone())
+        .collect();
+    old.sort();
+    old.chunks(batch_size.max(1) as usize).map(<[String]>::to_vec).collect()
 }
 
 /// The security groups of pod ENIs, as ids: the plan's, or the cluster

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::{Env, ids};
 use crate::aws::eks::{AddonUpdate, UpdateInfo};
 use crate::discovery::VPC_CNI_ADDON;
-use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::engine::{Action, Change, ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
 use crate::k8s::{ops, with_retry};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,8 +159,26 @@ impl EnableCustomNetworking {
     }
 }
 
+/// What an interrupted attempt leaves: one token and one update per
+/// attempt. An update that ended Failed or Cancelled is set aside in
+/// `failed_updates` so that the next resume makes a new one instead of
+/// finding the old.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct EnableCustomNetworkingCheckpoint {
+    pub failed_updates: Vec<String>,
+    pub client_request_token: Option<String>,
+    pub update_id: Option<String>,
+}
+
+impl Produces for EnableCustomNetworking {
+    type Output = EnableCustomNetworkingOutputs;
+}
+
 #[async_trait]
-impl Step<Env> for EnableCustomNetworking {
+impl Unit<Env> for EnableCustomNetworking {
+    type Checkpoint = EnableCustomNetworkingCheckpoint;
+
     fn id(&self) -> &str {
         ids::ENABLE_CUSTOM_NETWORKING
     }
@@ -216,7 +234,7 @@ impl Step<Env> for EnableCustomNetworking {
         Ok(plan)
     }
 
-    async fn apply(&self, env: &Env, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+    async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let client = kube(env)?.clone();
         let rollout = |m: String| env.status(ids::ENABLE_CUSTOM_NETWORKING, &m);
         if !self.cni.managed_addon {
@@ -242,16 +260,13 @@ impl Step<Env> for EnableCustomNetworking {
                 configuration_values: None,
                 env: self.cni.env.clone(),
             };
-            return serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()));
+            return Ok(out);
         }
 
         // One token and one update per attempt; a failed update is recorded
         // so that the next resume makes a new one instead of finding the old.
-        let failed: Vec<String> = ctx.checkpointed("failed-updates")?.unwrap_or_default();
-        let token_key = format!("client-request-token-{}", failed.len());
-        let update_key = format!("update-id-{}", failed.len());
-        let token: String = ctx.checkpoint_once(&token_key, || uuid::Uuid::new_v4().to_string())?;
-        let update_id: Option<String> = match ctx.checkpointed::<String>(&update_key)? {
+        let token = ctx.once(|c| &mut c.client_request_token, || uuid::Uuid::new_v4().to_string())?;
+        let update_id: Option<String> = match ctx.checkpoint().update_id.clone() {
             Some(id) => Some(id),
             None => {
                 let addon = env
@@ -283,7 +298,7 @@ impl Step<Env> for EnableCustomNetworking {
                             },
                         )
                         .await?;
-                    ctx.checkpoint(&update_key, &u.id)?;
+                    ctx.save(|c| c.update_id = Some(u.id.clone()))?;
                     Some(u.id)
                 }
             }
@@ -291,9 +306,11 @@ impl Step<Env> for EnableCustomNetworking {
         if let Some(id) = &update_id {
             let u = self.wait_update(env, id).await?;
             if u.status != "Successful" {
-                let mut failed = failed;
-                failed.push(id.clone());
-                ctx.checkpoint("failed-updates", &failed)?;
+                ctx.save(|c| {
+                    c.failed_updates.push(id.clone());
+                    c.client_request_token = None;
+                    c.update_id = None;
+                })?;
                 let errs: Vec<String> = u.errors.iter().map(|e| format!("{}: {}", e.code, e.message)).collect();
                 return Err(StepError::new(
                     ErrorClass::Failed,
@@ -318,7 +335,7 @@ impl Step<Env> for EnableCustomNetworking {
             configuration_values: config,
             env: self.cni.env.clone(),
         };
-        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+        Ok(out)
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{Env, ids};
 use crate::aws::ec2::{CidrAssociation, RouteTableInfo, VpcInfo};
-use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::engine::{Action, Change, ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
 use crate::network::{CidrProblem, RouteDestination, VpcCidrs, check_secondary_cidr, overlaps};
 
 pub struct AssociateCidr {
@@ -73,8 +73,21 @@ impl AssociateCidr {
     }
 }
 
+/// What an interrupted attempt leaves: the association it created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct AssociateCidrCheckpoint {
+    pub association_id: Option<String>,
+}
+
+impl Produces for AssociateCidr {
+    type Output = AssociateCidrOutputs;
+}
+
 #[async_trait]
-impl Step<Env> for AssociateCidr {
+impl Unit<Env> for AssociateCidr {
+    type Checkpoint = AssociateCidrCheckpoint;
+
     fn id(&self) -> &str {
         ids::ASSOCIATE_CIDR
     }
@@ -104,7 +117,7 @@ impl Step<Env> for AssociateCidr {
         ))
     }
 
-    async fn apply(&self, env: &Env, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+    async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let vpc = env.aws.ec2.describe_vpc(&self.vpc_id).await?;
         let association = match self.existing(&vpc) {
             Some(a) => a.clone(),
@@ -126,7 +139,7 @@ impl Step<Env> for AssociateCidr {
                 // Recorded before the wait: a resumed attempt finds the
                 // association by CIDR anyway, but the journal then says which
                 // association this run created (for a later rollback).
-                ctx.checkpoint("association-id", &a.association_id)?;
+                ctx.save(|c| c.association_id = Some(a.association_id.clone()))?;
                 a
             }
         };
@@ -136,7 +149,7 @@ impl Step<Env> for AssociateCidr {
             cidr: self.cidr,
             association_id: association.association_id,
         };
-        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+        Ok(out)
     }
 }
 

@@ -15,9 +15,8 @@ use kube::api::{DynamicObject, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::pod_subnets::CreatePodSubnetsOutputs;
 use super::{Env, ids};
-use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::engine::{Action, Change, ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
 use crate::k8s::{self, FIELD_MANAGER, KubeError, with_retry};
 
 pub const ENICONFIG_CRD: &str = "eniconfigs.crd.k8s.amazonaws.com";
@@ -69,7 +68,7 @@ impl ApplyEniConfigs {
     /// Subnet ids by AZ: from create-pod-subnets' outputs when it has run,
     /// else found in EC2 by CIDR (a re-plan), else unknown until apply.
     async fn subnets(&self, env: &Env, ctx: &StepCtx<'_>) -> Result<Vec<(EniConfigInput, Option<String>)>, StepError> {
-        if let Some(out) = ctx.output::<CreatePodSubnetsOutputs>(ids::CREATE_POD_SUBNETS)? {
+        if let Some(out) = ctx.output(&super::pod_subnets::OUTPUT)? {
             return Ok(self
                 .eniconfigs
                 .iter()
@@ -146,8 +145,14 @@ fn crd_established(crd: Option<&CustomResourceDefinition>) -> Result<(), String>
     }
 }
 
+impl Produces for ApplyEniConfigs {
+    type Output = ApplyEniConfigsOutputs;
+}
+
 #[async_trait]
-impl Step<Env> for ApplyEniConfigs {
+impl Unit<Env> for ApplyEniConfigs {
+    type Checkpoint = ();
+
     fn id(&self) -> &str {
         ids::APPLY_ENICONFIGS
     }
@@ -206,7 +211,7 @@ impl Step<Env> for ApplyEniConfigs {
         Ok(plan)
     }
 
-    async fn apply(&self, env: &Env, ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+    async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let client = kube(env)?;
         self.wait_crd(client, env).await?;
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::eniconfig_resource());
@@ -242,6 +247,6 @@ impl Step<Env> for ApplyEniConfigs {
                 security_groups: self.security_groups.clone(),
             });
         }
-        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+        Ok(out)
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Env, ids};
-use crate::engine::{Action, Change, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::engine::{Action, Change, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
 use crate::k8s::{self, ops, with_retry};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,8 +91,14 @@ impl KarpenterInputs {
     }
 }
 
+impl Produces for ConfigureKarpenter {
+    type Output = ConfigureKarpenterOutputs;
+}
+
 #[async_trait]
-impl Step<Env> for ConfigureKarpenter {
+impl Unit<Env> for ConfigureKarpenter {
+    type Checkpoint = ();
+
     fn id(&self) -> &str {
         ids::CONFIGURE_KARPENTER
     }
@@ -145,13 +151,13 @@ impl Step<Env> for ConfigureKarpenter {
         Ok(plan)
     }
 
-    async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+    async fn apply(&self, env: &Env, _ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let Some(k) = &self.karpenter else {
             let out = ConfigureKarpenterOutputs {
                 skipped: true,
                 ..Default::default()
             };
-            return serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()));
+            return Ok(out);
         };
         let client = kube(env)?;
         let api: Api<Deployment> = Api::namespaced(client.clone(), &k.namespace);
@@ -195,6 +201,6 @@ impl Step<Env> for ConfigureKarpenter {
             node_classes: patched,
             helm_values: k.helm_managed.then(|| helm_snippet(k.reserved_enis)),
         };
-        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+        Ok(out)
     }
 }

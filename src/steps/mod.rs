@@ -136,13 +136,63 @@ pub struct MigrationInputs {
     pub karpenter_skip_reason: String,
     pub vpc_cni: addon::VpcCniInputs,
     pub node_pools: Vec<String>,
+    /// The old Karpenter nodes, sorted by name, `batch_size` a batch: one
+    /// `replace-karpenter-nodes/batch-N` unit each.
+    pub karpenter_batches: Vec<Vec<String>>,
     pub node_groups: Vec<replace_nodes::NodeGroupRoll>,
     pub drain: replace_nodes::DrainSettings,
     pub expect: crate::verify::Expectations,
 }
 
-/// The steps of a migration, in order.
+/// The units of a migration, in order: the saved plan runs exactly these.
 pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
+    let mut units = fixed_units(inputs);
+    units.extend(replacement_units(inputs));
+    units.push(Box::new(verify::Verify {
+        expect: inputs.expect.clone(),
+        timeout: Duration::from_secs(300),
+    }));
+    units
+}
+
+/// One unit per planned Karpenter batch and per managed node group, each
+/// family closed by its `finish` unit.
+fn replacement_units(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
+    let replacement = replace_nodes::karpenter::Replacement {
+        node_pools: inputs.node_pools.clone(),
+        drain: inputs.drain.clone(),
+        expect: inputs.expect.clone(),
+    };
+    let batches = &inputs.karpenter_batches;
+    let mut units: Vec<Box<dyn Step<Env>>> = Vec::new();
+    for (i, nodes) in batches.iter().enumerate() {
+        units.push(Box::new(replace_nodes::ReplaceBatch::new(
+            i + 1,
+            batches.len(),
+            nodes.clone(),
+            replacement.clone(),
+        )));
+    }
+    units.push(Box::new(replace_nodes::FinishReplacement::new(batches, replacement)));
+    let rolls = replace_nodes::node_groups::Rolls {
+        cluster: inputs.cluster.clone(),
+        node_pools: inputs.node_pools.clone(),
+        expect: inputs.expect.clone(),
+        settle_timeout_secs: inputs.drain.settle_timeout_secs,
+    };
+    let names: Vec<String> = inputs.node_groups.iter().map(|g| g.name.clone()).collect();
+    for (i, g) in inputs.node_groups.iter().enumerate() {
+        units.push(Box::new(replace_nodes::RollNodeGroup::new(
+            g.clone(),
+            names[..i].to_vec(),
+            rolls.clone(),
+        )));
+    }
+    units.push(Box::new(replace_nodes::FinishRolls::new(names)));
+    units
+}
+
+fn fixed_units(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
     vec![
         Box::new(associate_cidr::AssociateCidr {
             vpc_id: inputs.vpc_id.clone(),
@@ -177,22 +227,6 @@ pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
         Box::new(addon::EnableCustomNetworking {
             cluster: inputs.cluster.clone(),
             cni: inputs.vpc_cni.clone(),
-        }),
-        Box::new(replace_nodes::ReplaceKarpenterNodes {
-            node_pools: inputs.node_pools.clone(),
-            drain: inputs.drain.clone(),
-            expect: inputs.expect.clone(),
-        }),
-        Box::new(replace_nodes::RollNodeGroups {
-            cluster: inputs.cluster.clone(),
-            node_groups: inputs.node_groups.clone(),
-            node_pools: inputs.node_pools.clone(),
-            expect: inputs.expect.clone(),
-            settle_timeout_secs: inputs.drain.settle_timeout_secs,
-        }),
-        Box::new(verify::Verify {
-            expect: inputs.expect.clone(),
-            timeout: Duration::from_secs(300),
         }),
     ]
 }

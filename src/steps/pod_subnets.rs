@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Env, PodSubnetInput, ids};
 use crate::aws::ec2::{RouteTableInfo, SubnetInfo, Tags};
-use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::engine::{Action, Change, ErrorClass, OutputOf, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
 use crate::network::overlaps;
 
 pub struct CreatePodSubnets {
@@ -101,8 +101,17 @@ fn association(rts: &[RouteTableInfo], subnet_id: &str, want_rt: &str) -> Assoc 
     }
 }
 
+/// Where apply-eniconfigs reads the subnets' ids.
+pub const OUTPUT: OutputOf<CreatePodSubnets> = OutputOf::new(ids::CREATE_POD_SUBNETS);
+
+impl Produces for CreatePodSubnets {
+    type Output = CreatePodSubnetsOutputs;
+}
+
 #[async_trait]
-impl Step<Env> for CreatePodSubnets {
+impl Unit<Env> for CreatePodSubnets {
+    type Checkpoint = ();
+
     fn id(&self) -> &str {
         ids::CREATE_POD_SUBNETS
     }
@@ -171,7 +180,7 @@ impl Step<Env> for CreatePodSubnets {
         Ok(plan)
     }
 
-    async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+    async fn apply(&self, env: &Env, _ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let (mut subnets, rts) = tokio::try_join!(
             env.aws.ec2.describe_subnets(&self.vpc_id),
             env.aws.ec2.describe_route_tables(&self.vpc_id)
@@ -254,6 +263,6 @@ impl Step<Env> for CreatePodSubnets {
                 association_id,
             });
         }
-        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+        Ok(out)
     }
 }

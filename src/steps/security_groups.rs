@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Env, SgPatchInput, ids};
 use crate::aws::ec2::{IngressRule, NewIngress, RuleSource, SecurityGroupInfo};
-use crate::engine::{Action, Change, ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
+use crate::engine::{Action, Change, ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
 
 pub struct PatchSecurityGroups {
     pub vpc_id: String,
@@ -61,8 +61,14 @@ fn resource_name(p: &SgPatchInput) -> String {
     format!("{} ({}) {} from {}", p.group_id, p.group_name, p.ports_label(), p.cidr)
 }
 
+impl Produces for PatchSecurityGroups {
+    type Output = PatchSecurityGroupsOutputs;
+}
+
 #[async_trait]
-impl Step<Env> for PatchSecurityGroups {
+impl Unit<Env> for PatchSecurityGroups {
+    type Checkpoint = ();
+
     fn id(&self) -> &str {
         ids::PATCH_SECURITY_GROUPS
     }
@@ -102,10 +108,10 @@ impl Step<Env> for PatchSecurityGroups {
         Ok(plan)
     }
 
-    async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+    async fn apply(&self, env: &Env, _ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let mut out = PatchSecurityGroupsOutputs::default();
         if self.patches.is_empty() {
-            return serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()));
+            return Ok(out);
         }
         let mut groups = env.aws.ec2.describe_security_groups(&self.vpc_id).await?;
         let mut added_any = false;
@@ -145,7 +151,7 @@ impl Step<Env> for PatchSecurityGroups {
                 }
             }
         }
-        serde_json::to_value(out).map_err(|e| StepError::failed(e.to_string()))
+        Ok(out)
     }
 }
 

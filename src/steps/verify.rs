@@ -8,16 +8,22 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{Env, ids};
-use crate::engine::{ErrorClass, Outputs, Step, StepCtx, StepError, StepPlan};
-use crate::verify::{Expectations, verify};
+use crate::engine::{ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
+use crate::verify::{Expectations, VerifyReport, verify};
 
 pub struct Verify {
     pub expect: Expectations,
     pub timeout: Duration,
 }
 
+impl Produces for Verify {
+    type Output = VerifyReport;
+}
+
 #[async_trait]
-impl Step<Env> for Verify {
+impl Unit<Env> for Verify {
+    type Checkpoint = ();
+
     fn id(&self) -> &str {
         ids::VERIFY
     }
@@ -33,7 +39,7 @@ impl Step<Env> for Verify {
         )
     }
 
-    async fn apply(&self, env: &Env, _ctx: &mut StepCtx<'_>) -> Result<Outputs, StepError> {
+    async fn apply(&self, env: &Env, _ctx: &mut UnitCtx<'_, '_, ()>) -> Result<VerifyReport, StepError> {
         let kube = env
             .kube
             .as_ref()
@@ -42,7 +48,7 @@ impl Step<Env> for Verify {
         loop {
             let report = verify(&env.aws, kube, &self.expect).await?;
             if report.passed() {
-                return serde_json::to_value(&report).map_err(|e| StepError::failed(e.to_string()));
+                return Ok(report);
             }
             if Instant::now() >= deadline {
                 let lines: Vec<String> = report
