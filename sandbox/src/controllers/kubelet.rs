@@ -1,190 +1,31 @@
-//! What runs on each node: the kubelet starting pods, and the VPC CNI
-//! (ipamd) giving them addresses.
+//! What runs on each node: the kubelet starting pods, aws-node starting
+//! the VPC CNI, and nodes turning Ready once it runs. The CNI's address
+//! bookkeeping (ENIs, warm pool, ENIConfig resolution) is ipamd's, in
+//! `ipamd.rs`.
 //!
 //! - A node's CNI mode is fixed when aws-node first starts on it, from the
 //!   aws-node DaemonSet's env at that moment; an add-on update later does
 //!   not switch existing nodes, as in reality.
-//! - With custom networking the node's ENIConfig is resolved in ipamd's
-//!   order (label `vpc.amazonaws.com/externalEniConfig`, the annotation
-//!   named by `ENI_CONFIG_ANNOTATION_DEF`, the label named by
-//!   `ENI_CONFIG_LABEL_DEF`, then `default`). Pod addresses then come from
-//!   secondary ENIs in the ENIConfig's subnet and the primary ENI carries
-//!   none. With no ENIConfig to match, aws-node crash-loops and the node
-//!   never becomes Ready (CNI ≥ 1.13).
-//! - Addresses are taken from the sandbox IPAM first and mirrored into moto
-//!   (`AssignPrivateIpAddresses`, `CreateNetworkInterface` +
-//!   `AttachNetworkInterface`), so moto is never asked for more than a
-//!   subnet holds. A pod that gets none stays `ContainerCreating` with a
+//! - With custom networking, a node with no ENIConfig to match has aws-node
+//!   crash-loop and never becomes Ready (CNI ≥ 1.13).
+//! - A pod that gets no address stays `ContainerCreating` with a
 //!   `FailedCreatePodSandBox` event.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use aws_sdk_ec2::types::PrivateIpAddressSpecification;
 use serde_json::{Value, json};
 
 use super::events::Source;
+use super::ipamd::{Cni, ENI_CONFIG_LABEL, NodeNet, apply_growth, aws_node_env, plan_growth, resolve_eni_config};
 use super::launch::ensure_subnet;
 use super::{Ctx, edit, is_host_network, label, node_ready, pod_active, s};
-use crate::instance_types;
 use crate::ipam::WarmConfig;
 use crate::kube::Stored;
 use crate::kube::derived::controller_of;
-use crate::kube::resources::{DAEMONSET, ENICONFIG, NODE, POD};
-use crate::scenario::{NodeInfo, World};
+use crate::kube::resources::{ENICONFIG, NODE, POD};
 use crate::workloads::{Owner, Placement, pod_from_template};
-
-pub const ENI_CONFIG_LABEL: &str = "vpc.amazonaws.com/eniConfig";
-pub const EXTERNAL_ENI_CONFIG_LABEL: &str = "vpc.amazonaws.com/externalEniConfig";
-const DEFAULT_ENI_CONFIG_KEY: &str = "k8s.amazonaws.com/eniConfig";
-
-/// One ENI of a node.
-#[derive(Debug, Clone)]
-pub struct Eni {
-    pub id: String,
-    pub device: u32,
-    pub subnet: String,
-    pub primary: Ipv4Addr,
-    pub secondaries: Vec<Ipv4Addr>,
-}
-
-/// Where aws-node stands on a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cni {
-    /// aws-node has not started yet.
-    NotStarted,
-    /// aws-node crash-loops: why.
-    Failing(String),
-    Running,
-}
-
-/// One node's network state: the ipamd model.
-#[derive(Debug, Clone)]
-pub struct NodeNet {
-    pub node: String,
-    pub instance_id: String,
-    pub instance_type: String,
-    pub node_subnet: String,
-    pub node_ip: Ipv4Addr,
-    pub enis: Vec<Eni>,
-    pub cni: Cni,
-    pub custom_networking: bool,
-    pub eni_config: Option<String>,
-    /// Where new pod ENIs go (the ENIConfig's subnet under custom networking).
-    pub pod_subnet: String,
-    pub pod_security_groups: Vec<String>,
-    pub warm: WarmConfig,
-    /// Pod (`namespace/name`) → address.
-    pub assigned: BTreeMap<String, Ipv4Addr>,
-    pub restarts: u32,
-}
-
-impl NodeNet {
-    /// A node just registered: only its primary ENI, aws-node not started.
-    pub fn launched(info: &NodeInfo) -> NodeNet {
-        NodeNet {
-            node: info.name.clone(),
-            instance_id: info.instance_id.clone(),
-            instance_type: info.instance_type.clone(),
-            node_subnet: info.subnet_id.clone(),
-            node_ip: info.ip,
-            enis: info
-                .enis
-                .iter()
-                .map(|e| Eni {
-                    id: e.id.clone(),
-                    device: e.device_index,
-                    subnet: info.subnet_id.clone(),
-                    primary: e.primary_ip,
-                    secondaries: e.secondary_ips.clone(),
-                })
-                .collect(),
-            cni: Cni::NotStarted,
-            custom_networking: false,
-            eni_config: None,
-            pod_subnet: info.subnet_id.clone(),
-            pod_security_groups: vec![],
-            warm: WarmConfig::default(),
-            assigned: info.pod_ips.clone(),
-            restarts: 0,
-        }
-    }
-
-    /// Addresses on ENIs that may carry pods.
-    fn pod_addresses(&self) -> impl Iterator<Item = &Ipv4Addr> {
-        self.enis
-            .iter()
-            .filter(|e| !(self.custom_networking && e.device == 0))
-            .flat_map(|e| e.secondaries.iter())
-    }
-
-    pub fn free(&self) -> Vec<Ipv4Addr> {
-        let used: BTreeSet<&Ipv4Addr> = self.assigned.values().collect();
-        self.pod_addresses().filter(|ip| !used.contains(ip)).copied().collect()
-    }
-
-    /// How many pod addresses the node can ever hold.
-    pub fn ip_capacity(&self) -> u32 {
-        instance_types::lookup(&self.instance_type)
-            .map(|t| t.pod_ips(t.enis.saturating_sub(u32::from(self.custom_networking))))
-            .unwrap_or(0)
-    }
-}
-
-/// The seeded nodes: CNI running in the mode they were seeded with.
-pub fn seeded_nets(world: &World) -> BTreeMap<String, NodeNet> {
-    world
-        .nodes
-        .iter()
-        .map(|n| {
-            let mut net = NodeNet::launched(n);
-            net.cni = Cni::Running;
-            (n.name.clone(), net)
-        })
-        .collect()
-}
-
-/// aws-node's env (literal values) from the DaemonSet's template.
-pub fn aws_node_env(ctx: &Ctx) -> BTreeMap<String, String> {
-    let Ok(ds) = ctx.store.get(DAEMONSET, "kube-system", "aws-node") else {
-        return BTreeMap::new();
-    };
-    ds.value
-        .pointer("/spec/template/spec/containers")
-        .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| s(c, "/name") == "aws-node"))
-        .and_then(|c| c.get("env"))
-        .and_then(Value::as_array)
-        .map(|env| crate::scenario::objects::env_pairs(env))
-        .unwrap_or_default()
-}
-
-/// The ENIConfig name ipamd would pick for a node, and how it got there.
-pub fn resolve_eni_config(node: &Value, env: &BTreeMap<String, String>) -> String {
-    if let Some(n) = label(node, EXTERNAL_ENI_CONFIG_LABEL) {
-        return n.to_string();
-    }
-    let ann_key = env
-        .get("ENI_CONFIG_ANNOTATION_DEF")
-        .map(String::as_str)
-        .unwrap_or(DEFAULT_ENI_CONFIG_KEY);
-    if let Some(n) = node
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(ann_key))
-        .and_then(Value::as_str)
-    {
-        return n.to_string();
-    }
-    let label_key = env
-        .get("ENI_CONFIG_LABEL_DEF")
-        .map(String::as_str)
-        .unwrap_or(DEFAULT_ENI_CONFIG_KEY);
-    if let Some(n) = label(node, label_key) {
-        return n.to_string();
-    }
-    "default".to_string()
-}
 
 /// Start (or retry) aws-node on a node: fix its mode and find its ENIConfig.
 async fn start_cni(ctx: &Ctx, node: &Value) {
@@ -309,238 +150,6 @@ fn waiting_status(pod: &Value, node_ip: Ipv4Addr, reason: &str, phase: &str, res
     })
 }
 
-/// One planned change to a node's ENIs.
-enum Grow {
-    Assign {
-        eni: String,
-        ips: Vec<Ipv4Addr>,
-    },
-    Create {
-        device: u32,
-        subnet: String,
-        primary: Ipv4Addr,
-        ips: Vec<Ipv4Addr>,
-    },
-}
-
-/// Plan more addresses for a node so `need` are free (plus the warm pool,
-/// best effort), taking them from the IPAM. Returns the moto work.
-fn plan_growth(ctx: &Ctx, net: &mut NodeNet, need: u32) -> Vec<Grow> {
-    let Some(t) = instance_types::lookup(&net.instance_type) else {
-        return vec![];
-    };
-    let per_eni = t.ipv4_per_eni.saturating_sub(1);
-    let free = net.free().len() as u32;
-    if free >= need {
-        return vec![];
-    }
-    let short = need - free;
-    let mut want = match (net.warm.warm_ip_target, net.warm.minimum_ip_target) {
-        (None, None) => short.div_ceil(per_eni.max(1)) * per_eni,
-        (w, m) => {
-            let total_after = net.assigned.len() as u32 + need + w.unwrap_or(0);
-            let target = total_after.max(m.unwrap_or(0));
-            let have = net.pod_addresses().count() as u32;
-            target.saturating_sub(have).max(short)
-        }
-    };
-    let mut plan = Vec::new();
-    let mut ipam = ctx.ipam();
-    while want > 0 {
-        let custom = net.custom_networking;
-        let room = net
-            .enis
-            .iter_mut()
-            .filter(|e| !(custom && e.device == 0))
-            .find(|e| (e.secondaries.len() as u32) < per_eni);
-        if let Some(eni) = room {
-            let Ok(pool) = ipam.subnet_mut(&eni.subnet) else { break };
-            let k = want.min(per_eni - eni.secondaries.len() as u32).min(pool.free());
-            if k == 0 {
-                break;
-            }
-            let Ok(ips) = pool.allocate(k) else { break };
-            eni.secondaries.extend(&ips);
-            want -= k;
-            plan.push(Grow::Assign {
-                eni: eni.id.clone(),
-                ips,
-            });
-            continue;
-        }
-        if net.enis.len() as u32 >= t.enis {
-            break;
-        }
-        let subnet = net.pod_subnet.clone();
-        let Ok(pool) = ipam.subnet_mut(&subnet) else { break };
-        let k = want.min(per_eni).min(pool.free().saturating_sub(1));
-        if k == 0 {
-            break;
-        }
-        let Ok(mut ips) = pool.allocate(k + 1) else { break };
-        let primary = ips.remove(0);
-        let device = net.enis.iter().map(|e| e.device).max().unwrap_or(0) + 1;
-        net.enis.push(Eni {
-            id: String::new(),
-            device,
-            subnet: subnet.clone(),
-            primary,
-            secondaries: ips.clone(),
-        });
-        want -= k;
-        plan.push(Grow::Create {
-            device,
-            subnet,
-            primary,
-            ips,
-        });
-    }
-    plan
-}
-
-/// Mirror planned growth into moto; undo what moto refused.
-async fn apply_growth(ctx: &Ctx, node: &str, plan: Vec<Grow>) {
-    let Some(c) = &ctx.ec2 else {
-        let mut nets = ctx.nets();
-        if let Some(net) = nets.get_mut(node) {
-            for e in net.enis.iter_mut().filter(|e| e.id.is_empty()) {
-                e.id = crate::scenario::ec2::fake_id("eni");
-            }
-        }
-        return;
-    };
-    let (instance, sgs, cluster) = {
-        let nets = ctx.nets();
-        let Some(n) = nets.get(node) else { return };
-        let sgs = if n.pod_security_groups.is_empty() {
-            vec![ctx.world.security_groups.get("node").cloned().unwrap_or_default()]
-        } else {
-            n.pod_security_groups.clone()
-        };
-        (n.instance_id.clone(), sgs, ctx.scenario.cluster.clone())
-    };
-    for g in plan {
-        match g {
-            Grow::Assign { eni, ips } => {
-                let mut req = c.assign_private_ip_addresses().network_interface_id(&eni);
-                for ip in &ips {
-                    req = req.private_ip_addresses(ip.to_string());
-                }
-                if let Err(e) = req.send().await {
-                    tracing::warn!(
-                        "AssignPrivateIpAddresses on {eni}: {}",
-                        aws_sdk_ec2::error::DisplayErrorContext(&e)
-                    );
-                    undo(ctx, node, &eni, None, &ips);
-                }
-            }
-            Grow::Create {
-                device,
-                subnet,
-                primary,
-                ips,
-            } => {
-                let mut req = c
-                    .create_network_interface()
-                    .subnet_id(&subnet)
-                    .set_groups(Some(sgs.clone()))
-                    .description(format!("aws-K8S-{instance}"))
-                    .private_ip_addresses(
-                        PrivateIpAddressSpecification::builder()
-                            .private_ip_address(primary.to_string())
-                            .primary(true)
-                            .build(),
-                    )
-                    .tag_specifications(
-                        aws_sdk_ec2::types::TagSpecification::builder()
-                            .resource_type(aws_sdk_ec2::types::ResourceType::NetworkInterface)
-                            .tags(
-                                aws_sdk_ec2::types::Tag::builder()
-                                    .key("cluster.k8s.amazonaws.com/name")
-                                    .value(&cluster)
-                                    .build(),
-                            )
-                            .tags(
-                                aws_sdk_ec2::types::Tag::builder()
-                                    .key("node.k8s.amazonaws.com/instance_id")
-                                    .value(&instance)
-                                    .build(),
-                            )
-                            .build(),
-                    );
-                for ip in &ips {
-                    req = req.private_ip_addresses(
-                        PrivateIpAddressSpecification::builder()
-                            .private_ip_address(ip.to_string())
-                            .primary(false)
-                            .build(),
-                    );
-                }
-                let created = match req.send().await {
-                    Ok(o) => o
-                        .network_interface()
-                        .and_then(|n| n.network_interface_id())
-                        .map(str::to_string),
-                    Err(e) => {
-                        tracing::warn!(
-                            "CreateNetworkInterface in {subnet}: {}",
-                            aws_sdk_ec2::error::DisplayErrorContext(&e)
-                        );
-                        None
-                    }
-                };
-                let Some(id) = created else {
-                    undo(ctx, node, "", Some((device, &subnet, primary)), &ips);
-                    continue;
-                };
-                if let Err(e) = c
-                    .attach_network_interface()
-                    .network_interface_id(&id)
-                    .instance_id(&instance)
-                    .device_index(device as i32)
-                    .send()
-                    .await
-                {
-                    tracing::warn!(
-                        "AttachNetworkInterface {id}: {}",
-                        aws_sdk_ec2::error::DisplayErrorContext(&e)
-                    );
-                }
-                let mut nets = ctx.nets();
-                if let Some(e) = nets
-                    .get_mut(node)
-                    .and_then(|n| n.enis.iter_mut().find(|e| e.device == device && e.id.is_empty()))
-                {
-                    e.id = id;
-                }
-            }
-        }
-    }
-}
-
-fn undo(ctx: &Ctx, node: &str, eni: &str, created: Option<(u32, &str, Ipv4Addr)>, ips: &[Ipv4Addr]) {
-    let mut nets = ctx.nets();
-    let Some(net) = nets.get_mut(node) else { return };
-    let mut subnet = String::new();
-    if let Some((device, sn, primary)) = created {
-        net.enis.retain(|e| !(e.device == device && e.id.is_empty()));
-        subnet = sn.to_string();
-        let mut ipam = ctx.ipam();
-        if let Ok(p) = ipam.subnet_mut(sn) {
-            p.release(primary);
-        }
-    } else if let Some(e) = net.enis.iter_mut().find(|e| e.id == eni) {
-        e.secondaries.retain(|ip| !ips.contains(ip));
-        subnet = e.subnet.clone();
-    }
-    let mut ipam = ctx.ipam();
-    if let Ok(p) = ipam.subnet_mut(&subnet) {
-        for ip in ips {
-            p.release(*ip);
-        }
-    }
-}
-
 /// What the per-pod pass needs of a node's network state (a copy of the
 /// few fields, not of its address maps).
 struct NodeView {
@@ -568,35 +177,54 @@ pub async fn reconcile(ctx: &Ctx) {
     let nodes: BTreeMap<String, Arc<Stored>> = ctx.list(NODE).into_iter().map(|n| (n.name().to_string(), n)).collect();
     let pods = ctx.list(POD);
 
-    // Addresses of pods that are gone (or moved) go back to the warm pool.
-    {
-        let live: BTreeMap<String, &str> = pods
-            .iter()
-            .filter(|p| pod_active(&p.value))
-            .map(|p| (key(&p.value), s(&p.value, "/spec/nodeName")))
-            .collect();
-        let mut nets = ctx.nets();
-        for (node, net) in nets.iter_mut() {
-            net.assigned
-                .retain(|k, _| live.get(k).is_some_and(|n| *n == node.as_str()));
-        }
+    release_gone(ctx, &pods);
+    start_aws_node(ctx, &nodes, &pods).await;
+    let need_ip = start_pods(ctx, &nodes, &pods);
+    for (node, waiting) in need_ip {
+        assign_addresses(ctx, &node, waiting).await;
     }
+    mark_ready(ctx, &nodes);
+}
 
-    // aws-node first: it decides the node's mode.
+/// Addresses of pods that are gone (or moved) go back to the warm pool.
+fn release_gone(ctx: &Ctx, pods: &[Arc<Stored>]) {
+    let live: BTreeMap<String, &str> = pods
+        .iter()
+        .filter(|p| pod_active(&p.value))
+        .map(|p| (key(&p.value), s(&p.value, "/spec/nodeName")))
+        .collect();
+    let mut nets = ctx.nets();
+    for (node, net) in nets.iter_mut() {
+        net.assigned
+            .retain(|k, _| live.get(k).is_some_and(|n| *n == node.as_str()));
+    }
+}
+
+/// aws-node first: it decides the node's mode.
+async fn start_aws_node(ctx: &Ctx, nodes: &BTreeMap<String, Arc<Stored>>, pods: &[Arc<Stored>]) {
     let aws_node_on: BTreeSet<&str> = pods
         .iter()
         .filter(|p| label(&p.value, "k8s-app") == Some("aws-node") && pod_active(&p.value))
         .map(|p| s(&p.value, "/spec/nodeName"))
         .collect();
-    for (name, node) in &nodes {
+    for (name, node) in nodes {
         let state = ctx.nets().get(name).map(|n| n.cni.clone());
         if aws_node_on.contains(name.as_str()) && matches!(state, Some(Cni::NotStarted | Cni::Failing(_))) {
             start_cni(ctx, &node.value).await;
         }
     }
+}
 
+/// The per-pod pass: aws-node pods follow their CNI, host-network pods
+/// start at once; the pending pods that need an address are returned by
+/// node.
+fn start_pods(
+    ctx: &Ctx,
+    nodes: &BTreeMap<String, Arc<Stored>>,
+    pods: &[Arc<Stored>],
+) -> BTreeMap<String, Vec<Arc<Stored>>> {
     let mut need_ip: BTreeMap<String, Vec<Arc<Stored>>> = BTreeMap::new();
-    for p in &pods {
+    for p in pods {
         let v = &p.value;
         let node_name = s(v, "/spec/nodeName");
         if node_name.is_empty() || !pod_active(v) {
@@ -609,36 +237,9 @@ pub async fn reconcile(ctx: &Ctx) {
         let phase = s(v, "/status/phase");
         let is_aws_node = label(v, "k8s-app") == Some("aws-node");
         if is_aws_node {
-            // Running and ready only while the CNI runs.
-            let status = match &net.cni {
-                Cni::Running => {
-                    if phase == "Running" && crate::kube::derived::pod_ready(v) {
-                        continue;
-                    }
-                    running_status(v, node_name, net.node_ip, None)
-                }
-                Cni::Failing(why) => {
-                    let looping = s(v, "/status/containerStatuses/0/state/waiting/reason") == "CrashLoopBackOff"
-                        && v.pointer("/status/containerStatuses/0/restartCount")
-                            .and_then(Value::as_u64)
-                            == Some(u64::from(net.restarts));
-                    if looping {
-                        continue;
-                    }
-                    let st = waiting_status(v, net.node_ip, "CrashLoopBackOff", "Running", net.restarts);
-                    ctx.events.emit(
-                        ctx,
-                        v,
-                        true,
-                        "BackOff",
-                        &format!("Back-off restarting failed container aws-node in pod {}: {why}", key(v)),
-                        Source::Kubelet(node_name),
-                    );
-                    st
-                }
-                Cni::NotStarted => continue,
-            };
-            let _ = edit(&ctx.store, POD, p.namespace(), p.name(), |x| x["status"] = status);
+            if let Some(status) = aws_node_status(ctx, v, node_name, phase, &net) {
+                let _ = edit(&ctx.store, POD, p.namespace(), p.name(), |x| x["status"] = status);
+            }
             continue;
         }
         if phase != "Pending" {
@@ -654,62 +255,102 @@ pub async fn reconcile(ctx: &Ctx) {
         }
         need_ip.entry(node_name.to_string()).or_default().push(p.clone());
     }
+    need_ip
+}
 
-    for (node, waiting) in need_ip {
-        let plan = {
-            let mut nets = ctx.nets();
-            let Some(net) = nets.get_mut(&node) else { continue };
-            plan_growth(ctx, net, waiting.len() as u32)
-        };
-        if !plan.is_empty() {
-            apply_growth(ctx, &node, plan).await;
+/// The status an aws-node pod should now have, if it differs from what it
+/// has.
+fn aws_node_status(ctx: &Ctx, v: &Value, node_name: &str, phase: &str, net: &NodeView) -> Option<Value> {
+    // Running and ready only while the CNI runs.
+    let status = match &net.cni {
+        Cni::Running => {
+            if phase == "Running" && crate::kube::derived::pod_ready(v) {
+                return None;
+            }
+            running_status(v, node_name, net.node_ip, None)
         }
-        for p in waiting {
-            let got = {
-                let mut nets = ctx.nets();
-                let Some(net) = nets.get_mut(&node) else { break };
-                let ip = net.free().first().copied();
-                if let Some(ip) = ip {
-                    net.assigned.insert(key(&p.value), ip);
-                }
-                ip.map(|ip| (ip, net.node_ip))
-            };
-            match got {
-                Some((ip, node_ip)) => {
-                    let st = running_status(&p.value, &node, node_ip, Some(ip));
-                    let written = edit(&ctx.store, POD, p.namespace(), p.name(), |x| x["status"] = st);
-                    if written.is_err() {
-                        ctx.nets().get_mut(&node).map(|n| n.assigned.remove(&key(&p.value)));
-                    }
-                }
-                None => {
-                    let node_ip = ctx
-                        .nets()
-                        .get(&node)
-                        .map(|n| n.node_ip)
-                        .unwrap_or(Ipv4Addr::UNSPECIFIED);
-                    if s(&p.value, "/status/containerStatuses/0/state/waiting/reason") != "ContainerCreating" {
-                        let st = waiting_status(&p.value, node_ip, "ContainerCreating", "Pending", 0);
-                        let _ = edit(&ctx.store, POD, p.namespace(), p.name(), |x| x["status"] = st);
-                    }
-                    let sandbox = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-                    ctx.events.emit(
-                        ctx,
-                        &p.value,
-                        true,
-                        "FailedCreatePodSandBox",
-                        &format!(
-                            "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox \"{sandbox}\": plugin type=\"aws-cni\" name=\"aws-cni\" failed (add): add cmd: failed to assign an IP address to container"
-                        ),
-                        Source::Kubelet(&node),
-                    );
+        Cni::Failing(why) => {
+            let looping = s(v, "/status/containerStatuses/0/state/waiting/reason") == "CrashLoopBackOff"
+                && v.pointer("/status/containerStatuses/0/restartCount")
+                    .and_then(Value::as_u64)
+                    == Some(u64::from(net.restarts));
+            if looping {
+                return None;
+            }
+            let st = waiting_status(v, net.node_ip, "CrashLoopBackOff", "Running", net.restarts);
+            ctx.events.emit(
+                ctx,
+                v,
+                true,
+                "BackOff",
+                &format!("Back-off restarting failed container aws-node in pod {}: {why}", key(v)),
+                Source::Kubelet(node_name),
+            );
+            st
+        }
+        Cni::NotStarted => return None,
+    };
+    Some(status)
+}
+
+/// Grow the node's addresses for its waiting pods, then start each pod
+/// that got one.
+async fn assign_addresses(ctx: &Ctx, node: &str, waiting: Vec<Arc<Stored>>) {
+    let plan = {
+        let mut nets = ctx.nets();
+        let Some(net) = nets.get_mut(node) else { return };
+        plan_growth(ctx, net, waiting.len() as u32)
+    };
+    if !plan.is_empty() {
+        apply_growth(ctx, node, plan).await;
+    }
+    for p in waiting {
+        let got = {
+            let mut nets = ctx.nets();
+            let Some(net) = nets.get_mut(node) else { break };
+            let ip = net.free().first().copied();
+            if let Some(ip) = ip {
+                net.assigned.insert(key(&p.value), ip);
+            }
+            ip.map(|ip| (ip, net.node_ip))
+        };
+        match got {
+            Some((ip, node_ip)) => {
+                let st = running_status(&p.value, node, node_ip, Some(ip));
+                let written = edit(&ctx.store, POD, p.namespace(), p.name(), |x| x["status"] = st);
+                if written.is_err() {
+                    ctx.nets().get_mut(node).map(|n| n.assigned.remove(&key(&p.value)));
                 }
             }
+            None => sandbox_failed(ctx, node, &p),
         }
     }
+}
 
-    // Nodes become Ready once aws-node runs on them.
-    for (name, node) in &nodes {
+/// A pod the CNI had no address for: `ContainerCreating`, with the event
+/// the kubelet reports for the failed sandbox.
+fn sandbox_failed(ctx: &Ctx, node: &str, p: &Stored) {
+    let node_ip = ctx.nets().get(node).map(|n| n.node_ip).unwrap_or(Ipv4Addr::UNSPECIFIED);
+    if s(&p.value, "/status/containerStatuses/0/state/waiting/reason") != "ContainerCreating" {
+        let st = waiting_status(&p.value, node_ip, "ContainerCreating", "Pending", 0);
+        let _ = edit(&ctx.store, POD, p.namespace(), p.name(), |x| x["status"] = st);
+    }
+    let sandbox = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    ctx.events.emit(
+        ctx,
+        &p.value,
+        true,
+        "FailedCreatePodSandBox",
+        &format!(
+            "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox \"{sandbox}\": plugin type=\"aws-cni\" name=\"aws-cni\" failed (add): add cmd: failed to assign an IP address to container"
+        ),
+        Source::Kubelet(node),
+    );
+}
+
+/// Nodes become Ready once aws-node runs on them.
+fn mark_ready(ctx: &Ctx, nodes: &BTreeMap<String, Arc<Stored>>) {
+    for (name, node) in nodes {
         let Some(net) = ctx.nets().get(name).map(NodeView::of) else {
             continue;
         };
@@ -750,159 +391,5 @@ pub async fn reconcile(ctx: &Ctx) {
                 }
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scenario::EniInfo;
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    fn node(labels: Value, annotations: Value) -> Value {
-        json!({"metadata": {"name": "n", "labels": labels, "annotations": annotations}})
-    }
-
-    const ZONE: &str = "topology.kubernetes.io/zone";
-
-    #[test]
-    fn eni_config_external_label_wins() {
-        let n = node(
-            json!({EXTERNAL_ENI_CONFIG_LABEL: "external", ZONE: "ap-northeast-2a", DEFAULT_ENI_CONFIG_KEY: "by-label"}),
-            json!({DEFAULT_ENI_CONFIG_KEY: "by-annotation"}),
-        );
-        let e = env(&[("ENI_CONFIG_LABEL_DEF", ZONE)]);
-        assert_eq!(resolve_eni_config(&n, &e), "external");
-    }
-
-    #[test]
-    fn eni_config_annotation_before_label() {
-        // The annotation named by ENI_CONFIG_ANNOTATION_DEF beats the label
-        // named by ENI_CONFIG_LABEL_DEF.
-        let n = node(
-            json!({ZONE: "ap-northeast-2a"}),
-            json!({"example.com/eni": "from-annotation"}),
-        );
-        let e = env(&[
-            ("ENI_CONFIG_ANNOTATION_DEF", "example.com/eni"),
-            ("ENI_CONFIG_LABEL_DEF", ZONE),
-        ]);
-        assert_eq!(resolve_eni_config(&n, &e), "from-annotation");
-        // Without ENI_CONFIG_ANNOTATION_DEF, ipamd's default annotation key
-        // k8s.amazonaws.com/eniConfig is read.
-        let n = node(
-            json!({ZONE: "ap-northeast-2a"}),
-            json!({DEFAULT_ENI_CONFIG_KEY: "default-key"}),
-        );
-        assert_eq!(
-            resolve_eni_config(&n, &env(&[("ENI_CONFIG_LABEL_DEF", ZONE)])),
-            "default-key"
-        );
-        // An annotation under another key than the one configured is ignored.
-        let n = node(
-            json!({ZONE: "ap-northeast-2c"}),
-            json!({DEFAULT_ENI_CONFIG_KEY: "ignored"}),
-        );
-        let e = env(&[
-            ("ENI_CONFIG_ANNOTATION_DEF", "example.com/eni"),
-            ("ENI_CONFIG_LABEL_DEF", ZONE),
-        ]);
-        assert_eq!(resolve_eni_config(&n, &e), "ap-northeast-2c");
-    }
-
-    #[test]
-    fn eni_config_label_def_then_default() {
-        let n = node(json!({ZONE: "ap-northeast-2c"}), json!({}));
-        assert_eq!(
-            resolve_eni_config(&n, &env(&[("ENI_CONFIG_LABEL_DEF", ZONE)])),
-            "ap-northeast-2c"
-        );
-        // Without ENI_CONFIG_LABEL_DEF the zone label means nothing: the
-        // label ipamd reads by default is k8s.amazonaws.com/eniConfig.
-        assert_eq!(resolve_eni_config(&n, &env(&[])), "default");
-        let n = node(json!({DEFAULT_ENI_CONFIG_KEY: "by-default-label"}), json!({}));
-        assert_eq!(resolve_eni_config(&n, &env(&[])), "by-default-label");
-        // A label def naming a label the node lacks falls through to "default".
-        assert_eq!(
-            resolve_eni_config(&node(json!({}), json!({})), &env(&[("ENI_CONFIG_LABEL_DEF", ZONE)])),
-            "default"
-        );
-        // No labels or annotations at all.
-        assert_eq!(
-            resolve_eni_config(&json!({"metadata": {"name": "bare"}}), &env(&[])),
-            "default"
-        );
-    }
-
-    fn ip(s: &str) -> Ipv4Addr {
-        s.parse().unwrap()
-    }
-
-    fn t3_medium_net() -> NodeNet {
-        let info = NodeInfo {
-            name: "ip-10-255-11-50.ap-northeast-2.compute.internal".into(),
-            instance_id: "i-1".into(),
-            instance_type: "t3.medium".into(),
-            zone: "ap-northeast-2a".into(),
-            subnet_id: "subnet-node".into(),
-            ip: ip("10.255.11.50"),
-            enis: vec![EniInfo {
-                id: "eni-0".into(),
-                device_index: 0,
-                primary_ip: ip("10.255.11.50"),
-                secondary_ips: vec![ip("10.255.11.51"), ip("10.255.11.52")],
-            }],
-            nodegroup: None,
-            nodeclaim: Some("default-x".into()),
-            pod_ips: BTreeMap::new(),
-        };
-        let mut net = NodeNet::launched(&info);
-        net.enis.push(Eni {
-            id: "eni-1".into(),
-            device: 1,
-            subnet: "subnet-pods".into(),
-            primary: ip("100.64.1.10"),
-            secondaries: vec![ip("100.64.1.11"), ip("100.64.1.12"), ip("100.64.1.13")],
-        });
-        net
-    }
-
-    #[test]
-    fn free_excludes_assigned_and_primary_eni_under_custom_networking() {
-        let mut net = t3_medium_net();
-        assert_eq!(net.cni, Cni::NotStarted);
-        // Secondary-IP mode: every ENI's secondaries carry pods, the ENIs'
-        // primary addresses never do.
-        assert_eq!(net.free().len(), 5);
-        assert!(!net.free().contains(&ip("10.255.11.50")));
-        assert!(!net.free().contains(&ip("100.64.1.10")));
-        net.assigned.insert("default/a".into(), ip("10.255.11.51"));
-        net.assigned.insert("default/b".into(), ip("100.64.1.12"));
-        let free = net.free();
-        assert_eq!(free, vec![ip("10.255.11.52"), ip("100.64.1.11"), ip("100.64.1.13")]);
-
-        // Custom networking: the primary ENI's secondaries are not pod
-        // addresses (even ones left over from before).
-        net.custom_networking = true;
-        assert_eq!(net.free(), vec![ip("100.64.1.11"), ip("100.64.1.13")]);
-    }
-
-    #[test]
-    fn ip_capacity_leaves_the_primary_eni_out_under_custom_networking() {
-        let mut net = t3_medium_net();
-        // t3.medium: 3 ENIs × (6 − 1) = 15 pod addresses; 2 × 5 = 10 with
-        // custom networking (what makes Karpenter's 17 max pods a lie).
-        assert_eq!(net.ip_capacity(), 15);
-        net.custom_networking = true;
-        assert_eq!(net.ip_capacity(), 10);
-        net.instance_type = "t3.large".into();
-        assert_eq!(net.ip_capacity(), 22);
-        net.custom_networking = false;
-        assert_eq!(net.ip_capacity(), 33);
-        net.instance_type = "no.such-type".into();
-        assert_eq!(net.ip_capacity(), 0);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::kubelet::{Eni, NodeNet};
+use super::ipamd::{Eni, NodeNet};
 use super::{Ctx, edit};
 use crate::instance_types;
 use crate::ipam::SubnetPool;

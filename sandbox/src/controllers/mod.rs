@@ -1,18 +1,19 @@
 //! The cluster's behaviours: small controllers over the store that make the
 //! sandbox react the way an EKS cluster does. Each owns one concern —
 //! [`workloads`] (Deployments, ReplicaSets, DaemonSets, pod GC),
-//! [`scheduler`] (binding pending pods), [`kubelet`] (nodes coming up, the
-//! VPC CNI's IP assignment, pods starting), [`karpenter`] (provisioning and
-//! NodeClaim termination) and [`nodegroups`] (managed node group rolling
-//! updates) — and they run one after another on a single task every
-//! [`TICK`], so they never race each other; HTTP clients may still write in
-//! between, so every write checks the resourceVersion it read and a conflict
-//! simply waits for the next tick.
+//! [`scheduler`] (binding pending pods), [`kubelet`] (nodes coming up, pods
+//! starting) with [`ipamd`] (the VPC CNI's IP assignment), [`karpenter`]
+//! (provisioning and NodeClaim termination) and [`nodegroups`] (managed
+//! node group rolling updates) — and they run one after another on a single
+//! task every [`TICK`], so they never race each other; HTTP clients may
+//! still write in between, so every write checks the resourceVersion it
+//! read and a conflict simply waits for the next tick.
 //!
 //! Durations inside (instance boot, eviction timeouts) are simulated and go
 //! through the scaled [`Clock`].
 
 pub mod events;
+pub mod ipamd;
 pub mod karpenter;
 pub mod kubelet;
 pub mod launch;
@@ -33,7 +34,7 @@ use crate::kube::resources::Subresource;
 use crate::kube::{ApiError, ListOptions, Store, Stored, WriteOptions};
 use crate::scenario::{Scenario, World};
 
-pub use kubelet::NodeNet;
+pub use ipamd::NodeNet;
 
 /// How often the controllers run (real time).
 pub const TICK: Duration = Duration::from_millis(100);
@@ -93,7 +94,7 @@ impl Ctx {
         world: World,
         behaviour: Behaviour,
     ) -> Ctx {
-        let nets = kubelet::seeded_nets(&world);
+        let nets = ipamd::seeded_nets(&world);
         Ctx {
             store,
             eks,
