@@ -94,6 +94,36 @@ pub const AMI_ID: &str = "ami-06e9e3574a0459db2";
 /// Create the network of a scenario; returns the world without nodes.
 pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, SeedError> {
     let cl = s.cluster.as_str();
+    let vpc_id = create_vpc(c, s).await?;
+    // Subnets, all at once.
+    let cluster_tag = format!("kubernetes.io/cluster/{cl}");
+    let zones = create_subnets(c, s, &vpc_id, &cluster_tag).await?;
+    // Internet gateway and route tables.
+    let (igw, route_tables) = create_routing(c, s, &vpc_id, &zones).await?;
+    // Security groups.
+    let sgs = create_security_groups(c, s, &vpc_id, &cluster_tag).await?;
+    // Endpoints: interface ones in the private subnets, S3 as a gateway.
+    let endpoints = create_endpoints(c, s, &vpc_id, &zones, &sgs, &route_tables).await?;
+    Ok(World {
+        cluster: s.cluster.clone(),
+        region: s.region.clone(),
+        account: account.to_string(),
+        vpc_id,
+        vpc_cidr: s.vpc_cidr,
+        zones,
+        security_groups: sgs,
+        route_tables,
+        internet_gateway: igw,
+        vpc_endpoints: endpoints,
+        launch_templates: BTreeMap::new(),
+        ami_id: AMI_ID.to_string(),
+        nodes: Vec::new(),
+    })
+}
+
+/// The VPC, with DNS support and hostnames on.
+async fn create_vpc(c: &Client, s: &Scenario) -> Result<String, SeedError> {
+    let cl = s.cluster.as_str();
     let vpc_name = format!("{cl}-vpc");
     let vpc = c
         .create_vpc()
@@ -117,9 +147,13 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
         }
         req.send().await.map_err(|e| ec2_err("ModifyVpcAttribute", e))?;
     }
+    Ok(vpc_id)
+}
 
-    // Subnets, all at once.
-    let cluster_tag = format!("kubernetes.io/cluster/{cl}");
+/// Each zone's public, private and RDS subnets, tagged for the load
+/// balancer controller and Karpenter's discovery.
+async fn create_subnets(c: &Client, s: &Scenario, vpc_id: &str, cluster_tag: &str) -> Result<Vec<ZoneInfo>, SeedError> {
+    let cl = s.cluster.as_str();
     let mut subnet_reqs = Vec::new();
     for z in &s.zones {
         let suffix = z.name.chars().last().unwrap_or('a');
@@ -144,7 +178,7 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
                 ("Name".to_string(), name),
                 ("karpenter.sh/discovery".to_string(), cl.to_string()),
                 ("kubernetes.io/role/internal-elb".to_string(), "1".to_string()),
-                (cluster_tag.clone(), "shared".to_string()),
+                (cluster_tag.to_string(), "shared".to_string()),
             ],
         ));
         if let Some(r) = z.rds {
@@ -156,7 +190,7 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
         let kv: Vec<(&str, &str)> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let req = c
             .create_subnet()
-            .vpc_id(&vpc_id)
+            .vpc_id(vpc_id)
             .cidr_block(net.to_string())
             .availability_zone(zone)
             .tag_specifications(tags(ResourceType::Subnet, &kv));
@@ -189,8 +223,18 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
             private_cidr: z.private,
         })
         .collect();
+    Ok(zones)
+}
 
-    // Internet gateway and route tables.
+/// The internet gateway and one route table per subnet role, associated
+/// with the zones' subnets: the gateway's id and the tables by role.
+async fn create_routing(
+    c: &Client,
+    s: &Scenario,
+    vpc_id: &str,
+    zones: &[ZoneInfo],
+) -> Result<(String, BTreeMap<String, String>), SeedError> {
+    let cl = s.cluster.as_str();
     let igw = c
         .create_internet_gateway()
         .tag_specifications(tags(ResourceType::InternetGateway, &[("Name", &format!("{cl}-igw"))]))
@@ -203,7 +247,7 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
         .to_string();
     c.attach_internet_gateway()
         .internet_gateway_id(&igw)
-        .vpc_id(&vpc_id)
+        .vpc_id(vpc_id)
         .send()
         .await
         .map_err(|e| ec2_err("AttachInternetGateway", e))?;
@@ -219,7 +263,7 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
         }
         let rt = c
             .create_route_table()
-            .vpc_id(&vpc_id)
+            .vpc_id(vpc_id)
             .tag_specifications(tags(ResourceType::RouteTable, &[("Name", &format!("{cl}-{role}"))]))
             .send()
             .await
@@ -240,7 +284,7 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
             .map_err(|e| ec2_err("CreateRoute", e))?;
     }
     let mut assoc = Vec::new();
-    for z in &zones {
+    for z in zones {
         for (role, subnet) in [
             ("public", z.public_subnet.clone()),
             ("private", Some(z.private_subnet.clone())),
@@ -254,8 +298,17 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
     try_join_all(assoc)
         .await
         .map_err(|e| ec2_err("AssociateRouteTable", e))?;
+    Ok((igw, route_tables))
+}
 
-    // Security groups.
+/// The security groups by role, with their ingress rules.
+async fn create_security_groups(
+    c: &Client,
+    s: &Scenario,
+    vpc_id: &str,
+    cluster_tag: &str,
+) -> Result<BTreeMap<String, String>, SeedError> {
+    let cl = s.cluster.as_str();
     let mut sgs = BTreeMap::new();
     for (role, desc) in [
         ("lb", "Internet-facing load balancer"),
@@ -270,13 +323,13 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
             kv.push(("karpenter.sh/discovery", cl));
         }
         if role == "cluster" {
-            kv.push((cluster_tag.as_str(), "owned"));
+            kv.push((cluster_tag, "owned"));
         }
         let id = c
             .create_security_group()
             .group_name(&name)
             .description(desc)
-            .vpc_id(&vpc_id)
+            .vpc_id(vpc_id)
             .tag_specifications(tags(ResourceType::SecurityGroup, &kv))
             .send()
             .await
@@ -286,9 +339,24 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
             .to_string();
         sgs.insert(role.to_string(), id);
     }
+    let rules = ingress_rules(s, &sgs);
+    try_join_all(rules.into_iter().map(|(g, p)| {
+        c.authorize_security_group_ingress()
+            .group_id(g)
+            .ip_permissions(p)
+            .send()
+    }))
+    .await
+    .map_err(|e| ec2_err("AuthorizeSecurityGroupIngress", e))?;
+    Ok(sgs)
+}
+
+/// The ingress rules between the security groups (and from the internet
+/// and the service subnets).
+fn ingress_rules(s: &Scenario, sgs: &BTreeMap<String, String>) -> Vec<(String, IpPermission)> {
     let sg = |r: &str| sgs.get(r).cloned().unwrap_or_default();
     let private_cidrs: Vec<String> = s.zones.iter().map(|z| z.private.to_string()).collect();
-    let rules: Vec<(String, IpPermission)> = vec![
+    vec![
         (
             sg("lb"),
             tcp(80, 80)
@@ -348,16 +416,21 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
             }
             b.build()
         }),
-    ];
-    try_join_all(rules.into_iter().map(|(g, p)| {
-        c.authorize_security_group_ingress()
-            .group_id(g)
-            .ip_permissions(p)
-            .send()
-    }))
-    .await
-    .map_err(|e| ec2_err("AuthorizeSecurityGroupIngress", e))?;
+    ]
+}
 
+/// The VPC endpoints: interface ones in the private subnets, S3 as a
+/// gateway on the private route table.
+async fn create_endpoints(
+    c: &Client,
+    s: &Scenario,
+    vpc_id: &str,
+    zones: &[ZoneInfo],
+    sgs: &BTreeMap<String, String>,
+    route_tables: &BTreeMap<String, String>,
+) -> Result<Vec<String>, SeedError> {
+    let cl = s.cluster.as_str();
+    let sg = |r: &str| sgs.get(r).cloned().unwrap_or_default();
     // Endpoints: interface ones in the private subnets, S3 as a gateway.
     let private_subnets: Vec<String> = zones.iter().map(|z| z.private_subnet.clone()).collect();
     let mut endpoints = Vec::new();
@@ -365,7 +438,7 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
         let name = format!("com.amazonaws.{}.{svc}", s.region);
         let out = c
             .create_vpc_endpoint()
-            .vpc_id(&vpc_id)
+            .vpc_id(vpc_id)
             .service_name(&name)
             .vpc_endpoint_type(VpcEndpointType::Interface)
             .set_subnet_ids(Some(private_subnets.clone()))
@@ -384,7 +457,7 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
     {
         let out = c
             .create_vpc_endpoint()
-            .vpc_id(&vpc_id)
+            .vpc_id(vpc_id)
             .service_name(format!("com.amazonaws.{}.s3", s.region))
             .vpc_endpoint_type(VpcEndpointType::Gateway)
             .route_table_ids(rt)
@@ -396,21 +469,7 @@ pub async fn network(c: &Client, s: &Scenario, account: &str) -> Result<World, S
             endpoints.push(id.to_string());
         }
     }
-    Ok(World {
-        cluster: s.cluster.clone(),
-        region: s.region.clone(),
-        account: account.to_string(),
-        vpc_id,
-        vpc_cidr: s.vpc_cidr,
-        zones,
-        security_groups: sgs,
-        route_tables,
-        internet_gateway: igw,
-        vpc_endpoints: endpoints,
-        launch_templates: BTreeMap::new(),
-        ami_id: AMI_ID.to_string(),
-        nodes: Vec::new(),
-    })
+    Ok(endpoints)
 }
 
 /// Register the scenario's subnets with the IPAM and reserve every address
