@@ -379,7 +379,7 @@ fn recompute_deployment(inner: &mut Inner, key: &Key) {
     // Updated means "from the current template": until the deployment
     // controller has made that template's ReplicaSet, nothing is updated,
     // so a rollout is never reported done before it started.
-    let hash = crate::workloads::template_hash(dep.value.pointer("/spec/template").unwrap_or(&Value::Null));
+    let hash = super::hash::template_hash(dep.value.pointer("/spec/template").unwrap_or(&Value::Null));
     let updated = rss
         .iter()
         .filter(|r| {

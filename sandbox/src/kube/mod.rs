@@ -9,6 +9,7 @@ pub mod crds;
 pub mod derived;
 pub mod discovery;
 pub mod handlers;
+pub mod hash;
 pub mod openapi;
 pub mod ops;
 pub mod patch;

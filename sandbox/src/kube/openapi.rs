@@ -32,7 +32,7 @@ pub fn root(served: &dyn Fn(usize) -> bool) -> Value {
         let key = gv_key(g, v);
         paths.insert(
             key.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", crate::workloads::template_hash(&json!([key, "v1"])).to_uppercase())}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", super::hash::template_hash(&json!([key, "v1"])).to_uppercase())}),
         );
     }
     json!({"paths": paths})
