@@ -5,6 +5,7 @@
 //! Status errors that kubectl and kube-rs rely on.
 
 pub mod api;
+mod cells;
 pub mod crds;
 pub mod derived;
 pub mod discovery;
@@ -13,6 +14,7 @@ pub mod hash;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
+mod printers;
 pub mod resources;
 pub mod selectors;
 pub mod status;
