@@ -11,16 +11,19 @@ pub mod derived;
 pub mod discovery;
 pub mod handlers;
 pub mod hash;
+mod http;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
 mod printers;
 pub mod resources;
 pub mod selectors;
+mod serve;
 pub mod status;
 pub mod store;
 pub mod table;
 pub mod watch;
+mod watch_http;
 
 use std::sync::Arc;
 
