@@ -186,6 +186,27 @@ pub fn reconcile(ctx: &Ctx) {
             s(&p.value, "/metadata/creationTimestamp").to_string(),
         )
     });
+    let mut rooms = rooms(ctx, &pods);
+    let total = rooms.len();
+    for p in pending {
+        let spec = &p.value["spec"];
+        let (cpu, mem) = objects::requests(spec);
+        let (cpu, mem) = (i64::from(cpu), mem as i64);
+        let (fits, reasons) = filter(&rooms, spec, cpu, mem);
+        let best = best_fit(&rooms, &fits, spec);
+        // Preemption is worked out only for a pod that fits nowhere.
+        let preempt = best.is_none().then(|| preemption(&p.value, &rooms)).flatten();
+        match (best, preempt) {
+            (Some(node), _) => bind(ctx, p, &node, &mut rooms, cpu, mem),
+            (None, Some((node, victims))) => preempt_for(ctx, p, &node, &victims, &mut rooms),
+            (None, None) => unschedulable(ctx, p, &reasons, total),
+        }
+    }
+}
+
+/// Every node's room left: allocatable minus the requests of the pods
+/// bound to it, with those pods' labels and the ones preemption may evict.
+fn rooms(ctx: &Ctx, pods: &[Arc<Stored>]) -> BTreeMap<String, Room> {
     let mut rooms: BTreeMap<String, Room> = ctx
         .list(NODE)
         .into_iter()
@@ -209,7 +230,7 @@ pub fn reconcile(ctx: &Ctx) {
             (n.name().to_string(), room)
         })
         .collect();
-    for p in &pods {
+    for p in pods {
         let node = s(&p.value, "/spec/nodeName");
         if node.is_empty() || !pod_active(&p.value) {
             continue;
@@ -232,132 +253,144 @@ pub fn reconcile(ctx: &Ctx) {
             }
         }
     }
-    let total = rooms.len();
-    for p in pending {
-        let spec = &p.value["spec"];
-        let (cpu, mem) = objects::requests(spec);
-        let (cpu, mem) = (i64::from(cpu), mem as i64);
-        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-        let mut fits: Vec<&Room> = Vec::new();
-        for r in rooms.values() {
-            let why = if !node_ready(&r.node.value) {
-                Some("node(s) had untolerated taint {node.kubernetes.io/not-ready: }".to_string())
-            } else if let Some(t) = blocking_taint(&r.node.value, spec) {
-                Some(format!("node(s) had untolerated taint {{{t}: }}"))
-            } else if !node_selected(&r.node.value, spec) {
-                Some("node(s) didn't match Pod's node affinity/selector".to_string())
-            } else if r.pods < 1 {
-                Some("Too many pods".to_string())
-            } else if r.cpu_m < cpu {
-                Some("Insufficient cpu".to_string())
-            } else if r.mem_mib < mem {
-                Some("Insufficient memory".to_string())
-            } else if anti_affinity_blocks(spec, r) {
-                Some("node(s) didn't match pod anti-affinity rules".to_string())
-            } else {
-                None
-            };
-            match why {
-                Some(w) => *reasons.entry(w).or_default() += 1,
-                None => fits.push(r),
-            }
-        }
-        let spread = spread_selector(spec);
-        let zone_count = |zone: &str| -> usize {
-            spread.as_ref().map_or(0, |sel| {
-                rooms
-                    .values()
-                    .filter(|r| r.zone == zone)
-                    .flat_map(|r| r.pod_labels.iter())
-                    .filter(|l| sel.matches(l.as_object()))
-                    .count()
-            })
+    rooms
+}
+
+/// The nodes a pod fits on, and for the others why not (counted per
+/// reason, as the scheduler reports them).
+fn filter<'a>(
+    rooms: &'a BTreeMap<String, Room>,
+    spec: &Value,
+    cpu: i64,
+    mem: i64,
+) -> (Vec<&'a Room>, BTreeMap<String, usize>) {
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut fits: Vec<&Room> = Vec::new();
+    for r in rooms.values() {
+        let why = if !node_ready(&r.node.value) {
+            Some("node(s) had untolerated taint {node.kubernetes.io/not-ready: }".to_string())
+        } else if let Some(t) = blocking_taint(&r.node.value, spec) {
+            Some(format!("node(s) had untolerated taint {{{t}: }}"))
+        } else if !node_selected(&r.node.value, spec) {
+            Some("node(s) didn't match Pod's node affinity/selector".to_string())
+        } else if r.pods < 1 {
+            Some("Too many pods".to_string())
+        } else if r.cpu_m < cpu {
+            Some("Insufficient cpu".to_string())
+        } else if r.mem_mib < mem {
+            Some("Insufficient memory".to_string())
+        } else if anti_affinity_blocks(spec, r) {
+            Some("node(s) didn't match pod anti-affinity rules".to_string())
+        } else {
+            None
         };
-        let best = fits
-            .iter()
-            .min_by_key(|r| (zone_count(&r.zone), std::cmp::Reverse(r.pods), r.name.clone()))
-            .map(|r| r.name.clone());
-        // Preemption is worked out only for a pod that fits nowhere.
-        let preempt = best.is_none().then(|| preemption(&p.value, &rooms)).flatten();
-        match (best, preempt) {
-            (Some(node), _) => {
-                let now = crate::kube::ops::now_rfc3339();
-                let bound = edit(&ctx.store, POD, p.namespace(), p.name(), |v| {
-                    v["spec"]["nodeName"] = json!(node);
-                    v["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True",
-                        "lastProbeTime": null, "lastTransitionTime": now}]);
-                });
-                if bound.is_ok()
-                    && let Some(r) = rooms.get_mut(&node)
-                {
-                    r.pods -= 1;
-                    r.cpu_m -= cpu;
-                    r.mem_mib -= mem;
-                    r.pod_labels
-                        .push(p.value.pointer("/metadata/labels").cloned().unwrap_or(json!({})));
-                    ctx.events.emit(
-                        ctx,
-                        &p.value,
-                        false,
-                        "Scheduled",
-                        &format!("Successfully assigned {}/{} to {node}", p.namespace(), p.name()),
-                        Source::Scheduler,
-                    );
-                }
-            }
-            (None, Some((node, victims))) => {
-                for (ns, name) in &victims {
-                    if let Ok(v) = ctx.store.get(POD, ns, name) {
-                        ctx.events.emit(
-                            ctx,
-                            &v.value,
-                            false,
-                            "Preempted",
-                            &format!("Preempted by pod {} on node {node}", p.uid()),
-                            Source::Scheduler,
-                        );
-                    }
-                    let _ = ctx.store.delete(POD, ns, name, &crate::kube::DeleteOptions::default());
-                }
-                if let Some(r) = rooms.get_mut(&node) {
-                    // Held for the preemptor: it binds on the next pass.
-                    r.pods = r.pods.min(0);
-                }
-                let _ = edit(&ctx.store, POD, p.namespace(), p.name(), |v| {
-                    v["status"]["nominatedNodeName"] = json!(node);
-                });
-            }
-            (None, None) => {
-                let detail = reasons
-                    .iter()
-                    .map(|(w, n)| format!("{n} {w}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let msg = format!(
-                    "0/{total} nodes are available: {detail}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
-                );
-                let already = p
-                    .value
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .is_some_and(|cs| {
-                        cs.iter().any(|c| {
-                            c["type"] == "PodScheduled" && c["reason"] == "Unschedulable" && c["message"] == json!(msg)
-                        })
-                    });
-                if !already {
-                    let now = crate::kube::ops::now_rfc3339();
-                    let m = msg.clone();
-                    let _ = edit(&ctx.store, POD, p.namespace(), p.name(), |v| {
-                        v["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
-                            "reason": "Unschedulable", "message": m, "lastProbeTime": null, "lastTransitionTime": now}]);
-                    });
-                }
-                ctx.events
-                    .emit(ctx, &p.value, true, "FailedScheduling", &msg, Source::Scheduler);
-            }
+        match why {
+            Some(w) => *reasons.entry(w).or_default() += 1,
+            None => fits.push(r),
         }
     }
+    (fits, reasons)
+}
+
+/// Of the nodes a pod fits on, the one its topology spread prefers (the
+/// zone with fewest matching pods), then the emptiest.
+fn best_fit(rooms: &BTreeMap<String, Room>, fits: &[&Room], spec: &Value) -> Option<String> {
+    let spread = spread_selector(spec);
+    let zone_count = |zone: &str| -> usize {
+        spread.as_ref().map_or(0, |sel| {
+            rooms
+                .values()
+                .filter(|r| r.zone == zone)
+                .flat_map(|r| r.pod_labels.iter())
+                .filter(|l| sel.matches(l.as_object()))
+                .count()
+        })
+    };
+    fits.iter()
+        .min_by_key(|r| (zone_count(&r.zone), std::cmp::Reverse(r.pods), r.name.clone()))
+        .map(|r| r.name.clone())
+}
+
+/// Bind a pod to its node and take its requests from the node's room.
+fn bind(ctx: &Ctx, p: &Stored, node: &str, rooms: &mut BTreeMap<String, Room>, cpu: i64, mem: i64) {
+    let now = crate::kube::ops::now_rfc3339();
+    let bound = edit(&ctx.store, POD, p.namespace(), p.name(), |v| {
+        v["spec"]["nodeName"] = json!(node);
+        v["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True",
+            "lastProbeTime": null, "lastTransitionTime": now}]);
+    });
+    if bound.is_ok()
+        && let Some(r) = rooms.get_mut(node)
+    {
+        r.pods -= 1;
+        r.cpu_m -= cpu;
+        r.mem_mib -= mem;
+        r.pod_labels
+            .push(p.value.pointer("/metadata/labels").cloned().unwrap_or(json!({})));
+        ctx.events.emit(
+            ctx,
+            &p.value,
+            false,
+            "Scheduled",
+            &format!("Successfully assigned {}/{} to {node}", p.namespace(), p.name()),
+            Source::Scheduler,
+        );
+    }
+}
+
+/// Evict the victims preemption chose and nominate the node for the pod.
+fn preempt_for(ctx: &Ctx, p: &Stored, node: &str, victims: &[(String, String)], rooms: &mut BTreeMap<String, Room>) {
+    for (ns, name) in victims {
+        if let Ok(v) = ctx.store.get(POD, ns, name) {
+            ctx.events.emit(
+                ctx,
+                &v.value,
+                false,
+                "Preempted",
+                &format!("Preempted by pod {} on node {node}", p.uid()),
+                Source::Scheduler,
+            );
+        }
+        let _ = ctx.store.delete(POD, ns, name, &crate::kube::DeleteOptions::default());
+    }
+    if let Some(r) = rooms.get_mut(node) {
+        // Held for the preemptor: it binds on the next pass.
+        r.pods = r.pods.min(0);
+    }
+    let _ = edit(&ctx.store, POD, p.namespace(), p.name(), |v| {
+        v["status"]["nominatedNodeName"] = json!(node);
+    });
+}
+
+/// A pod that fits nowhere: PodScheduled False with the scheduler's
+/// message, and a FailedScheduling event.
+fn unschedulable(ctx: &Ctx, p: &Stored, reasons: &BTreeMap<String, usize>, total: usize) {
+    let detail = reasons
+        .iter()
+        .map(|(w, n)| format!("{n} {w}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let msg = format!(
+        "0/{total} nodes are available: {detail}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
+    );
+    let already = p
+        .value
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable" && c["message"] == json!(msg))
+        });
+    if !already {
+        let now = crate::kube::ops::now_rfc3339();
+        let m = msg.clone();
+        let _ = edit(&ctx.store, POD, p.namespace(), p.name(), |v| {
+            v["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": m, "lastProbeTime": null, "lastTransitionTime": now}]);
+        });
+    }
+    ctx.events
+        .emit(ctx, &p.value, true, "FailedScheduling", &msg, Source::Scheduler);
 }
 
 #[cfg(test)]
