@@ -364,129 +364,188 @@ async fn provision(ctx: &Ctx, claims: &[Arc<Stored>], nodes: &BTreeMap<String, A
         if is_deleting(&np.value) {
             continue;
         }
-        let np_name = np.name().to_string();
-        let class_name = s(&np.value, "/spec/template/spec/nodeClassRef/name").to_string();
-        let Ok(nodeclass) = ctx.store.get(EC2NODECLASS, "", &class_name) else {
-            continue;
-        };
-        let mut types: Vec<&'static instance_types::InstanceType> =
-            requirement(&np.value, "node.kubernetes.io/instance-type")
-                .iter()
-                .filter_map(|t| instance_types::lookup(t))
-                .collect();
-        if types.is_empty() {
-            continue;
-        }
-        let max_pods_of = |t: &instance_types::InstanceType| -> u32 {
-            nodeclass
-                .value
-                .pointer("/spec/kubelet/maxPods")
-                .and_then(Value::as_u64)
-                .map(|m| m as u32)
-                .unwrap_or_else(|| t.max_pods(reserved, false))
-        };
-        types.sort_by_key(|t| (max_pods_of(t), t.vcpus));
-        // Which pods a node of this pool could take is decided on the
-        // cluster's zones; the subnets (DescribeSubnets in moto) are looked
-        // up only when a node is really launched.
-        let cluster_zones: Vec<&str> = ctx.world.zones.iter().map(|z| z.name.as_str()).collect();
-        let compatible: Vec<&&Arc<Stored>> = unschedulable
+        provision_pool(ctx, &np, claims, nodes, pods, &unschedulable, reserved).await;
+    }
+}
+
+/// One NodePool's answer to the unschedulable pods it could take: a
+/// NodeClaim of the smallest type that holds them, within its limits.
+async fn provision_pool(
+    ctx: &Ctx,
+    np: &Arc<Stored>,
+    claims: &[Arc<Stored>],
+    nodes: &BTreeMap<String, Arc<Stored>>,
+    pods: &[Arc<Stored>],
+    unschedulable: &[&Arc<Stored>],
+    reserved: u32,
+) {
+    let np_name = np.name().to_string();
+    let class_name = s(&np.value, "/spec/template/spec/nodeClassRef/name").to_string();
+    let Ok(nodeclass) = ctx.store.get(EC2NODECLASS, "", &class_name) else {
+        return;
+    };
+    let mut types: Vec<&'static instance_types::InstanceType> =
+        requirement(&np.value, "node.kubernetes.io/instance-type")
             .iter()
-            .filter(|p| {
-                super::scheduler::blocking_taint(&json!({"spec": {"taints": np.value.pointer("/spec/template/spec/taints").cloned().unwrap_or(json!([]))}}), &p.value["spec"]).is_none()
-                    && cluster_zones.iter().any(|z| types.iter().any(|t| node_selected(&synthetic_node(&np.value, z, &t.name), &p.value["spec"])))
-            })
+            .filter_map(|t| instance_types::lookup(t))
             .collect();
-        if compatible.is_empty() {
-            continue;
-        }
-        let mine: Vec<&Arc<Stored>> = claims
-            .iter()
-            .filter(|c| label(&c.value, "karpenter.sh/nodepool") == Some(np_name.as_str()))
-            .collect();
-        // Room still coming: claims whose node is not Ready yet.
-        let spare: i64 = mine
-            .iter()
-            .filter(|c| !is_deleting(&c.value))
-            .filter(|c| {
-                nodes
-                    .get(s(&c.value, "/status/nodeName"))
-                    .is_none_or(|n| !node_ready(&n.value))
-            })
-            .map(|c| {
-                let node = s(&c.value, "/status/nodeName");
-                let bound = pods
-                    .iter()
-                    .filter(|p| s(&p.value, "/spec/nodeName") == node && pod_active(&p.value))
-                    .count() as i64;
-                (claim_pods(&c.value) - 2 - bound).max(0)
-            })
-            .sum();
-        let want = compatible.len() as i64 - spare;
-        if want <= 0 {
-            continue;
-        }
-        let used_cpu: u32 = mine.iter().map(|c| claim_cpu(&c.value)).sum::<u32>();
-        let limit = np
+    if types.is_empty() {
+        return;
+    }
+    let max_pods_of = |t: &instance_types::InstanceType| -> u32 {
+        nodeclass
             .value
-            .pointer("/spec/limits/cpu")
-            .and_then(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .or_else(|| v.as_i64().map(|n| n.to_string()))
-            })
-            .and_then(|q| cpu_millis(&q));
-        let within = |t: &instance_types::InstanceType| limit.is_none_or(|l| used_cpu + t.vcpus * 1000 <= l);
-        let fitting = types
-            .iter()
-            .find(|t| i64::from(max_pods_of(t)) - 2 >= want && within(t))
-            .or_else(|| types.iter().rev().find(|t| within(t)))
-            .copied();
-        let Some(itype) = fitting else {
-            for p in &compatible {
-                ctx.events.emit(
-                    ctx,
-                    &p.value,
-                    true,
-                    "FailedScheduling",
-                    &format!(
-                        "Failed to schedule pod, all available instance types exceed limits for nodepool: \"{np_name}\""
-                    ),
-                    Source::Karpenter,
-                );
-            }
-            continue;
-        };
-        // The zone with the fewest of this NodePool's nodes that the first
-        // pending pod accepts.
-        let first = &compatible[0].value["spec"];
-        let zones = subnets_by_zone(ctx, &nodeclass.value).await;
-        let zone = zones
-            .iter()
-            .filter(|(z, _)| node_selected(&synthetic_node(&np.value, z, &itype.name), first))
-            .min_by_key(|(z, _)| {
-                mine.iter()
-                    .filter(|c| {
-                        !is_deleting(&c.value) && label(&c.value, "topology.kubernetes.io/zone") == Some(z.as_str())
-                    })
-                    .count()
-            })
-            .map(|(z, id)| (z.clone(), id.clone()));
-        let Some((zone, subnet)) = zone else { continue };
-        let max_pods = max_pods_of(itype);
-        if let Some(claim_name) = launch_claim(ctx, &np, &class_name, itype, &zone, &subnet, max_pods).await {
-            for p in compatible.iter().take(max_pods.saturating_sub(2) as usize) {
-                ctx.events.emit(
-                    ctx,
-                    &p.value,
-                    false,
-                    "Nominated",
-                    &format!("Pod should schedule on: nodeclaim/{claim_name}"),
-                    Source::Karpenter,
-                );
-            }
+            .pointer("/spec/kubelet/maxPods")
+            .and_then(Value::as_u64)
+            .map(|m| m as u32)
+            .unwrap_or_else(|| t.max_pods(reserved, false))
+    };
+    types.sort_by_key(|t| (max_pods_of(t), t.vcpus));
+    // Which pods a node of this pool could take is decided on the
+    // cluster's zones; the subnets (DescribeSubnets in moto) are looked
+    // up only when a node is really launched.
+    let compatible = compatible_pods(ctx, &np.value, &types, unschedulable);
+    if compatible.is_empty() {
+        return;
+    }
+    let mine: Vec<&Arc<Stored>> = claims
+        .iter()
+        .filter(|c| label(&c.value, "karpenter.sh/nodepool") == Some(np_name.as_str()))
+        .collect();
+    // Room still coming: claims whose node is not Ready yet.
+    let spare = spare_room(&mine, nodes, pods);
+    let want = compatible.len() as i64 - spare;
+    if want <= 0 {
+        return;
+    }
+    let fitting = fitting_type(&np.value, &types, &mine, want, &max_pods_of);
+    let Some(itype) = fitting else {
+        for p in &compatible {
+            ctx.events.emit(
+                ctx,
+                &p.value,
+                true,
+                "FailedScheduling",
+                &format!(
+                    "Failed to schedule pod, all available instance types exceed limits for nodepool: \"{np_name}\""
+                ),
+                Source::Karpenter,
+            );
+        }
+        return;
+    };
+    let zone = pick_zone(ctx, &np.value, &nodeclass.value, itype, &compatible, &mine).await;
+    let Some((zone, subnet)) = zone else { return };
+    let max_pods = max_pods_of(itype);
+    if let Some(claim_name) = launch_claim(ctx, np, &class_name, itype, &zone, &subnet, max_pods).await {
+        for p in compatible.iter().take(max_pods.saturating_sub(2) as usize) {
+            ctx.events.emit(
+                ctx,
+                &p.value,
+                false,
+                "Nominated",
+                &format!("Pod should schedule on: nodeclaim/{claim_name}"),
+                Source::Karpenter,
+            );
         }
     }
+}
+
+/// The unschedulable pods a node of the pool could take: taints tolerated
+/// and selected by some instance type in some zone.
+fn compatible_pods<'a>(
+    ctx: &Ctx,
+    np: &Value,
+    types: &[&'static instance_types::InstanceType],
+    unschedulable: &'a [&'a Arc<Stored>],
+) -> Vec<&'a &'a Arc<Stored>> {
+    let cluster_zones: Vec<&str> = ctx.world.zones.iter().map(|z| z.name.as_str()).collect();
+    unschedulable
+        .iter()
+        .filter(|p| {
+            super::scheduler::blocking_taint(
+                &json!({"spec": {"taints": np.pointer("/spec/template/spec/taints").cloned().unwrap_or(json!([]))}}),
+                &p.value["spec"],
+            )
+            .is_none()
+                && cluster_zones.iter().any(|z| {
+                    types
+                        .iter()
+                        .any(|t| node_selected(&synthetic_node(np, z, &t.name), &p.value["spec"]))
+                })
+        })
+        .collect()
+}
+
+/// Pod slots on the pool's claims whose node is not Ready yet.
+fn spare_room(mine: &[&Arc<Stored>], nodes: &BTreeMap<String, Arc<Stored>>, pods: &[Arc<Stored>]) -> i64 {
+    mine.iter()
+        .filter(|c| !is_deleting(&c.value))
+        .filter(|c| {
+            nodes
+                .get(s(&c.value, "/status/nodeName"))
+                .is_none_or(|n| !node_ready(&n.value))
+        })
+        .map(|c| {
+            let node = s(&c.value, "/status/nodeName");
+            let bound = pods
+                .iter()
+                .filter(|p| s(&p.value, "/spec/nodeName") == node && pod_active(&p.value))
+                .count() as i64;
+            (claim_pods(&c.value) - 2 - bound).max(0)
+        })
+        .sum()
+}
+
+/// The smallest type (by max pods, then vCPUs) that takes `want` pods, else
+/// the largest, within the pool's CPU limit.
+fn fitting_type(
+    np: &Value,
+    types: &[&'static instance_types::InstanceType],
+    mine: &[&Arc<Stored>],
+    want: i64,
+    max_pods_of: &dyn Fn(&instance_types::InstanceType) -> u32,
+) -> Option<&'static instance_types::InstanceType> {
+    let used_cpu: u32 = mine.iter().map(|c| claim_cpu(&c.value)).sum::<u32>();
+    let limit = np
+        .pointer("/spec/limits/cpu")
+        .and_then(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v.as_i64().map(|n| n.to_string()))
+        })
+        .and_then(|q| cpu_millis(&q));
+    let within = |t: &instance_types::InstanceType| limit.is_none_or(|l| used_cpu + t.vcpus * 1000 <= l);
+    types
+        .iter()
+        .find(|t| i64::from(max_pods_of(t)) - 2 >= want && within(t))
+        .or_else(|| types.iter().rev().find(|t| within(t)))
+        .copied()
+}
+
+/// The zone (and its subnet) with the fewest of this NodePool's nodes that
+/// the first pending pod accepts.
+async fn pick_zone(
+    ctx: &Ctx,
+    np: &Value,
+    nodeclass: &Value,
+    itype: &instance_types::InstanceType,
+    compatible: &[&&Arc<Stored>],
+    mine: &[&Arc<Stored>],
+) -> Option<(String, String)> {
+    let first = &compatible[0].value["spec"];
+    let zones = subnets_by_zone(ctx, nodeclass).await;
+    zones
+        .iter()
+        .filter(|(z, _)| node_selected(&synthetic_node(np, z, &itype.name), first))
+        .min_by_key(|(z, _)| {
+            mine.iter()
+                .filter(|c| {
+                    !is_deleting(&c.value) && label(&c.value, "topology.kubernetes.io/zone") == Some(z.as_str())
+                })
+                .count()
+        })
+        .map(|(z, id)| (z.clone(), id.clone()))
 }
 
 /// Create a NodeClaim and launch its instance; `None` (with a
