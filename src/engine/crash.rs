@@ -45,11 +45,17 @@ pub fn install() {
 
 /// Called after each durable journal append.
 fn after_append(event: &Event) {
-    let points = points();
-    if points.is_empty() || !points.iter().any(|p| matches(p, event)) {
+    let Some(point) = points().iter().find(|p| matches(p, event)) else {
         return;
-    }
-    eprintln!("podnet: {ENV}: killing this process (SIGKILL) after {}", label(event));
+    };
+    let at = label(event);
+    // The point as given, and the unit it fired in when it named a step.
+    let unit = if at.starts_with(point.as_str()) && at.len() == point.len() {
+        String::new()
+    } else {
+        format!(" (at {at})")
+    };
+    eprintln!("podnet: {ENV}: killing this process (SIGKILL) after {point}{unit}");
     // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
     unsafe {
         libc::kill(libc::getpid(), libc::SIGKILL);
