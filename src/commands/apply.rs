@@ -48,7 +48,8 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
     }
 
     let progress = RunProgress::new(p.clone());
-    let env = migration::connect(&ctx.target(&spec.cluster, &spec.region), progress.clone()).await?;
+    let mut env = migration::connect(&ctx.target(&spec.cluster, &spec.region), progress.clone()).await?;
+    env.waits = spec.waits;
     let spinner = p.spinner("discovering");
     let doc = migration::prepare(&env, &spec, &|m| spinner.set_message(m.to_string())).await;
     spinner.finish_and_clear();

@@ -90,7 +90,9 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
         }
     }
     let progress = RunProgress::new(p.clone());
-    let env = migration::connect(&ctx.target(&saved.cluster, &saved.region), progress.clone()).await?;
+    let mut env = migration::connect(&ctx.target(&saved.cluster, &saved.region), progress.clone()).await?;
+    // The bounds the approved plan was saved with, not today's file.
+    env.waits = inputs.waits;
     let outcome = engine::execute(Run {
         env: &env,
         steps: &steps,

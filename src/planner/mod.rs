@@ -119,9 +119,9 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
             evict_emptydir: r.evict_emptydir,
             evict_unmanaged: r.evict_unmanaged,
             pdb_bypass_after_timeout: r.pdb_bypass == PdbBypass::AfterTimeout,
-            settle_timeout_secs: r.drain_timeout.as_secs().max(600),
         },
         expect,
+        waits: spec.waits,
     };
     findings.extend(preflight::check(spec, d, &inputs));
     let suggestions = suggestions(spec, d, &inputs);

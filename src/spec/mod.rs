@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod validate;
+pub mod waits;
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ pub use validate::{
     CNI_ROLE_TAG, ExplicitSubnet, KARPENTER_DISCOVERY_TAG, OWNER_TAG, Overrides, PodSubnetPlan, Problem, Protocol,
     ReplacementSpec, SecurityGroupRef, SgPatchSpec, Spec, validate,
 };
+pub use waits::{Waits, WaitsSection};
 
 /// Why a plan file could not be used.
 #[derive(Debug, thiserror::Error)]

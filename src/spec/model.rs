@@ -31,6 +31,8 @@ pub struct PlanFile {
     pub karpenter: KarpenterSection,
     #[serde(default)]
     pub replacement: ReplacementSection,
+    #[serde(default)]
+    pub waits: super::waits::WaitsSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

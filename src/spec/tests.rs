@@ -55,6 +55,8 @@ fn example_plan_is_valid_and_auto() {
     let spec = parse(&repo_file("plans/example.toml"), &Overrides::default()).unwrap();
     assert_eq!(spec.pod_subnets, PodSubnetPlan::Auto);
     assert_eq!(spec.replacement.drain_timeout, std::time::Duration::from_secs(600));
+    // Its [waits] section writes out the defaults.
+    assert_eq!(spec.waits, crate::spec::Waits::default());
 }
 
 #[test]

@@ -162,6 +162,7 @@ pub struct Spec {
     pub vpc_cni: VpcCniSection,
     pub karpenter: KarpenterSection,
     pub replacement: ReplacementSpec,
+    pub waits: super::Waits,
 }
 
 /// Values given on the command line that override the file.
@@ -338,6 +339,8 @@ pub fn validate(file: &PlanFile, overrides: &Overrides) -> Result<Spec, Vec<Prob
         }
     };
 
+    let waits = super::waits::validate(&file.waits, drain_timeout, &mut p);
+
     if !p.is_empty() {
         return Err(p);
     }
@@ -363,6 +366,7 @@ pub fn validate(file: &PlanFile, overrides: &Overrides) -> Result<Spec, Vec<Prob
             evict_unmanaged: r.evict_unmanaged,
             pdb_bypass: r.pdb_bypass,
         },
+        waits,
     })
 }
 

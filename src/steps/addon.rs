@@ -7,7 +7,6 @@
 //! second update. A self-managed aws-node gets its DaemonSet env patched.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -130,7 +129,7 @@ impl EnableCustomNetworking {
 
     /// Waits until the update leaves `InProgress`; returns it whatever its end.
     async fn wait_update(&self, env: &Env, update_id: &str) -> Result<UpdateInfo, StepError> {
-        let deadline = Instant::now() + Duration::from_secs(1200);
+        let deadline = Instant::now() + env.waits.addon_update;
         loop {
             let u = env
                 .aws
@@ -144,11 +143,12 @@ impl EnableCustomNetworking {
                 return Err(StepError::new(
                     ErrorClass::Timeout,
                     format!(
-                        "the vpc-cni addon update {update_id} is still {} after 20 minutes",
-                        u.status
+                        "the vpc-cni addon update {update_id} is still {} after {}",
+                        u.status,
+                        humantime::format_duration(env.waits.addon_update)
                     ),
                 )
-                .hint("run `podnet resume` to keep waiting"));
+                .hint("run `podnet resume` to keep waiting (or raise waits.addon_update in the plan file)"));
             }
             env.status(
                 self.id(),
@@ -254,7 +254,8 @@ impl Unit<Env> for EnableCustomNetworking {
                 })
                 .await?;
             }
-            ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", Duration::from_secs(900), &rollout).await?;
+            ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", env.waits.aws_node_rollout, &rollout)
+                .await?;
             let out = EnableCustomNetworkingOutputs {
                 update_id: None,
                 configuration_values: None,
@@ -319,7 +320,7 @@ impl Unit<Env> for EnableCustomNetworking {
                 .hint("see `aws eks describe-update`; fix the cause, then run `podnet resume` (it makes a new update only if the configuration still differs)"));
             }
         }
-        ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", Duration::from_secs(900), &rollout).await?;
+        ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", env.waits.aws_node_rollout, &rollout).await?;
         let addon = env.aws.eks.describe_addon(&self.cluster, VPC_CNI_ADDON).await?;
         let config = addon.and_then(|a| a.configuration_values);
         let merged_env = env_of(&merged_config(config.as_deref(), &BTreeMap::new())?);

@@ -5,8 +5,6 @@
 //! A same-named ENIConfig that points elsewhere stops the step unless the
 //! plan says to adopt it.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -116,7 +114,7 @@ impl ApplyEniConfigs {
             return Ok(());
         }
         let report = |m: String| env.status(ids::APPLY_ENICONFIGS, &m);
-        k8s::wait::until(api, ENICONFIG_CRD, Duration::from_secs(120), &report, crd_established)
+        k8s::wait::until(api, ENICONFIG_CRD, env.waits.eniconfig_crd, &report, crd_established)
             .await
             .map_err(|e| {
                 let what = if crd.is_none() {

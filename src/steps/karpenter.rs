@@ -5,8 +5,6 @@
 //! Helm-managed controller gets the values snippet that keeps the next
 //! `helm upgrade` from undoing it. No Karpenter: skipped, saying so.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
@@ -191,7 +189,14 @@ impl Unit<Env> for ConfigureKarpenter {
             }
         }
         let progress = |m: String| env.status(ids::CONFIGURE_KARPENTER, &m);
-        ops::wait_deployment_rollout(client, &k.namespace, &k.deployment, Duration::from_secs(600), &progress).await?;
+        ops::wait_deployment_rollout(
+            client,
+            &k.namespace,
+            &k.deployment,
+            env.waits.karpenter_rollout,
+            &progress,
+        )
+        .await?;
         let out = ConfigureKarpenterOutputs {
             skipped: false,
             namespace: Some(k.namespace.clone()),

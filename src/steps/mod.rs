@@ -13,8 +13,10 @@ pub mod replace_nodes;
 pub mod security_groups;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -48,22 +50,7 @@ impl Progress for NoProgress {
     fn status(&self, _: &str, _: &str) {}
 }
 
-/// Bounds of every wait a step makes.
-#[derive(Debug, Clone, Copy)]
-pub struct Waits {
-    pub poll: Duration,
-    /// A CIDR association reaching `associated`.
-    pub cidr_association: Duration,
-}
-
-impl Default for Waits {
-    fn default() -> Self {
-        Waits {
-            poll: Duration::from_secs(2),
-            cidr_association: Duration::from_secs(300),
-        }
-    }
-}
+pub use crate::spec::Waits;
 
 /// What steps run against.
 #[derive(Clone)]
@@ -142,6 +129,8 @@ pub struct MigrationInputs {
     pub node_groups: Vec<replace_nodes::NodeGroupRoll>,
     pub drain: replace_nodes::DrainSettings,
     pub expect: crate::verify::Expectations,
+    /// Every wait bound (`[waits]`): saved, so `resume` waits as `apply` did.
+    pub waits: Waits,
 }
 
 /// The units of a migration, in order: the saved plan runs exactly these.
@@ -150,7 +139,6 @@ pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
     units.extend(replacement_units(inputs));
     units.push(Box::new(verify::Verify {
         expect: inputs.expect.clone(),
-        timeout: Duration::from_secs(300),
     }));
     units
 }
@@ -178,7 +166,6 @@ fn replacement_units(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
         cluster: inputs.cluster.clone(),
         node_pools: inputs.node_pools.clone(),
         expect: inputs.expect.clone(),
-        settle_timeout_secs: inputs.drain.settle_timeout_secs,
     };
     let names: Vec<String> = inputs.node_groups.iter().map(|g| g.name.clone()).collect();
     for (i, g) in inputs.node_groups.iter().enumerate() {

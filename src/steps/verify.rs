@@ -2,8 +2,6 @@
 //! until they pass or a bounded wait runs out (replacement pods may still be
 //! starting), and fails with every unmet check.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use tokio::time::Instant;
 
@@ -13,7 +11,6 @@ use crate::verify::{Expectations, VerifyReport, verify};
 
 pub struct Verify {
     pub expect: Expectations,
-    pub timeout: Duration,
 }
 
 impl Produces for Verify {
@@ -44,7 +41,7 @@ impl Unit<Env> for Verify {
             .kube
             .as_ref()
             .ok_or_else(|| StepError::failed("no Kubernetes client"))?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + env.waits.verify;
         loop {
             let report = verify(&env.aws, kube, &self.expect).await?;
             if report.passed() {

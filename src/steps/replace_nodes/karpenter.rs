@@ -5,7 +5,6 @@
 //! NodePool limits the batches raised.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Node;
@@ -199,7 +198,7 @@ impl Replacement {
             selector: self.selector(),
             old: &old_names,
             expect: &self.expect,
-            timeout: Duration::from_secs(self.drain.settle_timeout_secs),
+            timeout: env.waits.replacement_settle,
         };
         let raise = Raise {
             pools: &self.node_pools,
@@ -213,7 +212,7 @@ impl Replacement {
     async fn wait_gone(&self, env: &Env, step: &str, names: &[String]) -> Result<(), StepError> {
         let client = kube(env)?;
         let api: Api<Node> = Api::all(client.clone());
-        let deadline = Instant::now() + Duration::from_secs(self.drain.settle_timeout_secs);
+        let deadline = Instant::now() + env.waits.replacement_settle;
         loop {
             let mut left = Vec::new();
             for n in names {

@@ -50,8 +50,6 @@ pub struct DrainSettings {
     pub evict_emptydir: bool,
     pub evict_unmanaged: bool,
     pub pdb_bypass_after_timeout: bool,
-    /// How long replacements may take to be Ready and hold the pods.
-    pub settle_timeout_secs: u64,
 }
 
 impl DrainSettings {

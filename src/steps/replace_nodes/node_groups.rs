@@ -6,7 +6,6 @@
 //! smaller managed nodes no longer hold may go to Karpenter).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -73,7 +72,6 @@ pub struct Rolls {
     /// managed nodes no longer hold.
     pub node_pools: Vec<String>,
     pub expect: Expectations,
-    pub settle_timeout_secs: u64,
 }
 
 /// `roll-node-groups/<name>`.
@@ -214,10 +212,10 @@ impl RollNodeGroup {
         })
     }
 
-    /// Follows the update to its end (an hour at most).
+    /// Follows the update to its end (`waits.node_group_update` at most).
     async fn follow_update(&self, env: &Env, client: &kube::Client, id: &str) -> Result<(), StepError> {
         let name = &self.group.name;
-        let deadline = Instant::now() + Duration::from_secs(3600);
+        let deadline = Instant::now() + env.waits.node_group_update;
         loop {
             let u = env
                 .aws
@@ -232,9 +230,13 @@ impl RollNodeGroup {
             if Instant::now() >= deadline {
                 return Err(StepError::new(
                     ErrorClass::Timeout,
-                    format!("the rolling update {id} of {name} is still {} after an hour", u.status),
+                    format!(
+                        "the rolling update {id} of {name} is still {} after {}",
+                        u.status,
+                        humantime::format_duration(env.waits.node_group_update)
+                    ),
                 )
-                .hint("run `podnet resume` to keep waiting"));
+                .hint("run `podnet resume` to keep waiting (or raise waits.node_group_update in the plan file)"));
             }
             let old = self.old_nodes(client).await.map(|v| v.len()).unwrap_or(0);
             env.status(
@@ -310,7 +312,7 @@ impl Unit<Env> for RollNodeGroup {
             selector: format!("{NODEGROUP_LABEL}={name}"),
             old: &BTreeSet::new(),
             expect: &self.rolls.expect,
-            timeout: Duration::from_secs(self.rolls.settle_timeout_secs),
+            timeout: env.waits.replacement_settle,
         };
         let raise = Raise {
             pools: &self.rolls.node_pools,

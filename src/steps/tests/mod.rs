@@ -1,0 +1,222 @@
+//! Step contract tests, after omicron's saga tests, over in-memory fakes
+//! instead of moto (fast, no sandbox): every EC2 step run twice has no
+//! extra effect, and every one failed at each of its calls in turn — before
+//! the call's effect, and after it with the answer lost — then run again
+//! (as `podnet resume` does, with what it checkpointed) ends in exactly the
+//! state of an uninterrupted run. The sandbox end-to-end tests cover the
+//! Kubernetes-facing steps.
+
+mod fake_ec2;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use super::{Env, NoProgress, PodSubnetInput, SgPatchInput, Waits};
+use crate::aws::AwsClients;
+use crate::aws::AwsError;
+use crate::aws::ec2::Tags;
+use crate::aws::eks::{AddonInfo, AddonUpdate, ClusterInfo, EksApi, LaunchTemplateRef, NodegroupInfo, UpdateInfo};
+use crate::engine::{Checkpoints, ErrorClass, Journal, Recorded, Step, StepCtx, StepError};
+use fake_ec2::{FakeEc2, Fault, VPC, World};
+
+/// The EKS API is not what these steps call: every call is refused.
+struct NoEks;
+
+fn not_eks(op: &'static str) -> AwsError {
+    AwsError {
+        class: ErrorClass::Invalid,
+        service: "eks",
+        operation: op,
+        resource: None,
+        code: Some("NotModelled".into()),
+        message: "the EC2 contract tests call no EKS API".into(),
+        status: None,
+    }
+}
+
+#[async_trait::async_trait]
+impl EksApi for NoEks {
+    async fn describe_cluster(&self, _: &str) -> Result<ClusterInfo, AwsError> {
+        Err(not_eks("DescribeCluster"))
+    }
+    async fn list_nodegroups(&self, _: &str) -> Result<Vec<String>, AwsError> {
+        Err(not_eks("ListNodegroups"))
+    }
+    async fn describe_nodegroup(&self, _: &str, _: &str) -> Result<NodegroupInfo, AwsError> {
+        Err(not_eks("DescribeNodegroup"))
+    }
+    async fn describe_addon(&self, _: &str, _: &str) -> Result<Option<AddonInfo>, AwsError> {
+        Err(not_eks("DescribeAddon"))
+    }
+    async fn update_addon(&self, _: &str, _: &str, _: &AddonUpdate) -> Result<UpdateInfo, AwsError> {
+        Err(not_eks("UpdateAddon"))
+    }
+    async fn describe_update(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: Option<&str>,
+    ) -> Result<UpdateInfo, AwsError> {
+        Err(not_eks("DescribeUpdate"))
+    }
+    async fn update_nodegroup_version(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&LaunchTemplateRef>,
+        _: bool,
+        _: &str,
+    ) -> Result<UpdateInfo, AwsError> {
+        Err(not_eks("UpdateNodegroupVersion"))
+    }
+}
+
+fn env(ec2: Arc<FakeEc2>) -> Env {
+    Env {
+        aws: AwsClients {
+            ec2,
+            eks: Arc::new(NoEks),
+        },
+        kube: None,
+        kube_user: None,
+        waits: Waits {
+            poll: Duration::from_millis(1),
+            cidr_association: Duration::from_secs(5),
+            ..Waits::default()
+        },
+        progress: Arc::new(NoProgress),
+    }
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().expect("test CIDR")
+}
+
+/// The reference scenario's EC2 steps: the CIDR, two rules, two subnets.
+fn ec2_steps() -> Vec<Box<dyn Step<Env>>> {
+    let patch = |group: &str, port: i32| SgPatchInput {
+        group_id: group.into(),
+        group_name: group.trim_start_matches("sg-").into(),
+        protocol: "tcp".into(),
+        from_port: Some(port),
+        to_port: Some(port),
+        cidr: net("100.64.0.0/16"),
+        description: "podnet: pod CIDR".into(),
+    };
+    let subnet = |az: &str, cidr: &str, rt: &str| PodSubnetInput {
+        availability_zone: az.into(),
+        cidr: net(cidr),
+        name: format!("pods-{az}"),
+        route_table_id: rt.into(),
+        tags: Tags::from([
+            ("Name".to_string(), format!("pods-{az}")),
+            ("kubernetes.io/role/cni".to_string(), "1".to_string()),
+        ]),
+    };
+    vec![
+        Box::new(super::associate_cidr::AssociateCidr {
+            vpc_id: VPC.into(),
+            cidr: net("100.64.0.0/16"),
+            quota: 5,
+        }),
+        Box::new(super::security_groups::PatchSecurityGroups {
+            vpc_id: VPC.into(),
+            patches: vec![patch("sg-rds", 3306), patch("sg-vpce", 443)],
+        }),
+        Box::new(super::pod_subnets::CreatePodSubnets {
+            vpc_id: VPC.into(),
+            subnets: vec![
+                subnet("ap-northeast-2a", "100.64.1.0/24", "rtb-a"),
+                subnet("ap-northeast-2c", "100.64.2.0/24", "rtb-c"),
+            ],
+        }),
+    ]
+}
+
+/// Runs the steps as the engine does (outputs passed on, each step's
+/// checkpoint carried to its next attempt); a failed step is run again, as
+/// `podnet resume` would, up to `resumes` times in all.
+async fn run(ec2: &Arc<FakeEc2>, steps: &[Box<dyn Step<Env>>], mut resumes: usize) -> Result<(), StepError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = Mutex::new(Journal::open(&dir.path().join("journal.jsonl")).expect("journal").0);
+    let env = env(ec2.clone());
+    let mut outputs: BTreeMap<String, Recorded> = BTreeMap::new();
+    for step in steps {
+        let mut progress = Checkpoints::new();
+        let out = loop {
+            let mut ctx = StepCtx::running(step.id(), &outputs, progress.clone(), &journal);
+            let r = step.apply(&env, &mut ctx).await;
+            progress = ctx.into_progress();
+            match r {
+                Ok(out) => break out,
+                Err(e) if resumes > 0 => {
+                    assert_eq!(
+                        e.class,
+                        ErrorClass::Transient,
+                        "{}: only the injected fault may fail: {e}",
+                        step.id()
+                    );
+                    resumes -= 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        outputs.insert(step.id().to_string(), out);
+    }
+    Ok(())
+}
+
+/// The end state, calls and mutations of an uninterrupted run.
+async fn reference() -> (World, usize, usize) {
+    let ec2 = Arc::new(FakeEc2::seed());
+    run(&ec2, &ec2_steps(), 0).await.expect("a clean run succeeds");
+    (ec2.world(), ec2.calls(), ec2.mutations())
+}
+
+#[tokio::test]
+async fn every_ec2_step_run_twice_has_no_extra_effect() {
+    let (want, _, mutations) = reference().await;
+    assert_eq!(
+        mutations, 7,
+        "1 association, 2 rules, 2 subnets, 2 route table associations"
+    );
+    let ec2 = Arc::new(FakeEc2::seed());
+    let steps = ec2_steps();
+    run(&ec2, &steps, 0).await.unwrap();
+    for step in &steps {
+        run(&ec2, std::slice::from_ref(step), 0).await.unwrap();
+        assert_eq!(
+            ec2.mutations(),
+            mutations,
+            "{} changed something the second time",
+            step.id()
+        );
+    }
+    assert_eq!(ec2.world(), want);
+}
+
+#[tokio::test]
+async fn every_ec2_step_failed_at_each_call_resumes_to_the_same_end_state() {
+    let (want, calls, mutations) = reference().await;
+    for at in 0..calls {
+        for lost in [false, true] {
+            let ec2 = Arc::new(FakeEc2::seed());
+            ec2.fail(Fault { at, lost });
+            // Without a resume the fault stops the run...
+            let stopped = run(&ec2, &ec2_steps(), 0).await;
+            assert!(stopped.is_err(), "call {at} (lost: {lost}) did not fail the run");
+            // ...and resuming from where it stopped converges.
+            let ec2 = Arc::new(FakeEc2::seed());
+            ec2.fail(Fault { at, lost });
+            run(&ec2, &ec2_steps(), 1)
+                .await
+                .unwrap_or_else(|e| panic!("call {at} (lost: {lost}): the resumed run failed: {e}"));
+            assert_eq!(ec2.world(), want, "call {at} (lost: {lost}) ended elsewhere");
+            assert_eq!(ec2.mutations(), mutations, "call {at} (lost: {lost}) repeated a change");
+        }
+    }
+}
