@@ -5,15 +5,22 @@
 //! Status errors that kubectl and kube-rs rely on.
 
 pub mod api;
+mod apply;
 mod cells;
 pub mod crds;
+mod create;
+mod delete;
 pub mod derived;
 pub mod discovery;
+mod eviction;
 pub mod handlers;
 pub mod hash;
 mod http;
+mod listing;
+mod meta;
 pub mod openapi;
 pub mod ops;
+mod options;
 pub mod patch;
 mod printers;
 pub mod resources;
@@ -22,6 +29,8 @@ mod serve;
 pub mod status;
 pub mod store;
 pub mod table;
+mod update;
+mod validate;
 pub mod watch;
 mod watch_http;
 
