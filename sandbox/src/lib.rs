@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod bench;
 pub mod calls;
+mod client_env;
 pub mod clock;
 pub mod controllers;
 pub mod ec2proxy;
@@ -24,21 +25,21 @@ pub mod ipam;
 pub mod kube;
 pub mod moto;
 pub mod scenario;
+mod startup;
 pub mod sts;
 pub mod workloads;
 
-use std::io::Write;
-
-use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use calls::{Call, Fault, Service};
+pub use client_env::UNSET_VARS;
 pub use clock::Clock;
 pub use scenario::{Scenario, World};
 
 use crate::calls::CallLog;
+use crate::client_env::{shell_quote, write_atomic};
 use crate::eks::{Eks, Timings};
 use crate::ipam::Ipam;
 use crate::kube::Store;
@@ -137,190 +138,6 @@ pub struct Sandbox {
     env: Vec<(String, String)>,
 }
 
-struct Started {
-    handle: tokio::runtime::Handle,
-    kube_url: String,
-    eks_url: String,
-    ec2_url: String,
-    sts_url: String,
-    tls: auth::tls::ClusterTls,
-    auth: Arc<auth::Auth>,
-    moto_url: Option<String>,
-    store: Arc<Store>,
-    eks: Arc<Eks>,
-    calls: Arc<CallLog>,
-    clock: Clock,
-    world: World,
-    ipam: Arc<Mutex<Ipam>>,
-    controllers: Option<Arc<controllers::Ctx>>,
-}
-
-async fn bind(what: &str) -> Result<(tokio::net::TcpListener, String), SandboxError> {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(io_err(format!("binding the {what} port")))?;
-    let addr = l.local_addr().map_err(io_err(format!("reading the {what} port")))?;
-    Ok((l, addr.to_string()))
-}
-
-fn serve(listener: tokio::net::TcpListener, router: axum::Router, stop: tokio::sync::watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        let mut stop = stop;
-        let r = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::warn!("server stopped: {e}");
-        }
-    });
-}
-
-async fn startup(
-    opts: &SandboxOptions,
-    moto: Option<&Moto>,
-    api: tokio::runtime::Handle,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<Started, SandboxError> {
-    let s = &opts.scenario;
-    let calls = Arc::new(CallLog::default());
-    let store = Arc::new(Store::new());
-    let clock = Clock::new(opts.time_scale);
-    let (kube_l, kube_addr) = bind("Kubernetes API").await?;
-    let (eks_l, eks_addr) = bind("EKS API").await?;
-    let (ec2_l, ec2_addr) = bind("EC2 proxy").await?;
-    let (sts_l, sts_addr) = bind("STS").await?;
-    let kube_url = format!("https://{kube_addr}");
-    let tls = auth::tls::generate()?;
-    let auth = Arc::new(auth::Auth::new(&s.cluster, &s.region, scenario::seed::ACCOUNT));
-    auth.add_sts_host(&sts_addr);
-    let eks = Arc::new(Eks::new(
-        store.clone(),
-        &s.region,
-        scenario::seed::ACCOUNT,
-        clock.clone(),
-        opts.timings.clone(),
-    ));
-    auth::tls::serve(
-        &api,
-        kube_l,
-        kube::router(store.clone(), calls.clone(), kube_addr.clone(), auth.clone()),
-        &tls,
-        stop.clone(),
-    );
-    serve(
-        sts_l,
-        sts::router(auth.clone(), calls.clone(), scenario::seed::ACCOUNT),
-        stop.clone(),
-    );
-    serve(eks_l, eks::handlers::router(eks.clone(), calls.clone()), stop.clone());
-    if let Some(m) = moto {
-        serve(
-            ec2_l,
-            ec2proxy::router(format!("127.0.0.1:{}", m.port), calls.clone()),
-            stop.clone(),
-        );
-    } else {
-        drop(ec2_l);
-    }
-    let client = moto.map(|m| scenario::ec2::moto_client(&m.endpoint, &s.region));
-    let seeded = scenario::seed::seed(scenario::seed::SeedInput {
-        scenario: s,
-        ec2: client.as_ref(),
-        store: &store,
-        eks: &eks,
-        kube_endpoint: &kube_url,
-        certificate_authority: &base64::engine::general_purpose::STANDARD.encode(tls.ca_pem.as_bytes()),
-    })
-    .await?;
-    let ipam = Arc::new(Mutex::new(seeded.ipam));
-    let ctl = opts.controllers.then(|| {
-        Arc::new(controllers::Ctx::new(
-            store.clone(),
-            eks.clone(),
-            client.clone(),
-            ipam.clone(),
-            clock.clone(),
-            s.clone(),
-            seeded.world.clone(),
-            opts.behaviour.clone(),
-        ))
-    });
-    if let Some(c) = &ctl {
-        tokio::spawn(controllers::run(c.clone(), stop.clone()));
-    }
-    Ok(Started {
-        handle: tokio::runtime::Handle::current(),
-        kube_url,
-        eks_url: format!("http://{eks_addr}"),
-        ec2_url: format!("http://{ec2_addr}"),
-        sts_url: format!("http://{sts_addr}"),
-        tls,
-        auth,
-        moto_url: moto.map(|m| m.endpoint.clone()),
-        store,
-        eks,
-        calls,
-        clock,
-        world: seeded.world,
-        ipam,
-        controllers: ctl,
-    })
-}
-
-fn write_atomic(path: &Path, contents: &str) -> Result<(), SandboxError> {
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io_err(format!("writing {}", tmp.display())))?;
-    f.write_all(contents.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(io_err(format!("writing {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io_err(format!("renaming {} to {}", tmp.display(), path.display())))
-}
-
-/// The sandbox's kubeconfig: the cluster CA (as `aws eks update-kubeconfig`
-/// writes it) and the static admin token.
-fn kubeconfig(cluster: &str, server: &str, ca_pem: &str, token: &str) -> String {
-    use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes());
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: podnet-sandbox\n    namespace: default\ncurrent-context: {cluster}\npreferences: {{}}\nusers:\n- name: podnet-sandbox\n  user:\n    token: {token}\n"
-    )
-}
-
-/// Variables the env file unsets so a developer's own AWS session cannot
-/// leak into the sandbox.
-pub const UNSET_VARS: &[&str] = &[
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ENDPOINT_URL",
-];
-
-fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+".contains(c)) && !s.is_empty() {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
-fn runtime(name: &str, workers: usize) -> Result<tokio::runtime::Runtime, SandboxError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .map_err(io_err(format!("building the {name} runtime")))
-}
-
 impl Sandbox {
     /// Start a sandbox: moto, the three servers on free loopback ports, the
     /// scenario seeded. Blocks until ready (a few seconds for the seed). Works
@@ -348,45 +165,9 @@ impl Sandbox {
             Some(v) => Some(Moto::start(v)?),
             None => None,
         };
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Started, SandboxError>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<startup::Started, SandboxError>>();
         let (shut_tx, shut_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread_opts = opts.clone();
-        let thread = std::thread::Builder::new()
-            .name("podnet-sandbox".into())
-            .spawn(move || {
-                let rt = match runtime("podnet-sandbox-rt", 2) {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                // The Kubernetes API gets a runtime of its own: a busy
-                // controller pass (600 pods on a debug build) must never
-                // hold up a TLS handshake past a client's timeout (Go's is
-                // 10 s).
-                let api_rt = match runtime("podnet-sandbox-api", 1) {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let started = rt.block_on(startup(&thread_opts, moto.as_ref(), api_rt.handle().clone(), stop_rx));
-                let ok = started.is_ok();
-                let _ = ready_tx.send(started);
-                if ok {
-                    rt.block_on(async {
-                        let _ = shut_rx.await;
-                    });
-                }
-                let _ = stop_tx.send(true);
-                rt.shutdown_timeout(std::time::Duration::from_secs(2));
-                api_rt.shutdown_timeout(std::time::Duration::from_secs(2));
-                drop(moto);
-            })
-            .map_err(io_err("starting the sandbox thread"))?;
+        let thread = startup::spawn(opts.clone(), moto, ready_tx, shut_rx)?;
         let started = match ready_rx.recv() {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -401,54 +182,7 @@ impl Sandbox {
                 return Err(SandboxError::Runtime);
             }
         };
-        let s = &opts.scenario;
-        let kubeconfig_path = state_dir.join("kubeconfig");
-        write_atomic(
-            &kubeconfig_path,
-            &kubeconfig(
-                &s.cluster,
-                &started.kube_url,
-                &started.tls.ca_pem,
-                started.auth.static_token(),
-            ),
-        )?;
-        let aws_config = state_dir.join("aws").join("config");
-        write_atomic(
-            &aws_config,
-            &format!(
-                "[default]\nregion = {}\noutput = json\nmax_attempts = 1\nretry_mode = standard\n",
-                s.region
-            ),
-        )?;
-        let aws_creds = state_dir.join("aws").join("credentials");
-        write_atomic(
-            &aws_creds,
-            "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
-        )?;
-        let p = |x: &Path| x.display().to_string();
-        let mut env = vec![
-            ("AWS_ENDPOINT_URL_EC2".to_string(), started.ec2_url.clone()),
-            ("AWS_ENDPOINT_URL_EKS".to_string(), started.eks_url.clone()),
-            ("AWS_ENDPOINT_URL_STS".to_string(), started.sts_url.clone()),
-            ("AWS_REGION".to_string(), s.region.clone()),
-            ("AWS_DEFAULT_REGION".to_string(), s.region.clone()),
-            ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
-            ("AWS_SECRET_ACCESS_KEY".to_string(), "testing".to_string()),
-            ("AWS_CONFIG_FILE".to_string(), p(&aws_config)),
-            ("AWS_SHARED_CREDENTIALS_FILE".to_string(), p(&aws_creds)),
-            ("AWS_MAX_ATTEMPTS".to_string(), "1".to_string()),
-            ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
-            ("AWS_PAGER".to_string(), String::new()),
-            ("KUBECONFIG".to_string(), p(&kubeconfig_path)),
-            ("PODNET_SANDBOX_CLUSTER".to_string(), s.cluster.clone()),
-            (
-                "PODNET_SANDBOX_CONTROL".to_string(),
-                format!("{}/_sandbox", started.eks_url),
-            ),
-        ];
-        if started.moto_url.is_none() {
-            env.retain(|(k, _)| k != "AWS_ENDPOINT_URL_EC2");
-        }
+        let (kubeconfig_path, env) = client_env::write_client_files(&state_dir, &opts.scenario, &started)?;
         Ok(Sandbox {
             shutdown: Some(shut_tx),
             thread: Some(thread),
