@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -128,6 +128,91 @@ fn drain(r: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>, port_tx:
     });
 }
 
+/// The keeper thread: start moto, report its pid and port on `ready_tx`,
+/// and kill its process group once `stop_rx` fires (or the handle is gone).
+fn keep(bin: &Path, ready_tx: mpsc::Sender<Result<(u32, u16), MotoError>>, stop_rx: mpsc::Receiver<()>) {
+    let mut child = match spawn_server(bin) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready_tx.send(Err(e));
+            return;
+        }
+    };
+    let pid = child.id();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (port_tx, port_rx) = mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        drain(out, lines.clone(), Some(port_tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        drain(err, lines.clone(), Some(port_tx));
+    }
+    let port = wait_for_port(&mut child, &lines, &port_rx);
+    let failed = port.is_err();
+    let _ = ready_tx.send(port.map(|p| (pid, p)));
+    if !failed {
+        // Wait until the handle is dropped (or its sender vanishes).
+        let _ = stop_rx.recv();
+    }
+    // SAFETY: signalling our own child's process group.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `moto_server` on a free loopback port, in its own process group and
+/// killed with its parent (so a crashed test leaves no moto behind).
+fn spawn_server(bin: &Path) -> Result<Child, MotoError> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["-H", "127.0.0.1", "-p", "0"])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() == 1 {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|source| MotoError::Spawn {
+        path: bin.display().to_string(),
+        source,
+    })
+}
+
+/// The port moto reports binding, unless it exits or takes too long.
+fn wait_for_port(
+    child: &mut Child,
+    lines: &Arc<Mutex<Vec<String>>>,
+    port_rx: &mpsc::Receiver<u16>,
+) -> Result<u16, MotoError> {
+    let started = std::time::Instant::now();
+    loop {
+        match port_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(p) => break Ok(p),
+            Err(_) => {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break Err(MotoError::Exited { output: tail(lines) });
+                }
+                if started.elapsed() > STARTUP {
+                    break Err(MotoError::Timeout {
+                        secs: STARTUP.as_secs(),
+                        output: tail(lines),
+                    });
+                }
+            }
+        }
+    }
+}
+
 impl Moto {
     /// Start `moto_server` from `venv` on a free loopback port and wait until
     /// it accepts connections.
@@ -137,73 +222,7 @@ impl Moto {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let keeper = std::thread::Builder::new()
             .name("moto-keeper".into())
-            .spawn(move || {
-                let mut cmd = Command::new(&bin);
-                cmd.args(["-H", "127.0.0.1", "-p", "0"])
-                    .env("PYTHONUNBUFFERED", "1")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                // SAFETY: only async-signal-safe libc calls between fork and exec.
-                unsafe {
-                    cmd.pre_exec(|| {
-                        libc::setpgid(0, 0);
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                        if libc::getppid() == 1 {
-                            libc::_exit(1);
-                        }
-                        Ok(())
-                    });
-                }
-                let mut child = match cmd.spawn() {
-                    Ok(c) => c,
-                    Err(source) => {
-                        let _ = ready_tx.send(Err(MotoError::Spawn {
-                            path: bin.display().to_string(),
-                            source,
-                        }));
-                        return;
-                    }
-                };
-                let pid = child.id();
-                let lines = Arc::new(Mutex::new(Vec::new()));
-                let (port_tx, port_rx) = mpsc::channel();
-                if let Some(out) = child.stdout.take() {
-                    drain(out, lines.clone(), Some(port_tx.clone()));
-                }
-                if let Some(err) = child.stderr.take() {
-                    drain(err, lines.clone(), Some(port_tx));
-                }
-                let started = std::time::Instant::now();
-                let port = loop {
-                    match port_rx.recv_timeout(Duration::from_millis(100)) {
-                        Ok(p) => break Ok(p),
-                        Err(_) => {
-                            if let Ok(Some(_)) = child.try_wait() {
-                                break Err(MotoError::Exited { output: tail(&lines) });
-                            }
-                            if started.elapsed() > STARTUP {
-                                break Err(MotoError::Timeout {
-                                    secs: STARTUP.as_secs(),
-                                    output: tail(&lines),
-                                });
-                            }
-                        }
-                    }
-                };
-                let failed = port.is_err();
-                let _ = ready_tx.send(port.map(|p| (pid, p)));
-                if !failed {
-                    // Wait until the handle is dropped (or its sender vanishes).
-                    let _ = stop_rx.recv();
-                }
-                // SAFETY: signalling our own child's process group.
-                unsafe {
-                    libc::kill(-(pid as i32), libc::SIGKILL);
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-            })
+            .spawn(move || keep(&bin, ready_tx, stop_rx))
             .map_err(|source| MotoError::Spawn {
                 path: "moto-keeper thread".into(),
                 source,

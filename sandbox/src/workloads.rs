@@ -87,8 +87,44 @@ pub fn pod_from_template(
     if let Some(a) = template.pointer("/metadata/annotations") {
         meta["annotations"] = a.clone();
     }
+    let spec = defaulted_spec(template, at.node);
+    let host_network = spec.get("hostNetwork").and_then(Value::as_bool).unwrap_or(false);
+    let ip = if host_network {
+        at.node_ip
+    } else {
+        at.pod_ip.unwrap_or(at.node_ip)
+    };
+    let (statuses, has_requests) = container_statuses(&spec, name, at.created);
+    let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": at.created});
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": spec,
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                cond("PodReadyToStartContainers"), cond("Initialized"), cond("Ready"),
+                cond("ContainersReady"), cond("PodScheduled")
+            ],
+            "hostIP": at.node_ip.to_string(),
+            "hostIPs": [{"ip": at.node_ip.to_string()}],
+            "podIP": ip.to_string(),
+            "podIPs": [{"ip": ip.to_string()}],
+            "startTime": at.created,
+            "qosClass": if has_requests { "Burstable" } else { "BestEffort" },
+            "containerStatuses": statuses,
+        }
+    })
+}
+
+/// The template's spec on `node` with the defaults the apiserver fills in
+/// (k8s.io/kubernetes `pkg/apis/core/v1/defaults.go`) and the not-ready and
+/// unreachable tolerations the DefaultTolerationSeconds admission plugin
+/// adds (<https://kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#defaulttolerationseconds>).
+fn defaulted_spec(template: &Value, node: &str) -> Value {
     let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
-    spec["nodeName"] = json!(at.node);
+    spec["nodeName"] = json!(node);
     for (k, v) in [
         ("restartPolicy", json!("Always")),
         ("schedulerName", json!("default-scheduler")),
@@ -118,12 +154,12 @@ pub fn pod_from_template(
         }
     }
     spec["tolerations"] = json!(tolerations);
-    let host_network = spec.get("hostNetwork").and_then(Value::as_bool).unwrap_or(false);
-    let ip = if host_network {
-        at.node_ip
-    } else {
-        at.pod_ip.unwrap_or(at.node_ip)
-    };
+    spec
+}
+
+/// Running container statuses, and whether any container requests
+/// resources (which makes the pod Burstable rather than BestEffort).
+fn container_statuses(spec: &Value, name: &str, created: &str) -> (Vec<Value>, bool) {
     let containers = spec
         .get("containers")
         .and_then(Value::as_array)
@@ -144,31 +180,11 @@ pub fn pod_from_template(
                 "ready": true,
                 "started": true,
                 "restartCount": 0,
-                "state": {"running": {"startedAt": at.created}},
+                "state": {"running": {"startedAt": created}},
             })
         })
         .collect();
-    let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": at.created});
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": meta,
-        "spec": spec,
-        "status": {
-            "phase": "Running",
-            "conditions": [
-                cond("PodReadyToStartContainers"), cond("Initialized"), cond("Ready"),
-                cond("ContainersReady"), cond("PodScheduled")
-            ],
-            "hostIP": at.node_ip.to_string(),
-            "hostIPs": [{"ip": at.node_ip.to_string()}],
-            "podIP": ip.to_string(),
-            "podIPs": [{"ip": ip.to_string()}],
-            "startTime": at.created,
-            "qosClass": if has_requests { "Burstable" } else { "BestEffort" },
-            "containerStatuses": statuses,
-        }
-    })
+    (statuses, has_requests)
 }
 
 /// Replace every pod of a DaemonSet whose `pod-template-generation` is not

@@ -14,6 +14,7 @@
 //! 7. the group is back to its size, the update Successful.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -22,8 +23,8 @@ use super::events::Source;
 use super::launch::{self, LaunchRequest, eks_max_pods};
 use super::{Ctx, add_taint, edit, is_daemon_pod, is_deleting, label, node_ready, pod_active, s};
 use crate::eks::{UpdateEffect, UpdateTarget};
-use crate::kube::DeleteOptions;
 use crate::kube::resources::{NODE, POD};
+use crate::kube::{DeleteOptions, Stored};
 use crate::scenario::objects::NodeOrigin;
 use crate::scenario::seed::asg_name;
 
@@ -311,131 +312,151 @@ fn node_subnet(ctx: &Ctx, node: &str) -> Option<(String, String)> {
 }
 
 /// One step of a rollout; `None` when it finished (either way).
-async fn step(ctx: &Ctx, id: &str, mut r: Rollout) -> Option<Rollout> {
-    let cluster = ctx.scenario.cluster.clone();
+async fn step(ctx: &Ctx, id: &str, r: Rollout) -> Option<Rollout> {
     match r.phase {
-        Phase::Surge => {
-            for old in r.old.clone() {
-                let Some((zone, subnet)) = node_subnet(ctx, &old) else {
-                    continue;
-                };
-                let req = launch_request(
-                    ctx,
-                    &r.nodegroup,
-                    &r.instance_type,
-                    r.launch_template.clone(),
-                    r.max_pods,
-                    zone,
-                    subnet,
+        Phase::Surge => surge(ctx, id, r).await,
+        Phase::WaitReady => wait_ready(ctx, r),
+        Phase::Drain => drain(ctx, id, r).await,
+    }
+}
+
+/// Launch one new node beside each old one, in the old node's subnet.
+async fn surge(ctx: &Ctx, id: &str, mut r: Rollout) -> Option<Rollout> {
+    let cluster = ctx.scenario.cluster.clone();
+    for old in r.old.clone() {
+        let Some((zone, subnet)) = node_subnet(ctx, &old) else {
+            continue;
+        };
+        let req = launch_request(
+            ctx,
+            &r.nodegroup,
+            &r.instance_type,
+            r.launch_template.clone(),
+            r.max_pods,
+            zone,
+            subnet,
+        );
+        match launch::launch(ctx, req).await {
+            Ok(info) => r.new.push(info.name),
+            Err(e) => {
+                let _ = ctx.eks.complete_update(
+                    &cluster,
+                    id,
+                    Err(vec![json!({
+                        "errorCode": "InsufficientFreeAddresses",
+                        "errorMessage": format!("Could not launch a node for node group {}: {e}", r.nodegroup),
+                        "resourceIds": [r.nodegroup],
+                    })]),
                 );
-                match launch::launch(ctx, req).await {
-                    Ok(info) => r.new.push(info.name),
-                    Err(e) => {
-                        let _ = ctx.eks.complete_update(
-                            &cluster,
-                            id,
-                            Err(vec![json!({
-                                "errorCode": "InsufficientFreeAddresses",
-                                "errorMessage": format!("Could not launch a node for node group {}: {e}", r.nodegroup),
-                                "resourceIds": [r.nodegroup],
-                            })]),
-                        );
-                        return None;
-                    }
-                }
-            }
-            r.phase = Phase::WaitReady;
-            Some(r)
-        }
-        Phase::WaitReady => {
-            let all_ready = r
-                .new
-                .iter()
-                .all(|n| ctx.store.get(NODE, "", n).is_ok_and(|node| node_ready(&node.value)));
-            if !all_ready {
-                return Some(r);
-            }
-            for old in &r.old {
-                let _ = edit(&ctx.store, NODE, "", old, |n| {
-                    n["spec"]["unschedulable"] = json!(true);
-                    add_taint(n, "node.kubernetes.io/unschedulable");
-                });
-            }
-            r.phase = Phase::Drain;
-            Some(r)
-        }
-        Phase::Drain => {
-            let now = ctx.now();
-            let pods = ctx.list(POD);
-            let remaining: Vec<String> = r
-                .old
-                .iter()
-                .filter(|n| ctx.store.get(NODE, "", n).is_ok())
-                .cloned()
-                .collect();
-            if remaining.is_empty() {
-                let _ = ctx.eks.complete_update(&cluster, id, Ok(()));
                 return None;
             }
-            for node in remaining.iter().take(r.max_unavailable) {
-                let started = *r.draining.entry(node.clone()).or_insert(now);
-                let left: Vec<_> = pods
-                    .iter()
-                    .filter(|p| {
-                        s(&p.value, "/spec/nodeName") == node && pod_active(&p.value) && !is_daemon_pod(&p.value)
-                    })
-                    .collect();
-                let mut blocked = Vec::new();
-                for p in &left {
-                    match super::evict(&ctx.store, p.namespace(), p.name()) {
-                        Ok(_) => {}
-                        Err(e) if e.code == 429 => {
-                            if r.force {
-                                let _ = ctx
-                                    .store
-                                    .delete(POD, p.namespace(), p.name(), &DeleteOptions::default());
-                            } else {
-                                blocked.push(*p);
-                            }
-                        }
-                        Err(_) => {}
-                    }
-                }
-                if left.is_empty() {
-                    launch::terminate(ctx, node).await;
-                    continue;
-                }
-                if !blocked.is_empty() && now.saturating_sub(started) >= ctx.behaviour.eviction_timeout {
-                    let ids: Vec<String> = blocked
-                        .iter()
-                        .map(|p| format!("{}/{}", p.namespace(), p.name()))
-                        .collect();
-                    for p in &blocked {
-                        ctx.events.emit(
-                            ctx,
-                            &p.value,
-                            true,
-                            "FailedEviction",
-                            "Cannot evict pod as it would violate the pod's disruption budget.",
-                            Source::NodeController,
-                        );
-                    }
-                    let _ = ctx.eks.complete_update(
-                        &cluster,
-                        id,
-                        Err(vec![json!({
-                            "errorCode": "PodEvictionFailure",
-                            "errorMessage": format!(
-                                "Reached max retries while trying to evict pods from nodes in node group {}",
-                                r.nodegroup
-                            ),
-                            "resourceIds": ids,
-                        })]),
-                    );
-                    return None;
-                }
-            }
-            Some(r)
         }
     }
+    r.phase = Phase::WaitReady;
+    Some(r)
+}
+
+/// Once every new node is Ready, cordon the old ones.
+fn wait_ready(ctx: &Ctx, mut r: Rollout) -> Option<Rollout> {
+    let all_ready = r
+        .new
+        .iter()
+        .all(|n| ctx.store.get(NODE, "", n).is_ok_and(|node| node_ready(&node.value)));
+    if !all_ready {
+        return Some(r);
+    }
+    for old in &r.old {
+        let _ = edit(&ctx.store, NODE, "", old, |n| {
+            n["spec"]["unschedulable"] = json!(true);
+            add_taint(n, "node.kubernetes.io/unschedulable");
+        });
+    }
+    r.phase = Phase::Drain;
+    Some(r)
+}
+
+/// Drain up to `max_unavailable` old nodes at a time, terminating each
+/// once empty; the update fails when PDBs block evictions past the timeout.
+async fn drain(ctx: &Ctx, id: &str, mut r: Rollout) -> Option<Rollout> {
+    let cluster = ctx.scenario.cluster.clone();
+    let now = ctx.now();
+    let pods = ctx.list(POD);
+    let remaining: Vec<String> = r
+        .old
+        .iter()
+        .filter(|n| ctx.store.get(NODE, "", n).is_ok())
+        .cloned()
+        .collect();
+    if remaining.is_empty() {
+        let _ = ctx.eks.complete_update(&cluster, id, Ok(()));
+        return None;
+    }
+    for node in remaining.iter().take(r.max_unavailable) {
+        let started = *r.draining.entry(node.clone()).or_insert(now);
+        let left: Vec<_> = pods
+            .iter()
+            .filter(|p| s(&p.value, "/spec/nodeName") == node && pod_active(&p.value) && !is_daemon_pod(&p.value))
+            .collect();
+        let blocked = evict_all(ctx, &left, r.force);
+        if left.is_empty() {
+            launch::terminate(ctx, node).await;
+            continue;
+        }
+        if !blocked.is_empty() && now.saturating_sub(started) >= ctx.behaviour.eviction_timeout {
+            fail_eviction(ctx, id, &r.nodegroup, &blocked);
+            return None;
+        }
+    }
+    Some(r)
+}
+
+/// Evict `pods` (deleting those a PDB protects when forced); returns the
+/// ones a PDB kept.
+fn evict_all<'a>(ctx: &Ctx, pods: &[&'a Arc<Stored>], force: bool) -> Vec<&'a Arc<Stored>> {
+    let mut blocked = Vec::new();
+    for p in pods {
+        match super::evict(&ctx.store, p.namespace(), p.name()) {
+            Ok(_) => {}
+            Err(e) if e.code == 429 => {
+                if force {
+                    let _ = ctx
+                        .store
+                        .delete(POD, p.namespace(), p.name(), &DeleteOptions::default());
+                } else {
+                    blocked.push(*p);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    blocked
+}
+
+/// The update fails as EKS reports it: `PodEvictionFailure` naming the pods.
+fn fail_eviction(ctx: &Ctx, id: &str, nodegroup: &str, blocked: &[&Arc<Stored>]) {
+    let ids: Vec<String> = blocked
+        .iter()
+        .map(|p| format!("{}/{}", p.namespace(), p.name()))
+        .collect();
+    for p in blocked {
+        ctx.events.emit(
+            ctx,
+            &p.value,
+            true,
+            "FailedEviction",
+            "Cannot evict pod as it would violate the pod's disruption budget.",
+            Source::NodeController,
+        );
+    }
+    let _ = ctx.eks.complete_update(
+        &ctx.scenario.cluster,
+        id,
+        Err(vec![json!({
+            "errorCode": "PodEvictionFailure",
+            "errorMessage": format!(
+                "Reached max retries while trying to evict pods from nodes in node group {nodegroup}"
+            ),
+            "resourceIds": ids,
+        })]),
+    );
 }
