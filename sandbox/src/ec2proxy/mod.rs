@@ -3,19 +3,25 @@
 //! returns moto's answer untouched, recording each call's `Action`, status
 //! and whether it mutates, and answering injected faults itself with EC2's
 //! XML error document.
+//!
+//! One request is changed on its way: `CreateLaunchTemplateVersion` with a
+//! `SourceVersion` gets the source version's launch template data, which EC2
+//! copies and moto does not (`source_version`).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use crate::calls::{CallLog, Service, ec2_mutating};
+
+mod source_version;
 
 #[derive(Clone)]
 pub struct ProxyState {
@@ -76,7 +82,15 @@ fn xml_response(status: u16, body: String) -> Response {
     r
 }
 
-async fn forward(upstream: &str, parts: &axum::http::request::Parts, body: Bytes) -> Result<Response, String> {
+/// Send one request to moto; its answer's head and body. `content-length`
+/// is left to hyper, since the body may differ from the client's.
+async fn send(
+    upstream: &str,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(axum::http::response::Parts, Bytes), String> {
     let stream = tokio::net::TcpStream::connect(upstream)
         .await
         .map_err(|e| format!("connecting to moto at {upstream}: {e}"))?;
@@ -84,14 +98,9 @@ async fn forward(upstream: &str, parts: &axum::http::request::Parts, body: Bytes
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let mut req = hyper::Request::builder().method(parts.method.clone()).uri(pq);
-    for (k, v) in &parts.headers {
-        if !HOP_BY_HOP.contains(&k.as_str()) {
+    let mut req = hyper::Request::builder().method(method.clone()).uri(path_and_query);
+    for (k, v) in headers {
+        if !HOP_BY_HOP.contains(&k.as_str()) && k != header::CONTENT_LENGTH {
             req = req.header(k, v);
         }
     }
@@ -99,6 +108,16 @@ async fn forward(upstream: &str, parts: &axum::http::request::Parts, body: Bytes
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let (rparts, rbody) = resp.into_parts();
     let bytes = rbody.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((rparts, bytes))
+}
+
+async fn forward(upstream: &str, parts: &axum::http::request::Parts, body: Bytes) -> Result<Response, String> {
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let (rparts, bytes) = send(upstream, &parts.method, &pq, &parts.headers, body).await?;
     let mut out = Response::new(Body::from(bytes));
     *out.status_mut() = rparts.status;
     for (k, v) in &rparts.headers {
@@ -107,6 +126,39 @@ async fn forward(upstream: &str, parts: &axum::http::request::Parts, body: Bytes
         }
     }
     Ok(out)
+}
+
+/// A `CreateLaunchTemplateVersion` form body with the source version's
+/// launch template data added where the request sets none (see
+/// [`source_version`]); the body unchanged when there is no source version
+/// or moto cannot describe it (moto then answers the request as it would).
+async fn inherit_source(upstream: &str, headers: &HeaderMap, body: Bytes) -> Bytes {
+    let request = source_version::form_pairs(&body);
+    let Some(describe) = source_version::describe_source(&request) else {
+        return body;
+    };
+    let describe = Bytes::from(source_version::encode(&describe));
+    let answer = match send(upstream, &Method::POST, "/", headers, describe).await {
+        Ok((head, bytes)) if head.status.is_success() => bytes,
+        Ok((head, _)) => {
+            tracing::debug!("describing the source launch template version: HTTP {}", head.status);
+            return body;
+        }
+        Err(e) => {
+            tracing::debug!("describing the source launch template version: {e}");
+            return body;
+        }
+    };
+    let source = std::str::from_utf8(&answer)
+        .map_err(|e| e.to_string())
+        .and_then(source_version::source_parameters);
+    match source {
+        Ok(source) => Bytes::from(source_version::encode(&source_version::merge(&request, &source))),
+        Err(e) => {
+            tracing::warn!("reading moto's launch template version: {e}");
+            body
+        }
+    }
 }
 
 async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
@@ -124,6 +176,12 @@ async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
         st.calls.record(Service::Ec2, &action, mutating, f.status, true, &path);
         return xml_response(f.status, ec2_error_body(&f.code, &f.message_or_default()));
     }
+    let is_form = ct.is_empty() || ct.starts_with("application/x-www-form-urlencoded");
+    let body = if action == "CreateLaunchTemplateVersion" && is_form {
+        inherit_source(&st.upstream, &parts.headers, body).await
+    } else {
+        body
+    };
     let resp = match forward(&st.upstream, &parts, body).await {
         Ok(r) => r,
         Err(e) => xml_response(503, ec2_error_body("Unavailable", &e)),
