@@ -682,57 +682,14 @@ impl Ec2Api for SdkEc2 {
         description: &str,
         client_token: &str,
     ) -> Result<String, AwsError> {
-        use aws_sdk_ec2::types::{
-            LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateInstanceMetadataOptionsRequest,
-            RequestLaunchTemplateData,
-        };
-        const DOP: &str = "DescribeLaunchTemplateVersions";
+        use aws_sdk_ec2::types::RequestLaunchTemplateData;
         const OP: &str = "CreateLaunchTemplateVersion";
-        let src = self
-            .client
-            .describe_launch_template_versions()
-            .launch_template_id(launch_template_id)
-            .versions(source_version)
-            .send()
-            .await
-            .map_err(|e| from_sdk("ec2", DOP, Some(launch_template_id.to_string()), e))?;
-        let data = src
-            .launch_template_versions()
-            .first()
-            .and_then(|v| v.launch_template_data());
-        // Real EC2 copies the source version's data itself; the fields are
-        // copied here too so that emulators that do not (moto) get them.
-        let mut req = RequestLaunchTemplateData::builder();
-        if let Some(d) = data {
-            req = req
-                .set_image_id(d.image_id().map(str::to_string))
-                .set_instance_type(d.instance_type().cloned())
-                .set_user_data(d.user_data().map(str::to_string))
-                .set_key_name(d.key_name().map(str::to_string))
-                .set_ebs_optimized(d.ebs_optimized())
-                .set_security_group_ids(Some(d.security_group_ids().to_vec()).filter(|v| !v.is_empty()));
-            if let Some(p) = d.iam_instance_profile() {
-                req = req.iam_instance_profile(
-                    LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
-                        .set_arn(p.arn().map(str::to_string))
-                        .set_name(if p.arn().is_some() {
-                            None
-                        } else {
-                            p.name().map(str::to_string)
-                        })
-                        .build(),
-                );
-            }
-            if let Some(m) = d.metadata_options() {
-                req = req.metadata_options(
-                    LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                        .set_http_tokens(m.http_tokens().cloned())
-                        .set_http_put_response_hop_limit(m.http_put_response_hop_limit())
-                        .set_http_endpoint(m.http_endpoint().cloned())
-                        .build(),
-                );
-            }
-        }
+        // EC2 copies the source version's data itself ("The new version
+        // inherits the same launch parameters as the source version, except
+        // for parameters that you explicitly specify in LaunchTemplateData",
+        // CreateLaunchTemplateVersion in the EC2 API Reference): the version
+        // differs only in being new, so EKS recomputes max pods for it.
+        let req = RequestLaunchTemplateData::builder();
         let out = self
             .client
             .create_launch_template_version()
