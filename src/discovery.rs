@@ -14,6 +14,7 @@ use crate::aws::ec2::{RouteTableInfo, SecurityGroupInfo, SubnetInfo, VpcEndpoint
 use crate::aws::eks::{AddonInfo, ClusterInfo, NodegroupInfo};
 use crate::aws::error::AwsError;
 use crate::capacity::{CniVersion, InstanceInfo, InstanceTable};
+use crate::engine::Observer;
 use crate::k8s::KubeError;
 use crate::k8s::snapshot::{self, KarpenterHint, KubeSnapshot};
 use crate::spec::{OWNER_TAG, Spec};
@@ -62,13 +63,14 @@ pub struct Discovery {
     pub kube: KubeSnapshot,
 }
 
-/// Reads the cluster. `progress` hears what is being read.
+/// Reads the cluster. `progress` hears what is being read (as a phase).
 pub async fn discover(
     aws: &AwsClients,
     kube: &kube::Client,
     spec: &Spec,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &dyn Observer,
 ) -> Result<Discovery, DiscoveryError> {
+    let progress = |m: &str| progress.phase(m);
     progress("reading the EKS cluster");
     let cluster = aws.eks.describe_cluster(&spec.cluster).await?;
     let vpc_id = cluster.vpc_id.clone();

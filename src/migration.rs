@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::{AwsClients, AwsTarget, EksTokenSigner};
 use crate::discovery::{self, CustomNetworking, Discovery, DiscoveryError};
-use crate::engine::{ChangeCounts, StepCtx, StepError, StepPlan, fingerprint};
+use crate::engine::{ChangeCounts, Observer, StepCtx, StepError, StepPlan, fingerprint};
 use crate::k8s;
 use crate::k8s::connect::{ClusterEndpoint, KubeAccess};
 use crate::planner::{self, CapacityReport, Finding, SgSuggestion};
 use crate::spec::Spec;
-use crate::steps::{self, Env, MigrationInputs, Progress, Waits};
+use crate::steps::{self, Env, MigrationInputs, Waits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
@@ -74,7 +74,7 @@ async fn unauthorized(cfg: &aws_config::SdkConfig, target: &Target, e: k8s::Kube
 /// Kubernetes API of the cluster EKS describes: directly (endpoint, CA and
 /// podnet's own EKS token) or through a kubeconfig whose server must be
 /// that cluster's endpoint. Refuses before any change when it is not.
-pub async fn connect(target: &Target, progress: Arc<dyn Progress>) -> Result<Env, MigrationError> {
+pub async fn connect(target: &Target, progress: Arc<dyn Observer>) -> Result<Env, MigrationError> {
     let cfg = crate::aws::sdk_config(&AwsTarget {
         region: Some(target.region.clone()),
         profile: target.profile.clone(),
@@ -242,8 +242,16 @@ fn permission_findings(report: &k8s::permissions::PermissionReport) -> Vec<plann
         .collect()
 }
 
-/// Discovers, checks and plans; observes every step (read-only).
-pub async fn prepare(env: &Env, spec: &Spec, progress: &(dyn Fn(&str) + Sync)) -> Result<PlanDocument, MigrationError> {
+/// Discovers, checks and plans; observes every step (read-only). Its
+/// phases go to the run's progress reporter.
+pub async fn prepare(env: &Env, spec: &Spec) -> Result<PlanDocument, MigrationError> {
+    let doc = prepare_phases(env, spec).await;
+    env.progress.phase_done();
+    doc
+}
+
+async fn prepare_phases(env: &Env, spec: &Spec) -> Result<PlanDocument, MigrationError> {
+    let progress = |m: &str| env.progress.phase(m);
     let kube = env.kube.as_ref().ok_or_else(|| {
         MigrationError::Kube(k8s::KubeError {
             class: crate::engine::ErrorClass::Invalid,
@@ -252,7 +260,7 @@ pub async fn prepare(env: &Env, spec: &Spec, progress: &(dyn Fn(&str) + Sync)) -
             status: None,
         })
     })?;
-    let d = discovery::discover(&env.aws, kube, spec, progress)
+    let d = discovery::discover(&env.aws, kube, spec, env.progress.as_ref())
         .await
         .map_err(|e| MigrationError::Discovery {
             hint: e.hint(),

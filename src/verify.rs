@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::ListParams;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::AwsClients;
+use crate::aws::{AwsClients, AwsError};
 use crate::capacity::{CniSettings, InstanceInfo, karpenter_max_pods, max_pods};
 use crate::discovery::{CUSTOM_NETWORK_ENV, ENI_CONFIG_LABEL_ENV};
 use crate::k8s::snapshot::{self, ENICONFIG_LABEL, KarpenterHint, KubeSnapshot, NodeSummary};
@@ -119,8 +119,19 @@ fn check(id: &str, summary: String, failures: Vec<String>) -> Check {
     }
 }
 
-/// Runs every check against the live cluster.
-pub async fn verify(aws: &AwsClients, kube: &kube::Client, x: &Expectations) -> Result<VerifyReport, KubeError> {
+/// Why the checks could not be run (never "the checks failed": that is a
+/// report).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+/// Runs every check against the live cluster. A failed read is an error,
+/// not a check skipped: a verification that could not look has not passed.
+pub async fn verify(aws: &AwsClients, kube: &kube::Client, x: &Expectations) -> Result<VerifyReport, VerifyError> {
     let hint = KarpenterHint {
         namespace: x.karpenter.as_ref().map(|k| k.namespace.clone()),
         deployment: x.karpenter.as_ref().map(|k| k.deployment.clone()),
@@ -132,10 +143,10 @@ pub async fn verify(aws: &AwsClients, kube: &kube::Client, x: &Expectations) -> 
         Ok(e) => e,
         // An API server that cannot select events by reason: read them all.
         Err(e) if e.status == Some(400) => list_all(&events_api, &ListParams::default(), "events").await?,
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
-    let subnets = aws.ec2.describe_subnets(&x.vpc_id).await.ok();
-    Ok(evaluate(x, &snap, &events, subnets.as_deref()))
+    let subnets = aws.ec2.describe_subnets(&x.vpc_id).await?;
+    Ok(evaluate(x, &snap, &events, Some(&subnets)))
 }
 
 /// The checks, on what was read (pure, for tests).

@@ -50,10 +50,7 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
     let progress = RunProgress::new(p.clone());
     let mut env = migration::connect(&ctx.target(&spec.cluster, &spec.region), progress.clone()).await?;
     env.waits = spec.waits;
-    let spinner = p.spinner("discovering");
-    let doc = migration::prepare(&env, &spec, &|m| spinner.set_message(m.to_string())).await;
-    spinner.finish_and_clear();
-    let doc = doc?;
+    let doc = migration::prepare(&env, &spec).await?;
     for l in plan_view::render(&doc) {
         p.out(l);
     }

@@ -12,14 +12,7 @@ pub async fn run(ctx: &Context) -> Result<ExitStatus> {
     let p = &ctx.printer;
     let spec = ctx.spec()?;
     let env = migration::connect(&ctx.target(&spec.cluster, &spec.region), RunProgress::new(p.clone())).await?;
-    let spinner = p.spinner("discovering");
-    let doc = migration::prepare(&env, &spec, &|m| {
-        spinner.set_message(m.to_string());
-        p.debug(m);
-    })
-    .await;
-    spinner.finish_and_clear();
-    let doc = doc?;
+    let doc = migration::prepare(&env, &spec).await?;
     p.json(&doc);
     for l in plan_view::render(&doc) {
         p.out(l);

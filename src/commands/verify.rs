@@ -17,9 +17,8 @@ pub async fn run(ctx: &Context) -> Result<ExitStatus> {
         .kube
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("no Kubernetes client"))?;
-    let spinner = p.spinner("discovering");
-    let d = discovery::discover(&env.aws, kube, &spec, &|m| spinner.set_message(m.to_string())).await;
-    spinner.finish_and_clear();
+    let d = discovery::discover(&env.aws, kube, &spec, env.progress.as_ref()).await;
+    env.progress.phase_done();
     let d = d.map_err(|e| anyhow::anyhow!("{e}\n  hint: {}", e.hint()))?;
     let planned = planner::plan(&spec, &d);
     let report = verify::verify(&env.aws, kube, &planned.inputs.expect).await?;

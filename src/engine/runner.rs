@@ -18,8 +18,16 @@ use super::lock::this_host;
 use super::state::{SavedPlan, StateDir, StateError};
 use super::step::{Recorded, Step, StepCtx, is_unit_of};
 
-/// Progress callbacks (the CLI draws them; tests may record them).
+/// The one progress reporter of a run (the CLI draws it; tests may record
+/// it): the read-only phases before it (discovery, planning), each unit's
+/// start and end, and what a unit is waiting for.
 pub trait Observer: Send + Sync {
+    /// A read-only phase: what podnet is reading or working out now.
+    fn phase(&self, _message: &str) {}
+    /// The phases are over (their output follows).
+    fn phase_done(&self) {}
+    /// What unit `step` is doing or waiting for now.
+    fn status(&self, _step: &str, _message: &str) {}
     fn step_started(&self, _step: &str, _description: &str, _attempt: u32) {}
     /// Already succeeded in an earlier run.
     fn step_skipped(&self, _step: &str) {}

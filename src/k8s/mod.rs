@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, ObjectList};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, ObjectList, Patch, PatchParams};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
@@ -126,6 +126,22 @@ where
     .when(retryable)
     .await
     .map_err(|e| KubeError::from_kube(action, e))
+}
+
+/// Server-side apply of the fields podnet owns, as the one field manager
+/// `podnet`, forced: only the fields in `body` change, every other writer's
+/// stay (containers and env entries merge by name), and the same body twice
+/// is the same object — idempotent by construction, so it is retried on
+/// 429/503/504 like a read.
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/>
+pub async fn apply_owned<K>(api: &Api<K>, name: &str, body: &serde_json::Value, what: &str) -> Result<(), KubeError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = Patch::Apply(body);
+    with_retry(&format!("apply {what}"), || api.patch(name, &pp, &patch)).await?;
+    Ok(())
 }
 
 /// Lists every object, following `continue` tokens in pages of 500.

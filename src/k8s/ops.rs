@@ -14,7 +14,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::snapshot::{PodSummary, pod_summary, selector_matches};
+use super::snapshot::{PodSummary, pod_summary, selects};
 use super::wait::{self, WaitError};
 use super::{KubeError, list_all, with_retry};
 use crate::error_class::ErrorClass;
@@ -238,12 +238,8 @@ async fn blocking_pdbs(client: &Client, p: &PodSummary) -> Vec<String> {
     };
     list.iter()
         .filter(|b| {
-            let sel = b
-                .spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-                .and_then(|s| serde_json::to_value(s).ok());
-            sel.is_some_and(|s| selector_matches(&s, &p.labels))
+            let selector = b.spec.as_ref().and_then(|s| s.selector.as_ref());
+            selects(selector, &p.labels)
         })
         .map(|b| {
             let allowed = b.status.as_ref().map(|s| s.disruptions_allowed).unwrap_or(0);

@@ -9,7 +9,9 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DynamicObject, ListParams};
+use kube::core::{Selector, SelectorExt};
 use kube::{Api, Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -153,7 +155,7 @@ pub struct NodeClaimSummary {
 pub struct PdbSummary {
     pub namespace: String,
     pub name: String,
-    pub selector: Value,
+    pub selector: Option<LabelSelector>,
     pub disruptions_allowed: i32,
     pub current_healthy: i32,
     pub desired_healthy: i32,
@@ -262,12 +264,7 @@ fn pdb_summary(p: &PodDisruptionBudget) -> PdbSummary {
     PdbSummary {
         namespace: p.namespace().unwrap_or_default(),
         name: p.name_any(),
-        selector: p
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .and_then(|s| serde_json::to_value(s).ok())
-            .unwrap_or(Value::Null),
+        selector: p.spec.as_ref().and_then(|s| s.selector.clone()),
         disruptions_allowed: st.map(|s| s.disruptions_allowed).unwrap_or(0),
         current_healthy: st.map(|s| s.current_healthy).unwrap_or(0),
         desired_healthy: st.map(|s| s.desired_healthy).unwrap_or(0),
@@ -275,40 +272,13 @@ fn pdb_summary(p: &PodDisruptionBudget) -> PdbSummary {
     }
 }
 
-/// Whether a `LabelSelector` (as JSON) selects `labels`; an empty selector
-/// selects everything, a missing one nothing (the PDB semantics).
-pub fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
-    if selector.is_null() {
-        return false;
-    }
-    if let Some(ml) = selector.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in ml {
-            if labels.get(k).map(String::as_str) != v.as_str() {
-                return false;
-            }
-        }
-    }
-    if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
-        for e in exprs {
-            let key = e["key"].as_str().unwrap_or_default();
-            let values: Vec<&str> = e["values"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let have = labels.get(key).map(String::as_str);
-            let ok = match e["operator"].as_str().unwrap_or_default() {
-                "In" => have.is_some_and(|h| values.contains(&h)),
-                "NotIn" => have.is_none_or(|h| !values.contains(&h)),
-                "Exists" => have.is_some(),
-                "DoesNotExist" => have.is_none(),
-                _ => false,
-            };
-            if !ok {
-                return false;
-            }
-        }
-    }
-    true
+/// Whether a `LabelSelector` selects `labels`, by kube's own [`Selector`]:
+/// an empty selector selects everything, a missing one nothing (the PDB
+/// semantics), and one the API server would not have accepted nothing.
+pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+    selector
+        .and_then(|s| Selector::try_from(s.clone()).ok())
+        .is_some_and(|s| s.matches(labels))
 }
 
 fn container_env(spec: Option<&k8s_openapi::api::core::v1::PodSpec>, container: &str) -> BTreeMap<String, String> {
@@ -413,7 +383,7 @@ pub async fn karpenter_controller(
         .collect();
     let has_pdb = pdbs
         .iter()
-        .any(|b| b.namespace == ns && its_pods.iter().any(|p| selector_matches(&b.selector, &p.labels)));
+        .any(|b| b.namespace == ns && its_pods.iter().any(|p| selects(b.selector.as_ref(), &p.labels)));
     Ok(Some(KarpenterController {
         namespace: ns,
         deployment: d.name_any(),
@@ -571,6 +541,12 @@ mod tests {
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// A selector as the API returns it (JSON), through kube's `Selector`.
+    fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+        let typed: Option<LabelSelector> = serde_json::from_value(selector.clone()).ok();
+        selects(typed.as_ref(), labels)
     }
 
     #[test]

@@ -13,12 +13,13 @@ use indicatif::ProgressBar;
 
 use super::{Printer, paint, style};
 use crate::engine::{Observer, Recorded, StepError, StepPlan};
-use crate::steps::Progress;
 
 pub struct RunProgress {
     printer: Arc<Printer>,
     spinners: Mutex<HashMap<String, ProgressBar>>,
     last_status: Mutex<HashMap<String, String>>,
+    /// The spinner of the read-only phases (discovery, planning).
+    phase: Mutex<Option<ProgressBar>>,
 }
 
 impl RunProgress {
@@ -27,6 +28,7 @@ impl RunProgress {
             printer,
             spinners: Mutex::new(HashMap::new()),
             last_status: Mutex::new(HashMap::new()),
+            phase: Mutex::new(None),
         })
     }
 
@@ -37,7 +39,21 @@ impl RunProgress {
     }
 }
 
-impl Progress for RunProgress {
+impl Observer for RunProgress {
+    fn phase(&self, message: &str) {
+        self.printer.debug(message);
+        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        phase
+            .get_or_insert_with(|| self.printer.spinner("discovering"))
+            .set_message(message.to_string());
+    }
+
+    fn phase_done(&self) {
+        if let Some(pb) = self.phase.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            pb.finish_and_clear();
+        }
+    }
+
     fn status(&self, step: &str, message: &str) {
         if self.printer.is_verbose() {
             self.printer.debug(format!("  {step}: {message}"));
@@ -52,9 +68,7 @@ impl Progress for RunProgress {
             pb.set_message(format!("{step}: {message}"));
         }
     }
-}
 
-impl Observer for RunProgress {
     fn step_started(&self, step: &str, description: &str, attempt: u32) {
         let again = if attempt > 1 {
             format!(" (attempt {attempt})")

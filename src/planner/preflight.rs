@@ -10,7 +10,7 @@ use crate::aws::ec2::RuleSource;
 use crate::discovery::{
     CUSTOM_NETWORK_ENV, CustomNetworking, Discovery, ENI_CONFIG_LABEL_ENV, SUBNET_DISCOVERY_ENV, selector_terms_select,
 };
-use crate::k8s::snapshot::selector_matches;
+use crate::k8s::snapshot::selects;
 use crate::spec::{SecurityGroupRef, Spec};
 use crate::steps::MigrationInputs;
 use crate::steps::associate_cidr;
@@ -452,7 +452,7 @@ fn pdbs(d: &Discovery, f: &mut Vec<Finding>) {
             .pods
             .iter()
             .filter(|p| p.namespace == b.namespace && !p.host_network && !p.is_daemonset() && p.node.is_some())
-            .filter(|p| selector_matches(&b.selector, &p.labels))
+            .filter(|p| selects(b.selector.as_ref(), &p.labels))
             .map(|p| p.key())
             .collect();
         if covered.is_empty() {

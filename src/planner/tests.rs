@@ -266,7 +266,7 @@ fn seed() -> Discovery {
     d.kube.pdbs.push(PdbSummary {
         namespace: "default".into(),
         name: "web".into(),
-        selector: json!({"matchLabels": {"app": "web"}}),
+        selector: serde_json::from_value(json!({"matchLabels": {"app": "web"}})).ok(),
         disruptions_allowed: 1,
         current_healthy: 30,
         desired_healthy: 29,

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -246,13 +245,13 @@ impl Unit<Env> for EnableCustomNetworking {
                     .iter()
                     .map(|(k, v)| json!({ "name": k, "value": v }))
                     .collect();
-                let patch = json!({ "spec": { "template": { "spec": { "containers": [ { "name": "aws-node", "env": env_list } ] } } } });
+                let body = json!({
+                    "apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": { "name": "aws-node", "namespace": "kube-system" },
+                    "spec": { "template": { "spec": { "containers": [ { "name": "aws-node", "env": env_list } ] } } }
+                });
                 let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-                let (pp, patch) = (PatchParams::default(), Patch::Strategic(patch));
-                with_retry("patch DaemonSet kube-system/aws-node", || {
-                    api.patch("aws-node", &pp, &patch)
-                })
-                .await?;
+                crate::k8s::apply_owned(&api, "aws-node", &body, "DaemonSet kube-system/aws-node").await?;
             }
             ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", env.waits.aws_node_rollout, &rollout)
                 .await?;

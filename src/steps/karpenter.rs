@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::DynamicObject;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -164,16 +164,16 @@ impl Unit<Env> for ConfigureKarpenter {
         let want = k.reserved_enis.to_string();
         if env_value(&d, &k.container, "RESERVED_ENIS").as_deref() != Some(want.as_str()) {
             env.status(self.id(), &format!("setting RESERVED_ENIS={want} on {what}"));
-            // Strategic merge: containers and their env merge by name, so
-            // every other setting of the controller stays as it is.
-            let patch = json!({ "spec": { "template": { "spec": { "containers": [
-                { "name": k.container, "env": [ { "name": "RESERVED_ENIS", "value": want } ] }
-            ] } } } });
-            let (pp, patch) = (PatchParams::default(), Patch::Strategic(patch));
-            with_retry(&format!("patch Deployment {what}"), || {
-                api.patch(&k.deployment, &pp, &patch)
-            })
-            .await?;
+            // podnet owns this one env entry; every other setting of the
+            // controller stays its owner's (Helm's, usually).
+            let body = json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": { "name": k.deployment, "namespace": k.namespace },
+                "spec": { "template": { "spec": { "containers": [
+                    { "name": k.container, "env": [ { "name": "RESERVED_ENIS", "value": want } ] }
+                ] } } }
+            });
+            k8s::apply_owned(&api, &k.deployment, &body, &format!("Deployment {what}")).await?;
         }
         let mut patched = Vec::new();
         if let Some(max) = k.max_pods {
@@ -181,9 +181,12 @@ impl Unit<Env> for ConfigureKarpenter {
             for nc in k.node_classes(client).await? {
                 let n = nc.metadata.name.clone().unwrap_or_default();
                 if nc.data["spec"]["kubelet"]["maxPods"].as_u64() != Some(u64::from(max)) {
-                    let patch = json!({ "spec": { "kubelet": { "maxPods": max } } });
-                    let (pp, patch) = (PatchParams::default(), Patch::Merge(patch));
-                    with_retry(&format!("patch EC2NodeClass {n}"), || nc_api.patch(&n, &pp, &patch)).await?;
+                    let body = json!({
+                        "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass",
+                        "metadata": { "name": n },
+                        "spec": { "kubelet": { "maxPods": max } }
+                    });
+                    k8s::apply_owned(&nc_api, &n, &body, &format!("EC2NodeClass {n}")).await?;
                 }
                 patched.push(n);
             }

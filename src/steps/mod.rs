@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::AwsClients;
 use crate::aws::ec2::Tags;
-use crate::engine::Step;
+use crate::engine::{Observer, Step};
 
 /// Step ids, stable across releases: the journal refers to them.
 pub mod ids {
@@ -38,18 +38,6 @@ pub mod ids {
     pub const VERIFY: &str = "verify";
 }
 
-/// Hears what a step is waiting for (drawn as a spinner message).
-pub trait Progress: Send + Sync {
-    fn status(&self, step: &str, message: &str);
-}
-
-/// Progress nobody watches.
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn status(&self, _: &str, _: &str) {}
-}
-
 pub use crate::spec::Waits;
 
 /// What steps run against.
@@ -60,7 +48,8 @@ pub struct Env {
     /// The username the API server authenticated podnet as, when it said.
     pub kube_user: Option<String>,
     pub waits: Waits,
-    pub progress: Arc<dyn Progress>,
+    /// The run's one progress reporter.
+    pub progress: Arc<dyn Observer>,
 }
 
 impl Env {

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{Env, ids};
 use crate::engine::{ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
-use crate::verify::{Expectations, VerifyReport, verify};
+use crate::verify::{Expectations, VerifyError, VerifyReport, verify};
 
 pub struct Verify {
     pub expect: Expectations,
@@ -43,7 +43,10 @@ impl Unit<Env> for Verify {
             .ok_or_else(|| StepError::failed("no Kubernetes client"))?;
         let deadline = Instant::now() + env.waits.verify;
         loop {
-            let report = verify(&env.aws, kube, &self.expect).await?;
+            let report = verify(&env.aws, kube, &self.expect).await.map_err(|e| match e {
+                VerifyError::Kube(e) => StepError::from(e),
+                VerifyError::Aws(e) => StepError::from(e),
+            })?;
             if report.passed() {
                 return Ok(report);
             }

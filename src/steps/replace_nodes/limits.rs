@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use kube::Api;
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, ListParams};
 use serde::{Deserialize, Serialize};
 
 use super::Env;
@@ -109,18 +109,21 @@ pub(super) async fn headroom(client: &kube::Client, nodepool: &str) -> Result<(H
     Ok((h, written))
 }
 
-/// Merge-patch a NodePool's `spec.limits.cpu`.
+/// Sets a NodePool's `spec.limits.cpu` (server-side apply: podnet owns that
+/// field, the rest of the NodePool stays its owner's).
 async fn set_cpu_limit(client: &kube::Client, nodepool: &str, cpu: &CpuLimit, action: &str) -> Result<(), StepError> {
     let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
-    let patch = serde_json::json!({"spec": {"limits": {"cpu": cpu}}});
-    with_retry(&format!("{action} the cpu limit of NodePool {nodepool}"), || {
-        let (pools, patch) = (pools.clone(), patch.clone());
-        async move {
-            pools
-                .patch(nodepool, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-        }
-    })
+    let body = serde_json::json!({
+        "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
+        "metadata": { "name": nodepool },
+        "spec": { "limits": { "cpu": cpu } }
+    });
+    k8s::apply_owned(
+        &pools,
+        nodepool,
+        &body,
+        &format!("NodePool {nodepool} ({action} its cpu limit)"),
+    )
     .await?;
     Ok(())
 }

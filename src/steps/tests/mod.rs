@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
-use super::{Env, NoProgress, PodSubnetInput, SgPatchInput, Waits};
+use super::{Env, PodSubnetInput, SgPatchInput, Waits};
 use crate::aws::AwsClients;
 use crate::aws::AwsError;
 use crate::aws::ec2::Tags;
 use crate::aws::eks::{AddonInfo, AddonUpdate, ClusterInfo, EksApi, LaunchTemplateRef, NodegroupInfo, UpdateInfo};
-use crate::engine::{Checkpoints, ErrorClass, Journal, Recorded, Step, StepCtx, StepError};
+use crate::engine::{Checkpoints, ErrorClass, Journal, Recorded, Silent, Step, StepCtx, StepError};
 use fake_ec2::{FakeEc2, Fault, VPC, World};
 
 /// The EKS API is not what these steps call: every call is refused.
@@ -88,7 +88,7 @@ fn env(ec2: Arc<FakeEc2>) -> Env {
             cidr_association: Duration::from_secs(5),
             ..Waits::default()
         },
-        progress: Arc::new(NoProgress),
+        progress: Arc::new(Silent),
     }
 }
 

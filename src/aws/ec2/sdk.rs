@@ -1,223 +1,15 @@
-//! The EC2 calls podnet makes, behind the narrow [`Ec2Api`] trait, with
-//! podnet's own small models of what it reads. [`SdkEc2`] implements it with
-//! aws-sdk-ec2 (paginated reads, classified errors); tests may substitute
-//! their own implementation.
-
-use std::collections::BTreeMap;
+//! [`super::Ec2Api`] over aws-sdk-ec2: every read paginated and filtered by
+//! VPC, every failure classified by its code through `aws::error`.
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, Tag, TagSpecification};
 use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize};
 
-use super::error::{AwsError, from_sdk};
+use super::Ec2Api;
+use super::model::*;
+use crate::aws::error::{AwsError, from_sdk};
 use crate::capacity::InstanceInfo;
-
-pub type Tags = BTreeMap<String, String>;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CidrAssociation {
-    pub association_id: String,
-    pub cidr: Ipv4Net,
-    /// `associating`, `associated`, `disassociating`, `disassociated`, `failing`, `failed`.
-    pub state: String,
-}
-
-impl CidrAssociation {
-    /// Counts against the quota and blocks overlapping blocks.
-    pub fn is_live(&self) -> bool {
-        matches!(self.state.as_str(), "associating" | "associated")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VpcInfo {
-    pub id: String,
-    pub primary_cidr: Ipv4Net,
-    pub cidr_associations: Vec<CidrAssociation>,
-    pub has_ipv6: bool,
-}
-
-impl VpcInfo {
-    /// Every live IPv4 block, the primary included.
-    pub fn live_cidrs(&self) -> Vec<Ipv4Net> {
-        let mut v: Vec<Ipv4Net> = self
-            .cidr_associations
-            .iter()
-            .filter(|a| a.is_live())
-            .map(|a| a.cidr)
-            .collect();
-        if !v.contains(&self.primary_cidr) {
-            v.insert(0, self.primary_cidr);
-        }
-        v
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubnetInfo {
-    pub id: String,
-    pub vpc_id: String,
-    pub cidr: Ipv4Net,
-    pub availability_zone: String,
-    pub availability_zone_id: String,
-    pub available_ips: u64,
-    pub tags: Tags,
-}
-
-impl SubnetInfo {
-    pub fn name(&self) -> Option<&str> {
-        self.tags.get("Name").map(String::as_str)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouteTableAssociation {
-    pub id: String,
-    pub subnet_id: Option<String>,
-    pub main: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Route {
-    /// IPv4 destination; `None` for prefix-list or IPv6 routes.
-    pub destination: Option<Ipv4Net>,
-    pub destination_prefix_list: Option<String>,
-    /// `local`, `igw-…`, `nat-…`, `tgw-…`, `vpce-…`, `pcx-…`, …
-    pub target: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouteTableInfo {
-    pub id: String,
-    pub associations: Vec<RouteTableAssociation>,
-    pub routes: Vec<Route>,
-    pub tags: Tags,
-}
-
-impl RouteTableInfo {
-    pub fn is_main(&self) -> bool {
-        self.associations.iter().any(|a| a.main)
-    }
-
-    pub fn association_for(&self, subnet_id: &str) -> Option<&RouteTableAssociation> {
-        self.associations
-            .iter()
-            .find(|a| a.subnet_id.as_deref() == Some(subnet_id))
-    }
-}
-
-/// Where an ingress rule admits traffic from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
-pub enum RuleSource {
-    Cidr(Ipv4Net),
-    Group(String),
-    PrefixList(String),
-    Ipv6(String),
-}
-
-/// One ingress rule, one source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IngressRule {
-    /// `sgr-…` when known.
-    pub rule_id: Option<String>,
-    /// `tcp`, `udp`, `icmp`, `-1` (all).
-    pub protocol: String,
-    pub from_port: Option<i32>,
-    pub to_port: Option<i32>,
-    pub source: RuleSource,
-    pub description: Option<String>,
-}
-
-impl IngressRule {
-    /// Whether the rule admits `protocol` on every port of `from..=to`.
-    pub fn covers(&self, protocol: &str, from: Option<i32>, to: Option<i32>) -> bool {
-        if self.protocol == "-1" {
-            return true;
-        }
-        if self.protocol != protocol {
-            return false;
-        }
-        match (self.from_port, self.to_port, from, to) {
-            (_, _, None, None) => {
-                self.from_port.is_none() || (self.from_port == Some(0) && self.to_port == Some(65535))
-            }
-            (Some(a), Some(b), Some(f), Some(t)) => (a == -1 && b == -1) || (a <= f && t <= b),
-            (None, None, _, _) => true,
-            _ => false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SecurityGroupInfo {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub vpc_id: String,
-    pub tags: Tags,
-    pub ingress: Vec<IngressRule>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VpcEndpointInfo {
-    pub id: String,
-    pub service_name: String,
-    /// `Interface` or `Gateway`.
-    pub kind: String,
-    pub security_group_ids: Vec<String>,
-    pub subnet_ids: Vec<String>,
-    pub route_table_ids: Vec<String>,
-}
-
-/// An ingress rule to add.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewIngress {
-    pub protocol: String,
-    pub from_port: Option<i32>,
-    pub to_port: Option<i32>,
-    pub cidr: Ipv4Net,
-    pub description: String,
-}
-
-/// The EC2 calls podnet makes.
-#[async_trait]
-pub trait Ec2Api: Send + Sync {
-    async fn describe_vpc(&self, vpc_id: &str) -> Result<VpcInfo, AwsError>;
-    async fn describe_subnets(&self, vpc_id: &str) -> Result<Vec<SubnetInfo>, AwsError>;
-    async fn describe_route_tables(&self, vpc_id: &str) -> Result<Vec<RouteTableInfo>, AwsError>;
-    /// Security groups of the VPC, their ingress with rule ids.
-    async fn describe_security_groups(&self, vpc_id: &str) -> Result<Vec<SecurityGroupInfo>, AwsError>;
-    async fn describe_vpc_endpoints(&self, vpc_id: &str) -> Result<Vec<VpcEndpointInfo>, AwsError>;
-    async fn describe_instance_types(&self, types: &[String]) -> Result<Vec<InstanceInfo>, AwsError>;
-
-    async fn associate_vpc_cidr_block(&self, vpc_id: &str, cidr: Ipv4Net) -> Result<CidrAssociation, AwsError>;
-    /// Returns the new rules' ids.
-    async fn authorize_ingress(&self, group_id: &str, rule: &NewIngress) -> Result<Vec<String>, AwsError>;
-    async fn create_subnet(&self, vpc_id: &str, az: &str, cidr: Ipv4Net, tags: &Tags) -> Result<SubnetInfo, AwsError>;
-    /// Returns the association id.
-    async fn associate_route_table(&self, route_table_id: &str, subnet_id: &str) -> Result<String, AwsError>;
-    /// Moves an explicit association to another table; returns the new association id.
-    async fn replace_route_table_association(
-        &self,
-        association_id: &str,
-        route_table_id: &str,
-    ) -> Result<String, AwsError>;
-    async fn create_tags(&self, resource_id: &str, tags: &Tags) -> Result<(), AwsError>;
-    /// A new version of a launch template with the source version's data;
-    /// returns the new version number. `client_token` makes it idempotent.
-    async fn create_launch_template_version(
-        &self,
-        launch_template_id: &str,
-        source_version: &str,
-        description: &str,
-        client_token: &str,
-    ) -> Result<String, AwsError>;
-    /// The launch template's id from its name.
-    async fn launch_template_id(&self, name: &str) -> Result<String, AwsError>;
-}
 
 /// [`Ec2Api`] over aws-sdk-ec2.
 #[derive(Clone)]
@@ -531,11 +323,13 @@ impl Ec2Api for SdkEc2 {
     }
 
     async fn describe_instance_types(&self, types: &[String]) -> Result<Vec<InstanceInfo>, AwsError> {
-        super::instance_types::describe(&self.client, types)
+        crate::aws::instance_types::describe(&self.client, types)
             .await
             .map_err(|e| AwsError {
                 class: match &e {
-                    super::instance_types::InstanceTypesError::Unknown(_) => crate::error_class::ErrorClass::NotFound,
+                    crate::aws::instance_types::InstanceTypesError::Unknown(_) => {
+                        crate::error_class::ErrorClass::NotFound
+                    }
                     _ => crate::error_class::ErrorClass::Failed,
                 },
                 service: "ec2",
@@ -724,31 +518,5 @@ impl Ec2Api for SdkEc2 {
             "LaunchTemplateId",
         )?
         .to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rule(protocol: &str, from: Option<i32>, to: Option<i32>) -> IngressRule {
-        IngressRule {
-            rule_id: None,
-            protocol: protocol.into(),
-            from_port: from,
-            to_port: to,
-            source: RuleSource::Cidr("10.0.0.0/24".parse().unwrap()),
-            description: None,
-        }
-    }
-
-    #[test]
-    fn coverage_of_rules() {
-        assert!(rule("-1", None, None).covers("tcp", Some(3306), Some(3306)));
-        assert!(rule("tcp", Some(0), Some(65535)).covers("tcp", Some(3306), Some(3306)));
-        assert!(rule("tcp", Some(3306), Some(3306)).covers("tcp", Some(3306), Some(3306)));
-        assert!(!rule("tcp", Some(3306), Some(3306)).covers("tcp", Some(3300), Some(3310)));
-        assert!(!rule("udp", Some(53), Some(53)).covers("tcp", Some(53), Some(53)));
-        assert!(rule("icmp", Some(-1), Some(-1)).covers("icmp", Some(8), Some(0)));
     }
 }

@@ -1,0 +1,52 @@
+//! The EC2 calls podnet makes, behind the narrow [`Ec2Api`] trait, with
+//! podnet's own small models of what it reads ([`model`]). [`SdkEc2`]
+//! implements it with aws-sdk-ec2 (paginated reads, classified errors);
+//! tests substitute their own implementation.
+
+pub mod model;
+mod sdk;
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+
+use super::error::AwsError;
+use crate::capacity::InstanceInfo;
+pub use model::*;
+pub use sdk::SdkEc2;
+
+/// The EC2 calls podnet makes.
+#[async_trait]
+pub trait Ec2Api: Send + Sync {
+    async fn describe_vpc(&self, vpc_id: &str) -> Result<VpcInfo, AwsError>;
+    async fn describe_subnets(&self, vpc_id: &str) -> Result<Vec<SubnetInfo>, AwsError>;
+    async fn describe_route_tables(&self, vpc_id: &str) -> Result<Vec<RouteTableInfo>, AwsError>;
+    /// Security groups of the VPC, their ingress with rule ids.
+    async fn describe_security_groups(&self, vpc_id: &str) -> Result<Vec<SecurityGroupInfo>, AwsError>;
+    async fn describe_vpc_endpoints(&self, vpc_id: &str) -> Result<Vec<VpcEndpointInfo>, AwsError>;
+    async fn describe_instance_types(&self, types: &[String]) -> Result<Vec<InstanceInfo>, AwsError>;
+
+    async fn associate_vpc_cidr_block(&self, vpc_id: &str, cidr: Ipv4Net) -> Result<CidrAssociation, AwsError>;
+    /// Returns the new rules' ids.
+    async fn authorize_ingress(&self, group_id: &str, rule: &NewIngress) -> Result<Vec<String>, AwsError>;
+    async fn create_subnet(&self, vpc_id: &str, az: &str, cidr: Ipv4Net, tags: &Tags) -> Result<SubnetInfo, AwsError>;
+    /// Returns the association id.
+    async fn associate_route_table(&self, route_table_id: &str, subnet_id: &str) -> Result<String, AwsError>;
+    /// Moves an explicit association to another table; returns the new association id.
+    async fn replace_route_table_association(
+        &self,
+        association_id: &str,
+        route_table_id: &str,
+    ) -> Result<String, AwsError>;
+    async fn create_tags(&self, resource_id: &str, tags: &Tags) -> Result<(), AwsError>;
+    /// A new version of a launch template with the source version's data;
+    /// returns the new version number. `client_token` makes it idempotent.
+    async fn create_launch_template_version(
+        &self,
+        launch_template_id: &str,
+        source_version: &str,
+        description: &str,
+        client_token: &str,
+    ) -> Result<String, AwsError>;
+    /// The launch template's id from its name.
+    async fn launch_template_id(&self, name: &str) -> Result<String, AwsError>;
+}

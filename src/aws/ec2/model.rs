@@ -1,0 +1,204 @@
+//! What podnet reads from and writes to EC2, in its own small types: a
+//! VPC and its CIDR associations, subnets, route tables, security groups and
+//! their ingress rules, VPC endpoints. Plain data (serialisable, so plans
+//! and journals can hold it), with the few rules that read it (a live
+//! association, a rule covering a port range).
+
+use std::collections::BTreeMap;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CidrAssociation {
+    pub association_id: String,
+    pub cidr: Ipv4Net,
+    /// `associating`, `associated`, `disassociating`, `disassociated`, `failing`, `failed`.
+    pub state: String,
+}
+
+impl CidrAssociation {
+    /// Counts against the quota and blocks overlapping blocks.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state.as_str(), "associating" | "associated")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcInfo {
+    pub id: String,
+    pub primary_cidr: Ipv4Net,
+    pub cidr_associations: Vec<CidrAssociation>,
+    pub has_ipv6: bool,
+}
+
+impl VpcInfo {
+    /// Every live IPv4 block, the primary included.
+    pub fn live_cidrs(&self) -> Vec<Ipv4Net> {
+        let mut v: Vec<Ipv4Net> = self
+            .cidr_associations
+            .iter()
+            .filter(|a| a.is_live())
+            .map(|a| a.cidr)
+            .collect();
+        if !v.contains(&self.primary_cidr) {
+            v.insert(0, self.primary_cidr);
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetInfo {
+    pub id: String,
+    pub vpc_id: String,
+    pub cidr: Ipv4Net,
+    pub availability_zone: String,
+    pub availability_zone_id: String,
+    pub available_ips: u64,
+    pub tags: Tags,
+}
+
+impl SubnetInfo {
+    pub fn name(&self) -> Option<&str> {
+        self.tags.get("Name").map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTableAssociation {
+    pub id: String,
+    pub subnet_id: Option<String>,
+    pub main: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// IPv4 destination; `None` for prefix-list or IPv6 routes.
+    pub destination: Option<Ipv4Net>,
+    pub destination_prefix_list: Option<String>,
+    /// `local`, `igw-…`, `nat-…`, `tgw-…`, `vpce-…`, `pcx-…`, …
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTableInfo {
+    pub id: String,
+    pub associations: Vec<RouteTableAssociation>,
+    pub routes: Vec<Route>,
+    pub tags: Tags,
+}
+
+impl RouteTableInfo {
+    pub fn is_main(&self) -> bool {
+        self.associations.iter().any(|a| a.main)
+    }
+
+    pub fn association_for(&self, subnet_id: &str) -> Option<&RouteTableAssociation> {
+        self.associations
+            .iter()
+            .find(|a| a.subnet_id.as_deref() == Some(subnet_id))
+    }
+}
+
+/// Where an ingress rule admits traffic from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+pub enum RuleSource {
+    Cidr(Ipv4Net),
+    Group(String),
+    PrefixList(String),
+    Ipv6(String),
+}
+
+/// One ingress rule, one source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressRule {
+    /// `sgr-…` when known.
+    pub rule_id: Option<String>,
+    /// `tcp`, `udp`, `icmp`, `-1` (all).
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub source: RuleSource,
+    pub description: Option<String>,
+}
+
+impl IngressRule {
+    /// Whether the rule admits `protocol` on every port of `from..=to`.
+    pub fn covers(&self, protocol: &str, from: Option<i32>, to: Option<i32>) -> bool {
+        if self.protocol == "-1" {
+            return true;
+        }
+        if self.protocol != protocol {
+            return false;
+        }
+        match (self.from_port, self.to_port, from, to) {
+            (_, _, None, None) => {
+                self.from_port.is_none() || (self.from_port == Some(0) && self.to_port == Some(65535))
+            }
+            (Some(a), Some(b), Some(f), Some(t)) => (a == -1 && b == -1) || (a <= f && t <= b),
+            (None, None, _, _) => true,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupInfo {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub vpc_id: String,
+    pub tags: Tags,
+    pub ingress: Vec<IngressRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcEndpointInfo {
+    pub id: String,
+    pub service_name: String,
+    /// `Interface` or `Gateway`.
+    pub kind: String,
+    pub security_group_ids: Vec<String>,
+    pub subnet_ids: Vec<String>,
+    pub route_table_ids: Vec<String>,
+}
+
+/// An ingress rule to add.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewIngress {
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub cidr: Ipv4Net,
+    pub description: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(protocol: &str, from: Option<i32>, to: Option<i32>) -> IngressRule {
+        IngressRule {
+            rule_id: None,
+            protocol: protocol.into(),
+            from_port: from,
+            to_port: to,
+            source: RuleSource::Cidr("10.0.0.0/24".parse().unwrap()),
+            description: None,
+        }
+    }
+
+    #[test]
+    fn coverage_of_rules() {
+        assert!(rule("-1", None, None).covers("tcp", Some(3306), Some(3306)));
+        assert!(rule("tcp", Some(0), Some(65535)).covers("tcp", Some(3306), Some(3306)));
+        assert!(rule("tcp", Some(3306), Some(3306)).covers("tcp", Some(3306), Some(3306)));
+        assert!(!rule("tcp", Some(3306), Some(3306)).covers("tcp", Some(3300), Some(3310)));
+        assert!(!rule("udp", Some(53), Some(53)).covers("tcp", Some(53), Some(53)));
+        assert!(rule("icmp", Some(-1), Some(-1)).covers("icmp", Some(8), Some(0)));
+    }
+}
