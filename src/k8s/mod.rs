@@ -4,6 +4,7 @@
 //! classified errors. Everything that waits takes a timeout.
 
 pub mod connect;
+pub mod crds;
 pub mod ops;
 pub mod permissions;
 pub mod snapshot;
@@ -134,9 +135,10 @@ where
 /// is the same object — idempotent by construction, so it is retried on
 /// 429/503/504 like a read.
 /// <https://kubernetes.io/docs/reference/using-api/server-side-apply/>
-pub async fn apply_owned<K>(api: &Api<K>, name: &str, body: &serde_json::Value, what: &str) -> Result<(), KubeError>
+pub async fn apply_owned<K, B>(api: &Api<K>, name: &str, body: &B, what: &str) -> Result<(), KubeError>
 where
     K: Clone + DeserializeOwned + Debug,
+    B: serde::Serialize + Debug,
 {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let patch = Patch::Apply(body);
@@ -158,6 +160,20 @@ where
             Some(token) => lp = lp.continue_token(&token),
             None => return Ok(out),
         }
+    }
+}
+
+/// Lists a typed custom resource ([`crds`]), or `None` when its CRD is not
+/// installed.
+pub async fn list_crd<K>(client: &Client, what: &str) -> Result<Option<Vec<K>>, KubeError>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    match list_all(&api, &ListParams::default(), what).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

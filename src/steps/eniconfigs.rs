@@ -9,13 +9,12 @@ use async_trait::async_trait;
 use ipnet::Ipv4Net;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{DynamicObject, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{Env, ids};
 use crate::engine::{Action, Change, ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
-use crate::k8s::{self, FIELD_MANAGER, KubeError, with_retry};
+use crate::k8s::crds::{EniConfig, EniConfigSpec};
+use crate::k8s::{self, KubeError, with_retry};
 
 pub const ENICONFIG_CRD: &str = "eniconfigs.crd.k8s.amazonaws.com";
 
@@ -51,15 +50,8 @@ fn kube(env: &Env) -> Result<&kube::Client, StepError> {
         .ok_or_else(|| StepError::failed("no Kubernetes client"))
 }
 
-fn current(o: &DynamicObject) -> (Option<String>, Vec<String>) {
-    let spec = &o.data["spec"];
-    (
-        spec["subnet"].as_str().map(str::to_string),
-        spec["securityGroups"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-            .unwrap_or_default(),
-    )
+fn current(o: &EniConfig) -> (Option<String>, Vec<String>) {
+    (o.spec.subnet.clone(), o.spec.security_groups.clone())
 }
 
 impl ApplyEniConfigs {
@@ -162,7 +154,7 @@ impl Unit<Env> for ApplyEniConfigs {
 
     async fn observe(&self, env: &Env, ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
         let client = kube(env)?;
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::eniconfig_resource());
+        let api: Api<EniConfig> = Api::all(client.clone());
         let mut plan = StepPlan::new(self.id(), self.describe());
         for (e, subnet) in self.subnets(env, ctx).await? {
             let name = &e.availability_zone;
@@ -212,7 +204,7 @@ impl Unit<Env> for ApplyEniConfigs {
     async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let client = kube(env)?;
         self.wait_crd(client, env).await?;
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::eniconfig_resource());
+        let api: Api<EniConfig> = Api::all(client.clone());
         let mut out = ApplyEniConfigsOutputs::default();
         for (e, subnet) in self.subnets(env, ctx).await? {
             let name = e.availability_zone.clone();
@@ -229,16 +221,17 @@ impl Unit<Env> for ApplyEniConfigs {
                     return Err(self.mismatch(&name, &have, &subnet));
                 }
             }
-            let body = json!({
-                "apiVersion": "crd.k8s.amazonaws.com/v1alpha1",
-                "kind": "ENIConfig",
-                "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "podnet" } },
-                "spec": { "subnet": subnet, "securityGroups": self.security_groups },
-            });
+            // podnet owns the whole ENIConfig: its subnet, its groups, its label.
+            let mut body = EniConfig::new(
+                &name,
+                EniConfigSpec {
+                    subnet: Some(subnet.clone()),
+                    security_groups: self.security_groups.clone(),
+                },
+            );
+            body.metadata.labels = Some([("app.kubernetes.io/managed-by".to_string(), "podnet".to_string())].into());
             env.status(self.id(), &format!("applying ENIConfig {name}"));
-            let pp = PatchParams::apply(FIELD_MANAGER).force();
-            let patch = Patch::Apply(&body);
-            with_retry(&format!("apply ENIConfig {name}"), || api.patch(&name, &pp, &patch)).await?;
+            k8s::apply_owned(&api, &name, &body, &format!("ENIConfig {name}")).await?;
             out.eniconfigs.push(AppliedEniConfig {
                 name,
                 subnet,

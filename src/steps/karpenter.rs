@@ -8,12 +8,12 @@
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::DynamicObject;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Env, ids};
 use crate::engine::{Action, Change, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
+use crate::k8s::crds::Ec2NodeClass;
 use crate::k8s::{self, ops, with_retry};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,11 +73,11 @@ fn env_value(d: &Deployment, container: &str, key: &str) -> Option<String> {
 }
 
 impl KarpenterInputs {
-    async fn node_classes(&self, client: &kube::Client) -> Result<Vec<DynamicObject>, StepError> {
+    async fn node_classes(&self, client: &kube::Client) -> Result<Vec<Ec2NodeClass>, StepError> {
         if self.max_pods.is_none() {
             return Ok(vec![]);
         }
-        let all = k8s::list_custom(client, &k8s::ec2nodeclass_resource(), "EC2NodeClasses")
+        let all = k8s::list_crd::<Ec2NodeClass>(client, "EC2NodeClasses")
             .await?
             .unwrap_or_default();
         Ok(all
@@ -87,6 +87,10 @@ impl KarpenterInputs {
             })
             .collect())
     }
+}
+
+fn max_pods_of(nc: &Ec2NodeClass) -> Option<u32> {
+    nc.spec.kubelet.as_ref().and_then(|k| k.max_pods)
 }
 
 impl Produces for ConfigureKarpenter {
@@ -131,8 +135,8 @@ impl Unit<Env> for ConfigureKarpenter {
             Change::new(Action::Update, "kubernetes_deployment_env", name).change("env.RESERVED_ENIS", have, want)
         });
         for nc in k.node_classes(client).await? {
-            let have = nc.data["spec"]["kubelet"]["maxPods"].as_u64();
-            let want = k.max_pods.map(u64::from);
+            let have = max_pods_of(&nc);
+            let want = k.max_pods;
             let n = nc.metadata.name.clone().unwrap_or_default();
             plan = plan.with(if have == want {
                 Change::new(Action::NoOp, "karpenter_ec2nodeclass", n)
@@ -177,10 +181,10 @@ impl Unit<Env> for ConfigureKarpenter {
         }
         let mut patched = Vec::new();
         if let Some(max) = k.max_pods {
-            let nc_api: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::ec2nodeclass_resource());
+            let nc_api: Api<Ec2NodeClass> = Api::all(client.clone());
             for nc in k.node_classes(client).await? {
                 let n = nc.metadata.name.clone().unwrap_or_default();
-                if nc.data["spec"]["kubelet"]["maxPods"].as_u64() != Some(u64::from(max)) {
+                if max_pods_of(&nc) != Some(max) {
                     let body = json!({
                         "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass",
                         "metadata": { "name": n },

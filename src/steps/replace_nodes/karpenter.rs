@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{DeleteParams, DynamicObject, ListParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -18,9 +18,10 @@ use super::{DrainSettings, Env, Raise, Settle, kube, nodes, wait_settled};
 use crate::engine::{
     Action, After, Change, ErrorClass, OutputOf, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx,
 };
+use crate::k8s::crds::NodeClaim;
 use crate::k8s::ops::{self, DrainReport};
 use crate::k8s::snapshot::{NODEPOOL_LABEL, NodeSummary};
-use crate::k8s::{self, KubeError, list_all, with_retry};
+use crate::k8s::{KubeError, list_all, with_retry};
 use crate::steps::ids;
 use crate::verify::Expectations;
 
@@ -242,11 +243,13 @@ impl Replacement {
 /// Deletes the node's NodeClaim (Karpenter then drains nothing more and
 /// terminates the instance); without one, the Node itself.
 async fn delete_nodeclaim(client: &kube::Client, node: &NodeSummary) -> Result<Option<String>, StepError> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodeclaim_resource());
+    let api: Api<NodeClaim> = Api::all(client.clone());
     let claims = list_all(&api, &ListParams::default(), "NodeClaims").await?;
     let claim = claims.iter().find(|c| {
-        c.data["status"]["nodeName"].as_str() == Some(node.name.as_str())
-            || (node.provider_id.is_some() && c.data["status"]["providerID"].as_str() == node.provider_id.as_deref())
+        c.status.as_ref().is_some_and(|st| {
+            st.node_name.as_deref() == Some(node.name.as_str())
+                || (node.provider_id.is_some() && st.provider_id.as_deref() == node.provider_id.as_deref())
+        })
     });
     match claim {
         Some(c) => {

@@ -7,59 +7,19 @@
 //! last unit puts back every original the migrated nodes still fit in.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use kube::Api;
-use kube::api::{DynamicObject, ListParams};
-use serde::{Deserialize, Serialize};
+use kube::api::ListParams;
+use serde::Serialize;
 
 use super::Env;
 use crate::engine::{StepError, UnitCtx};
+use crate::k8s::crds::{NodeClaim, NodePool};
 use crate::k8s::snapshot::NODEPOOL_LABEL;
 use crate::k8s::{self, list_all, with_retry};
 
 /// A NodePool's `spec.limits.cpu` as written: `10`, `"10"` or `"1500m"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum CpuLimit {
-    Number(serde_json::Number),
-    Text(String),
-}
-
-impl CpuLimit {
-    fn read(v: &serde_json::Value) -> Option<CpuLimit> {
-        match v {
-            serde_json::Value::Number(n) => Some(CpuLimit::Number(n.clone())),
-            serde_json::Value::String(s) => Some(CpuLimit::Text(s.clone())),
-            _ => None,
-        }
-    }
-
-    fn millis(&self) -> Option<u64> {
-        match self {
-            CpuLimit::Number(n) => n.as_f64().map(|c| (c * 1000.0).round() as u64),
-            CpuLimit::Text(s) => match s.strip_suffix('m') {
-                Some(m) => m.parse().ok(),
-                None => s.parse::<f64>().ok().map(|c| (c * 1000.0).round() as u64),
-            },
-        }
-    }
-}
-
-impl fmt::Display for CpuLimit {
-    /// As in the NodePool's YAML (a string quoted).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CpuLimit::Number(n) => write!(f, "{n}"),
-            CpuLimit::Text(s) => write!(f, "{s:?}"),
-        }
-    }
-}
-
-/// A cpu quantity in millicores (`"10"`, `"1500m"`, `2`).
-fn cpu_millis(v: &serde_json::Value) -> Option<u64> {
-    CpuLimit::read(v)?.millis()
-}
+pub use crate::k8s::crds::Quantity as CpuLimit;
 
 /// The original limits of the NodePools a unit raised, by NodePool.
 pub type RaisedLimits = BTreeMap<String, CpuLimit>;
@@ -91,15 +51,15 @@ impl Headroom {
 /// The NodePool's headroom, and its `spec.limits.cpu` as written (what a
 /// restore puts back).
 pub(super) async fn headroom(client: &kube::Client, nodepool: &str) -> Result<(Headroom, Option<CpuLimit>), StepError> {
-    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
+    let pools: Api<NodePool> = Api::all(client.clone());
     let np = with_retry(&format!("get NodePool {nodepool}"), || pools.get_opt(nodepool)).await?;
-    let written = np.and_then(|np| CpuLimit::read(&np.data["spec"]["limits"]["cpu"]));
-    let claims: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodeclaim_resource());
+    let written = np.and_then(|np| np.spec.limits.get("cpu").cloned());
+    let claims: Api<NodeClaim> = Api::all(client.clone());
     let lp = ListParams::default().labels(&format!("{NODEPOOL_LABEL}={nodepool}"));
     let claims = list_all(&claims, &lp, "NodeClaims").await?;
     let cpus: Vec<u64> = claims
         .iter()
-        .filter_map(|c| cpu_millis(&c.data["status"]["capacity"]["cpu"]))
+        .filter_map(|c| c.status.as_ref()?.capacity.get("cpu")?.millis())
         .collect();
     let h = Headroom {
         limit: written.as_ref().and_then(CpuLimit::millis),
@@ -112,7 +72,7 @@ pub(super) async fn headroom(client: &kube::Client, nodepool: &str) -> Result<(H
 /// Sets a NodePool's `spec.limits.cpu` (server-side apply: podnet owns that
 /// field, the rest of the NodePool stays its owner's).
 async fn set_cpu_limit(client: &kube::Client, nodepool: &str, cpu: &CpuLimit, action: &str) -> Result<(), StepError> {
-    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &k8s::nodepool_resource());
+    let pools: Api<NodePool> = Api::all(client.clone());
     let body = serde_json::json!({
         "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
         "metadata": { "name": nodepool },
@@ -218,6 +178,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A quantity as the API serves it (JSON).
+    fn cpu_millis(v: &serde_json::Value) -> Option<u64> {
+        serde_json::from_value::<CpuLimit>(v.clone()).ok()?.millis()
+    }
+
     #[test]
     fn cpu_quantities() {
         assert_eq!(cpu_millis(&json!("10")), Some(10_000));
@@ -233,13 +198,13 @@ mod tests {
     #[test]
     fn a_limit_is_put_back_as_it_was_written() {
         for written in [json!(10), json!("10"), json!("1500m")] {
-            let limit = CpuLimit::read(&written).unwrap();
+            let limit: CpuLimit = serde_json::from_value(written.clone()).unwrap();
             assert_eq!(serde_json::to_value(&limit).unwrap(), written);
             let back: CpuLimit = serde_json::from_value(written.clone()).unwrap();
             assert_eq!(back, limit);
         }
         assert_eq!(CpuLimit::Text("10".into()).to_string(), "\"10\"");
-        assert_eq!(CpuLimit::read(&json!(null)), None);
+        assert_eq!(serde_json::from_value::<CpuLimit>(json!(null)).ok(), None);
     }
 
     #[test]
