@@ -158,7 +158,22 @@ pub fn evaluate(
 ) -> VerifyReport {
     let mut r = VerifyReport::default();
     let linux: Vec<&NodeSummary> = snap.nodes.iter().filter(|n| n.os != "windows").collect();
+    r.checks.push(pods_in_pod_cidr(x, snap));
+    r.checks.push(nodes_eniconfig_label(x, &linux));
+    r.checks.push(nodes_capacity_pods(x, &linux));
+    r.checks.push(pods_no_ip_assignment_failures(snap, events));
+    r.checks.push(eniconfigs_per_az(x, snap, subnets));
+    r.checks.push(aws_node_env(x, snap));
+    if let Some(k) = &x.karpenter {
+        r.checks.push(karpenter_reserved_enis(k, snap));
+    }
+    if let Some(subnets) = subnets {
+        r.checks.push(pod_subnets_headroom(x, subnets));
+    }
+    r
+}
 
+fn pods_in_pod_cidr(x: &Expectations, snap: &KubeSnapshot) -> Check {
     let running: Vec<_> = snap
         .pods
         .iter()
@@ -181,7 +196,7 @@ pub fn evaluate(
             )
         })
         .collect();
-    r.checks.push(check(
+    check(
         "pods.ip-in-pod-cidr",
         format!(
             "{} of {} running pods (not hostNetwork) have an address in {}",
@@ -190,8 +205,10 @@ pub fn evaluate(
             x.secondary_cidr
         ),
         outside,
-    ));
+    )
+}
 
+fn nodes_eniconfig_label(x: &Expectations, linux: &[&NodeSummary]) -> Check {
     let unlabelled: Vec<String> = linux
         .iter()
         .filter(|n| !x.node_is_migrated(n))
@@ -206,7 +223,7 @@ pub fn evaluate(
             )
         })
         .collect();
-    r.checks.push(check(
+    check(
         "nodes.eniconfig-label",
         format!(
             "{} of {} nodes carry {ENICONFIG_LABEL}=<their {}>",
@@ -215,8 +232,10 @@ pub fn evaluate(
             x.eni_config_label
         ),
         unlabelled,
-    ));
+    )
+}
 
+fn nodes_capacity_pods(x: &Expectations, linux: &[&NodeSummary]) -> Check {
     let mut unknown_types = Vec::new();
     let wrong_capacity: Vec<String> = linux
         .iter()
@@ -249,8 +268,10 @@ pub fn evaluate(
             unknown_types.len()
         ));
     }
-    r.checks.push(c);
+    c
+}
 
+fn pods_no_ip_assignment_failures(snap: &KubeSnapshot, events: &[Event]) -> Check {
     let live: BTreeMap<(String, String), &snapshot::PodSummary> = snap
         .pods
         .iter()
@@ -274,12 +295,14 @@ pub fn evaluate(
         .collect::<std::collections::BTreeSet<String>>()
         .into_iter()
         .collect();
-    r.checks.push(check(
+    check(
         "pods.no-ip-assignment-failures",
         format!("{} pod(s) stuck with \"{IP_ASSIGNMENT_FAILURE}\"", stuck.len()),
         stuck,
-    ));
+    )
+}
 
+fn eniconfigs_per_az(x: &Expectations, snap: &KubeSnapshot, subnets: Option<&[crate::aws::ec2::SubnetInfo]>) -> Check {
     let eniconfigs = snap.eniconfigs.clone().unwrap_or_default();
     let mut missing = Vec::new();
     for (az, cidr) in &x.pod_subnets {
@@ -296,15 +319,17 @@ pub fn evaluate(
             Some(_) => {}
         }
     }
-    r.checks.push(check(
+    check(
         "eniconfigs.per-az",
         format!(
             "{} AZ(s) with a pod subnet, each needs its ENIConfig",
             x.pod_subnets.len()
         ),
         missing,
-    ));
+    )
+}
 
+fn aws_node_env(x: &Expectations, snap: &KubeSnapshot) -> Check {
     let env = snap.aws_node.as_ref().map(|a| a.env.clone()).unwrap_or_default();
     let env_wrong: Vec<String> = x
         .cni_env
@@ -317,58 +342,57 @@ pub fn evaluate(
             )
         })
         .collect();
-    r.checks.push(check(
+    check(
         "aws-node.env",
         format!("aws-node runs with {CUSTOM_NETWORK_ENV} and {ENI_CONFIG_LABEL_ENV} set"),
         env_wrong,
-    ));
+    )
+}
 
-    if let Some(k) = &x.karpenter {
-        let have = snap
-            .karpenter
-            .as_ref()
-            .and_then(|s| s.controller.as_ref())
-            .and_then(|c| c.reserved_enis.clone());
-        let want = k.reserved_enis.to_string();
-        let wrong = if have.as_deref() == Some(want.as_str()) {
-            vec![]
-        } else {
-            vec![format!(
-                "{}/{} RESERVED_ENIS={} (expected {want})",
-                k.namespace,
-                k.deployment,
-                have.as_deref().unwrap_or("<unset>")
-            )]
-        };
-        r.checks.push(check(
-            "karpenter.reserved-enis",
-            format!("Karpenter RESERVED_ENIS={want}"),
-            wrong,
-        ));
-    }
+fn karpenter_reserved_enis(k: &KarpenterExpectation, snap: &KubeSnapshot) -> Check {
+    let have = snap
+        .karpenter
+        .as_ref()
+        .and_then(|s| s.controller.as_ref())
+        .and_then(|c| c.reserved_enis.clone());
+    let want = k.reserved_enis.to_string();
+    let wrong = if have.as_deref() == Some(want.as_str()) {
+        vec![]
+    } else {
+        vec![format!(
+            "{}/{} RESERVED_ENIS={} (expected {want})",
+            k.namespace,
+            k.deployment,
+            have.as_deref().unwrap_or("<unset>")
+        )]
+    };
+    check(
+        "karpenter.reserved-enis",
+        format!("Karpenter RESERVED_ENIS={want}"),
+        wrong,
+    )
+}
 
-    if let Some(subnets) = subnets {
-        let mut lines = Vec::new();
-        let mut low = Vec::new();
-        for (az, cidr) in &x.pod_subnets {
-            if let Some(s) = subnets.iter().find(|s| &s.cidr == cidr) {
-                let usable = usable_addresses(cidr);
-                lines.push(format!("{az} {cidr}: {} of {usable} free", s.available_ips));
-                if s.available_ips * 10 < usable {
-                    low.push(format!(
-                        "{az} {cidr} has only {} of {usable} addresses free",
-                        s.available_ips
-                    ));
-                }
+fn pod_subnets_headroom(x: &Expectations, subnets: &[crate::aws::ec2::SubnetInfo]) -> Check {
+    let mut lines = Vec::new();
+    let mut low = Vec::new();
+    for (az, cidr) in &x.pod_subnets {
+        if let Some(s) = subnets.iter().find(|s| &s.cidr == cidr) {
+            let usable = usable_addresses(cidr);
+            lines.push(format!("{az} {cidr}: {} of {usable} free", s.available_ips));
+            if s.available_ips * 10 < usable {
+                low.push(format!(
+                    "{az} {cidr} has only {} of {usable} addresses free",
+                    s.available_ips
+                ));
             }
         }
-        let mut c = check(
-            "pod-subnets.headroom",
-            format!("free pod IPs: {}", lines.join("; ")),
-            low,
-        );
-        c.warning = !c.passed;
-        r.checks.push(c);
     }
-    r
+    let mut c = check(
+        "pod-subnets.headroom",
+        format!("free pod IPs: {}", lines.join("; ")),
+        low,
+    );
+    c.warning = !c.passed;
+    c
 }
