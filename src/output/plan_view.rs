@@ -5,7 +5,7 @@
 use super::{paint, style, table};
 use crate::engine::{Action, After, StepPlan, change::show_value};
 use crate::migration::PlanDocument;
-use crate::planner::Severity;
+use crate::planner::{CapacityReport, Severity};
 
 fn heading(s: &str) -> String {
     paint(style::BOLD, s)
@@ -58,6 +58,16 @@ pub fn step_lines(plan: &StepPlan) -> Vec<String> {
 
 pub fn render(doc: &PlanDocument) -> Vec<String> {
     let mut out = Vec::new();
+    discovery_section(doc, &mut out);
+    findings_section(doc, &mut out);
+    suggestions_section(doc, &mut out);
+    steps_section(doc, &mut out);
+    capacity_section(&doc.capacity, &mut out);
+    summary_line(doc, &mut out);
+    out
+}
+
+fn discovery_section(doc: &PlanDocument, out: &mut Vec<String>) {
     let d = &doc.discovery;
     out.push(heading(&format!(
         "Cluster {} ({}), Kubernetes {}",
@@ -95,7 +105,9 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
         out.push(format!("  ENIConfigs     {}", d.eniconfigs.join(", ")));
     }
     out.push(String::new());
+}
 
+fn findings_section(doc: &PlanDocument, out: &mut Vec<String>) {
     out.push(heading("Preflight"));
     if doc.findings.is_empty() {
         out.push(format!("  {} no findings", paint(style::GREEN, "✓")));
@@ -110,7 +122,9 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
         out.push(paint(style::DIM, format!("          fix: {}", f.fix)));
     }
     out.push(String::new());
+}
 
+fn suggestions_section(doc: &PlanDocument, out: &mut Vec<String>) {
     if !doc.suggestions.is_empty() {
         out.push(heading("Security groups that admit the node subnets today"));
         let rows: Vec<Vec<String>> = doc
@@ -140,7 +154,9 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
         }
         out.push(String::new());
     }
+}
 
+fn steps_section(doc: &PlanDocument, out: &mut Vec<String>) {
     if !doc.steps.is_empty() {
         out.push(heading("Steps"));
         for (i, s) in doc.steps.iter().enumerate() {
@@ -156,8 +172,9 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
         }
         out.push(String::new());
     }
+}
 
-    let c = &doc.capacity;
+fn capacity_section(c: &CapacityReport, out: &mut Vec<String>) {
     out.push(heading("Capacity"));
     let rows: Vec<Vec<String>> = c
         .zones
@@ -238,7 +255,9 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
         ));
         out.push(String::new());
     }
+}
 
+fn summary_line(doc: &PlanDocument, out: &mut Vec<String>) {
     let errors = doc.findings.iter().filter(|f| f.severity == Severity::Error).count();
     if errors > 0 {
         out.push(paint(
@@ -253,5 +272,4 @@ pub fn render(doc: &PlanDocument) -> Vec<String> {
             paint(style::GREEN.bold(), "No changes:")
         ));
     }
-    out
 }
