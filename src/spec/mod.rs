@@ -3,7 +3,10 @@
 //! consumes. `model` is the file as written; `validate` is the static rules.
 
 pub mod model;
+mod pod_subnets;
+mod sg_patch;
 pub mod validate;
+mod validated;
 pub mod waits;
 
 use std::path::{Path, PathBuf};
