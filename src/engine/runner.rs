@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::change::{StepPlan, render_step_plan};
 use super::error::StepError;
-use super::journal::{Event, Journal, JournalError, JournalState, RunEnd, StepStatus};
+use super::journal::{Event, Journal, JournalError, JournalState, RunEnd, StepState, StepStatus};
 use super::lock::this_host;
 use super::state::{SavedPlan, StateDir, StateError};
 use super::step::{Recorded, Step, StepCtx, is_unit_of};
@@ -164,9 +164,88 @@ pub fn check_plan<E: ?Sized + Sync>(saved: &SavedPlan, steps: &[Box<dyn Step<E>>
 /// Runs (or continues) the saved plan.
 pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, EngineError> {
     check_plan(run.saved, run.steps)?;
-    let built_ids: Vec<&str> = run.steps.iter().map(|s| s.id()).collect();
+    let stop_after = resolve_stop_after(run.steps, run.stop_after)?;
+    run.state.ensure()?;
+    let (journal, records) = Journal::open(&run.state.journal_path())?;
+    let history = JournalState::from_records(&records);
+    let journal = Mutex::new(journal);
+
+    let run_id = uuid::Uuid::new_v4().to_string();
+    append(
+        &journal,
+        Event::RunStarted {
+            run_id: run_id.clone(),
+            command: run.command.to_string(),
+            podnet_version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            host: this_host(),
+            plan_fingerprint: run.saved.fingerprint.clone(),
+        },
+    )?;
+
+    let mut outputs: BTreeMap<String, Recorded> = BTreeMap::new();
+    for step in run.steps {
+        let step = step.as_ref();
+        let id = step.id();
+        let past = history.step(id);
+        if let Some(done) = past.filter(|s| s.status == StepStatus::Succeeded) {
+            let out = done.outputs.clone().unwrap_or(Recorded::Null);
+            reobserve(&run, step, &outputs, &journal).await?;
+            outputs.insert(id.to_string(), out);
+        } else {
+            let Some(result) = attempt(&run, step, past, &outputs, &journal).await? else {
+                return Ok(RunOutcome::Interrupted { step: id.to_string() });
+            };
+            match result {
+                Ok(out) => {
+                    append(
+                        &journal,
+                        Event::StepSucceeded {
+                            step: id.to_string(),
+                            outputs: out.clone(),
+                        },
+                    )?;
+                    run.observer.step_succeeded(id, &out);
+                    outputs.insert(id.to_string(), out);
+                }
+                // A step reports Interrupted only when the run must stop as if
+                // killed: nothing more is written, so the step stays Started.
+                Err(e) if e.is_interrupted() => return Ok(RunOutcome::Interrupted { step: id.to_string() }),
+                Err(e) => return fail(&run, &journal, run_id, id, e),
+            }
+        }
+        if stop_after == Some(id) {
+            append(
+                &journal,
+                Event::RunFinished {
+                    run_id,
+                    outcome: RunEnd::Stopped,
+                },
+            )?;
+            return Ok(RunOutcome::Stopped {
+                after: id.to_string(),
+                outputs,
+            });
+        }
+    }
+    append(
+        &journal,
+        Event::RunFinished {
+            run_id,
+            outcome: RunEnd::Succeeded,
+        },
+    )?;
+    Ok(RunOutcome::Succeeded { outputs })
+}
+
+/// The unit `--stop-after` stops after.
+fn resolve_stop_after<'a, E: ?Sized + Sync>(
+    steps: &'a [Box<dyn Step<E>>],
+    stop_after: Option<&str>,
+) -> Result<Option<&'a str>, EngineError> {
+    let built_ids: Vec<&str> = steps.iter().map(|s| s.id()).collect();
     // `--stop-after` a step the plan expanded stops after its last unit.
-    let stop_after = match run.stop_after {
+    Ok(match stop_after {
         None => None,
         Some(stop) => Some(
             built_ids
@@ -176,139 +255,123 @@ pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, En
                 .copied()
                 .ok_or_else(|| EngineError::UnknownStep(stop.to_string(), built_ids.join(", ")))?,
         ),
-    };
-    run.state.ensure()?;
-    let (journal, records) = Journal::open(&run.state.journal_path())?;
-    let history = JournalState::from_records(&records);
-    let journal = Mutex::new(journal);
-    let append = |e: Event| -> Result<(), JournalError> {
-        // A poisoned mutex means a panic mid-append elsewhere; the file
-        // itself is still append-only and verified on the next open.
-        let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
-        j.append(e).map(|_| ())
-    };
+    })
+}
 
-    let run_id = uuid::Uuid::new_v4().to_string();
-    append(Event::RunStarted {
-        run_id: run_id.clone(),
-        command: run.command.to_string(),
-        podnet_version: env!("CARGO_PKG_VERSION").to_string(),
-        pid: std::process::id(),
-        host: this_host(),
-        plan_fingerprint: run.saved.fingerprint.clone(),
-    })?;
+fn append(journal: &Mutex<Journal>, e: Event) -> Result<(), JournalError> {
+    // A poisoned mutex means a panic mid-append elsewhere; the file
+    // itself is still append-only and verified on the next open.
+    let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
+    j.append(e).map(|_| ())
+}
 
-    let mut outputs: BTreeMap<String, Recorded> = BTreeMap::new();
-    for step in run.steps {
-        let id = step.id();
-        let past = history.step(id);
-        if let Some(done) = past.filter(|s| s.status == StepStatus::Succeeded) {
-            let out = done.outputs.clone().unwrap_or(Recorded::Null);
-            run.observer.step_skipped(id);
-            // Cheap re-observe: a succeeded step is not re-applied, but the
-            // user hears about anything that changed since.
-            let ctx = StepCtx::planning(id, &outputs);
-            let summary = match step.observe(run.env, &ctx).await {
-                Ok(plan) if plan.has_changes() => {
-                    run.observer.step_drift(id, &plan);
-                    Some(render_step_plan(&plan))
-                }
-                Ok(_) => None,
-                Err(e) => Some(vec![format!("could not re-observe: {e}")]),
-            };
-            if let Some(summary) = summary {
-                append(Event::StepDrift {
-                    step: id.to_string(),
-                    summary,
-                })?;
-            }
-            outputs.insert(id.to_string(), out);
-            if stop_after == Some(id) {
-                append(Event::RunFinished {
-                    run_id,
-                    outcome: RunEnd::Stopped,
-                })?;
-                return Ok(RunOutcome::Stopped {
-                    after: id.to_string(),
-                    outputs,
-                });
-            }
-            continue;
+/// A unit that succeeded in an earlier run: reported as skipped, and its
+/// drift since then journaled.
+async fn reobserve<E: ?Sized + Sync>(
+    run: &Run<'_, E>,
+    step: &dyn Step<E>,
+    outputs: &BTreeMap<String, Recorded>,
+    journal: &Mutex<Journal>,
+) -> Result<(), JournalError> {
+    let id = step.id();
+    run.observer.step_skipped(id);
+    // Cheap re-observe: a succeeded step is not re-applied, but the
+    // user hears about anything that changed since.
+    let ctx = StepCtx::planning(id, outputs);
+    let summary = match step.observe(run.env, &ctx).await {
+        Ok(plan) if plan.has_changes() => {
+            run.observer.step_drift(id, &plan);
+            Some(render_step_plan(&plan))
         }
+        Ok(_) => None,
+        Err(e) => Some(vec![format!("could not re-observe: {e}")]),
+    };
+    if let Some(summary) = summary {
+        append(
+            journal,
+            Event::StepDrift {
+                step: id.to_string(),
+                summary,
+            },
+        )?;
+    }
+    Ok(())
+}
 
-        let mut attempt = past.map_or(0, |s| s.attempts);
-        let mut progress = past.map(|s| s.progress.clone()).unwrap_or_default();
-        let mut delay = run.retry.first_delay;
-        let mut tries_left = run.retry.attempts.max(1);
-        let result = loop {
-            attempt += 1;
-            tries_left -= 1;
-            append(Event::StepStarted {
+/// Applies a unit, again after retryable errors while the policy allows;
+/// `None` when the test hooks stopped the run right after `StepStarted`.
+async fn attempt<E: ?Sized + Sync>(
+    run: &Run<'_, E>,
+    step: &dyn Step<E>,
+    past: Option<&StepState>,
+    outputs: &BTreeMap<String, Recorded>,
+    journal: &Mutex<Journal>,
+) -> Result<Option<Result<Recorded, StepError>>, JournalError> {
+    let id = step.id();
+    let mut attempt = past.map_or(0, |s| s.attempts);
+    let mut progress = past.map(|s| s.progress.clone()).unwrap_or_default();
+    let mut delay = run.retry.first_delay;
+    let mut tries_left = run.retry.attempts.max(1);
+    loop {
+        attempt += 1;
+        tries_left -= 1;
+        append(
+            journal,
+            Event::StepStarted {
                 step: id.to_string(),
                 attempt,
-            })?;
-            run.observer.step_started(id, &step.describe(), attempt);
-            if run.hooks.is_some_and(|h| h.after_started(id)) {
-                return Ok(RunOutcome::Interrupted { step: id.to_string() });
-            }
-            let mut ctx = StepCtx::running(id, &outputs, progress.clone(), &journal);
-            let r = step.apply(run.env, &mut ctx).await;
-            progress = ctx.into_progress();
-            match r {
-                Err(e) if e.class.is_retryable() && tries_left > 0 => {
-                    run.observer.step_retrying(id, &e, delay);
-                    append(Event::StepFailed {
+            },
+        )?;
+        run.observer.step_started(id, &step.describe(), attempt);
+        if run.hooks.is_some_and(|h| h.after_started(id)) {
+            return Ok(None);
+        }
+        let mut ctx = StepCtx::running(id, outputs, progress.clone(), journal);
+        let r = step.apply(run.env, &mut ctx).await;
+        progress = ctx.into_progress();
+        match r {
+            Err(e) if e.class.is_retryable() && tries_left > 0 => {
+                run.observer.step_retrying(id, &e, delay);
+                append(
+                    journal,
+                    Event::StepFailed {
                         step: id.to_string(),
                         error: e,
-                    })?;
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(run.retry.max_delay);
-                }
-                other => break other,
+                    },
+                )?;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(run.retry.max_delay);
             }
-        };
-        match result {
-            Ok(out) => {
-                append(Event::StepSucceeded {
-                    step: id.to_string(),
-                    outputs: out.clone(),
-                })?;
-                run.observer.step_succeeded(id, &out);
-                outputs.insert(id.to_string(), out);
-                if stop_after == Some(id) {
-                    append(Event::RunFinished {
-                        run_id,
-                        outcome: RunEnd::Stopped,
-                    })?;
-                    return Ok(RunOutcome::Stopped {
-                        after: id.to_string(),
-                        outputs,
-                    });
-                }
-            }
-            // A step reports Interrupted only when the run must stop as if
-            // killed: nothing more is written, so the step stays Started.
-            Err(e) if e.is_interrupted() => return Ok(RunOutcome::Interrupted { step: id.to_string() }),
-            Err(e) => {
-                append(Event::StepFailed {
-                    step: id.to_string(),
-                    error: e.clone(),
-                })?;
-                append(Event::RunFinished {
-                    run_id,
-                    outcome: RunEnd::Failed,
-                })?;
-                run.observer.step_failed(id, &e);
-                return Ok(RunOutcome::Failed {
-                    step: id.to_string(),
-                    error: e,
-                });
-            }
+            other => return Ok(Some(other)),
         }
     }
-    append(Event::RunFinished {
-        run_id,
-        outcome: RunEnd::Succeeded,
-    })?;
-    Ok(RunOutcome::Succeeded { outputs })
+}
+
+/// A unit failed for good: the run ends here, resumable.
+fn fail<E: ?Sized + Sync>(
+    run: &Run<'_, E>,
+    journal: &Mutex<Journal>,
+    run_id: String,
+    id: &str,
+    e: StepError,
+) -> Result<RunOutcome, EngineError> {
+    append(
+        journal,
+        Event::StepFailed {
+            step: id.to_string(),
+            error: e.clone(),
+        },
+    )?;
+    append(
+        journal,
+        Event::RunFinished {
+            run_id,
+            outcome: RunEnd::Failed,
+        },
+    )?;
+    run.observer.step_failed(id, &e);
+    Ok(RunOutcome::Failed {
+        step: id.to_string(),
+        error: e,
+    })
 }
