@@ -1,14 +1,13 @@
 //! `podnet max-pods`: amazon-eks-ami's max-pods-calculator.sh for one or more
 //! instance types, with Karpenter's ENI-limited view beside it.
 
-use anyhow::{Result, bail};
-use serde::Serialize;
-
 use super::{Context, ExitStatus};
 use crate::aws::{self, AwsTarget};
 use crate::capacity::{CniSettings, InstanceInfo, InstanceTable, UnknownInstanceType, karpenter_max_pods, max_pods};
 use crate::cli::MaxPodsArgs;
-use crate::output::table;
+use crate::output::{Printer, table};
+use anyhow::{Result, bail};
+use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -28,23 +27,7 @@ struct Row {
 
 pub async fn run(ctx: &Context, args: &MaxPodsArgs) -> Result<ExitStatus> {
     let p = &ctx.printer;
-    let (infos, source) = if args.from_ec2 {
-        let cfg = aws::sdk_config(&AwsTarget {
-            region: ctx.global.region.clone(),
-            profile: ctx.global.profile.clone(),
-        })
-        .await;
-        if cfg.region().is_none() {
-            bail!("--from-ec2 needs a region: pass --region or set AWS_REGION");
-        }
-        let client = aws_sdk_ec2::Client::new(&cfg);
-        (
-            aws::instance_types::describe(&client, &args.instance_types).await?,
-            "ec2",
-        )
-    } else {
-        (lookup_all(&args.instance_types)?, "embedded")
-    };
+    let (infos, source) = instance_infos(ctx, args).await?;
 
     let cni = CniSettings {
         custom_networking: args.cni_custom_networking,
@@ -87,6 +70,34 @@ pub async fn run(ctx: &Context, args: &MaxPodsArgs) -> Result<ExitStatus> {
         }
         return Ok(ExitStatus::Success);
     }
+    print_table(p, &rows, reserved, args.show_max_allowed);
+    let mode = assumptions(&cni, args.show_max_allowed, source);
+    p.info(format!("({})", mode.join("; ")));
+    Ok(ExitStatus::Success)
+}
+
+/// The instance types' data, from EC2 or the embedded table, and which.
+async fn instance_infos(ctx: &Context, args: &MaxPodsArgs) -> Result<(Vec<InstanceInfo>, &'static str)> {
+    Ok(if args.from_ec2 {
+        let cfg = aws::sdk_config(&AwsTarget {
+            region: ctx.global.region.clone(),
+            profile: ctx.global.profile.clone(),
+        })
+        .await;
+        if cfg.region().is_none() {
+            bail!("--from-ec2 needs a region: pass --region or set AWS_REGION");
+        }
+        let client = aws_sdk_ec2::Client::new(&cfg);
+        (
+            aws::instance_types::describe(&client, &args.instance_types).await?,
+            "ec2",
+        )
+    } else {
+        (lookup_all(&args.instance_types)?, "embedded")
+    })
+}
+
+fn print_table(p: &Printer, rows: &[Row], reserved: u32, show_max_allowed: bool) {
     let karpenter_header = format!("KARPENTER (reservedENIs={reserved})");
     let lines = table(
         &[
@@ -100,7 +111,7 @@ pub async fn run(ctx: &Context, args: &MaxPodsArgs) -> Result<ExitStatus> {
         &rows
             .iter()
             .map(|r| {
-                let max = if !args.show_max_allowed && r.uncapped_max_pods > r.cap {
+                let max = if !show_max_allowed && r.uncapped_max_pods > r.cap {
                     format!("{} (cap; {} uncapped)", r.max_pods, r.uncapped_max_pods)
                 } else {
                     r.max_pods.to_string()
@@ -119,6 +130,10 @@ pub async fn run(ctx: &Context, args: &MaxPodsArgs) -> Result<ExitStatus> {
     for l in lines {
         p.out(l);
     }
+}
+
+/// What the numbers assume: CNI version and settings, the cap, the data source.
+fn assumptions(cni: &CniSettings, show_max_allowed: bool, source: &str) -> Vec<String> {
     let mut mode = vec![format!("VPC CNI {}", cni.version)];
     mode.push(if cni.custom_networking {
         "custom networking".into()
@@ -131,7 +146,7 @@ pub async fn run(ctx: &Context, args: &MaxPodsArgs) -> Result<ExitStatus> {
     if let Some(n) = cni.max_eni {
         mode.push(format!("at most {n} ENIs"));
     }
-    mode.push(if args.show_max_allowed {
+    mode.push(if show_max_allowed {
         "uncapped".into()
     } else {
         "capped at 110 (250 above 30 vCPUs)".to_string()
@@ -144,8 +159,7 @@ pub async fn run(ctx: &Context, args: &MaxPodsArgs) -> Result<ExitStatus> {
             "embedded table"
         }
     ));
-    p.info(format!("({})", mode.join("; ")));
-    Ok(ExitStatus::Success)
+    mode
 }
 
 fn lookup_all(names: &[String]) -> Result<Vec<InstanceInfo>> {

@@ -2,15 +2,14 @@
 //! outputs and last error, the unit in flight, and whether the apply lock
 //! is held. Where the migration stands is the engine's [`Overview`]; this
 //! module only prints it.
-
 use anyhow::Result;
 use jiff::Timestamp;
 use serde_json::json;
 
 use super::{Context, ExitStatus};
 use crate::engine::lock::{self, LockState};
-use crate::engine::{JournalState, Overview, StepStatus, journal};
-use crate::output::{paint, style, table};
+use crate::engine::{JournalState, Overview, SavedPlan, StateDir, StepState, StepStatus, journal};
+use crate::output::{Printer, paint, style, table};
 
 pub fn run(ctx: &Context) -> Result<ExitStatus> {
     let p = &ctx.printer;
@@ -58,8 +57,28 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     if p.is_json() {
         return Ok(ExitStatus::Success);
     }
+    print_header(p, &state, saved.as_ref(), phase, &lock_state, &overview);
+    print_units(p, steps);
+    for s in steps {
+        print_unit_details(p, s);
+    }
+    if phase != "complete" {
+        p.out("");
+        p.out("Continue with `podnet resume`.");
+    }
+    Ok(ExitStatus::Success)
+}
 
-    if let Some(plan) = &saved {
+/// Whose migration, where it stands, the lock, and the unit in flight.
+fn print_header(
+    p: &Printer,
+    state: &StateDir,
+    saved: Option<&SavedPlan>,
+    phase: &str,
+    lock_state: &LockState,
+    overview: &Overview,
+) {
+    if let Some(plan) = saved {
         p.out(format!(
             "Migration of {} ({}): {}",
             plan.cluster,
@@ -70,13 +89,13 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
         p.out(format!("Migration: {}", paint(style::BOLD, phase)));
     }
     p.out(format!("State directory: {}", state.root().display()));
-    match &lock_state {
+    match lock_state {
         LockState::Free => {}
         LockState::HeldLive(h) => p.out(format!("Lock: held by {h}")),
         LockState::Left(h) => p.out(format!("Lock: left by {h} (release with `podnet unlock`)")),
     }
     if let Some(unit) = &overview.in_flight {
-        p.out(match &lock_state {
+        p.out(match lock_state {
             LockState::HeldLive(_) => format!("In flight: {}", paint(style::BOLD, unit)),
             _ => format!(
                 "Interrupted during: {} (`podnet resume` runs it again)",
@@ -85,6 +104,9 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
         });
     }
     p.out("");
+}
+
+fn print_units(p: &Printer, steps: &[StepState]) {
     let rows: Vec<Vec<String>> = steps
         .iter()
         .map(|s| {
@@ -106,38 +128,35 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     for l in table(&["STEP", "STATE", "ATTEMPTS", "STARTED", "FINISHED"], &rows) {
         p.out(l);
     }
-    for s in steps {
-        let interesting = s.outputs.as_ref().is_some_and(|o| !o.is_null() && o != &json!({}));
-        if interesting {
-            p.out("");
-            p.out(format!("{} outputs:", s.step));
-            let text = serde_json::to_string_pretty(s.outputs.as_ref().unwrap_or(&json!(null))).unwrap_or_default();
-            for l in text.lines() {
-                p.out(format!("  {l}"));
-            }
-        }
-        if let Some(e) = &s.last_error
-            && s.status == StepStatus::Failed
-        {
-            p.out("");
-            p.out(format!("{} last error ({:?}):", s.step, e.class));
-            for l in e.to_string().lines() {
-                p.out(format!("  {l}"));
-            }
-        }
-        if let Some(d) = &s.drift {
-            p.out("");
-            p.out(format!("{} drifted since it succeeded:", s.step));
-            for l in d {
-                p.out(format!("  {l}"));
-            }
-        }
-    }
-    if phase != "complete" {
+}
+
+/// A unit's outputs, its last error when it failed, and its drift.
+fn print_unit_details(p: &Printer, s: &StepState) {
+    let interesting = s.outputs.as_ref().is_some_and(|o| !o.is_null() && o != &json!({}));
+    if interesting {
         p.out("");
-        p.out("Continue with `podnet resume`.");
+        p.out(format!("{} outputs:", s.step));
+        let text = serde_json::to_string_pretty(s.outputs.as_ref().unwrap_or(&json!(null))).unwrap_or_default();
+        for l in text.lines() {
+            p.out(format!("  {l}"));
+        }
     }
-    Ok(ExitStatus::Success)
+    if let Some(e) = &s.last_error
+        && s.status == StepStatus::Failed
+    {
+        p.out("");
+        p.out(format!("{} last error ({:?}):", s.step, e.class));
+        for l in e.to_string().lines() {
+            p.out(format!("  {l}"));
+        }
+    }
+    if let Some(d) = &s.drift {
+        p.out("");
+        p.out(format!("{} drifted since it succeeded:", s.step));
+        for l in d {
+            p.out(format!("  {l}"));
+        }
+    }
 }
 
 fn short_time(t: Timestamp) -> String {

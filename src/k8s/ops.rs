@@ -277,78 +277,17 @@ pub async fn drain(
     let mut pending: BTreeMap<String, PodSummary> = to_move.into_iter().map(|p| (p.key(), p)).collect();
     let mut evicted: BTreeMap<String, String> = BTreeMap::new();
     while !pending.is_empty() || !evicted.is_empty() {
-        let mut blocked: Vec<String> = Vec::new();
-        for (key, p) in pending.clone() {
-            let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
-            match api.evict(&p.name, &EvictParams::default()).await {
-                Ok(_) => {
-                    evicted.insert(key.clone(), p.uid.clone());
-                    report.evicted.push(key.clone());
-                    pending.remove(&key);
-                }
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    pending.remove(&key);
-                }
-                Err(kube::Error::Api(s)) if s.code == 429 => blocked.push(key.clone()),
-                Err(kube::Error::Api(s)) if s.code == 500 && s.message.contains("more than one") => {
-                    return Err(
-                        OpsError::new(ErrorClass::Blocked, format!("cannot evict {key}: {}", s.message))
-                            .with_fix("a pod may be covered by one PodDisruptionBudget only; fix the overlapping PDBs"),
-                    );
-                }
-                Err(e) => return Err(KubeError::from_kube(format!("evict {key}"), e).into()),
-            }
-        }
-        // Evicted pods: gone, or replaced by a pod of another uid.
-        for (key, uid) in evicted.clone() {
-            let (ns, name) = key.split_once('/').unwrap_or(("", &key));
-            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-            match with_retry(&format!("get pod {key}"), || api.get_opt(name)).await? {
-                None => {
-                    evicted.remove(&key);
-                }
-                Some(p) if p.metadata.uid.as_deref() != Some(uid.as_str()) => {
-                    evicted.remove(&key);
-                }
-                Some(_) => {}
-            }
-        }
+        let blocked = evict_pending(client, &mut pending, &mut evicted, &mut report).await?;
+        forget_gone(client, &mut evicted).await?;
         if pending.is_empty() && evicted.is_empty() {
             break;
         }
         if Instant::now() >= deadline {
             if policy.bypass_pdbs_after_timeout && !pending.is_empty() {
-                for (key, p) in &pending {
-                    let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
-                    let dp = DeleteParams::default();
-                    with_retry(&format!("delete pod {key}"), || api.delete(&p.name, &dp)).await?;
-                    report.deleted_after_timeout.push(key.clone());
-                }
-                pending.clear();
+                delete_pending(client, &mut pending, &mut report).await?;
                 continue;
             }
-            let mut why = Vec::new();
-            for key in &blocked {
-                if let Some(p) = pending.get(key) {
-                    let pdbs = blocking_pdbs(client, p).await;
-                    why.push(format!(
-                        "{key} (blocked by {})",
-                        if pdbs.is_empty() {
-                            "the API server (429)".into()
-                        } else {
-                            pdbs.join(", ")
-                        }
-                    ));
-                }
-            }
-            for key in evicted.keys() {
-                why.push(format!("{key} (evicted, still terminating)"));
-            }
-            return Err(OpsError::new(
-                ErrorClass::Blocked,
-                format!("draining {node} did not finish in {}s; waiting on: {}", policy.timeout.as_secs(), why.join(", ")),
-            )
-            .with_fix("a PodDisruptionBudget allows no disruption right now: scale its workload up or wait; podnet never bypasses a PDB unless replacement.pdb_bypass = \"after-timeout\""));
+            return Err(timeout_error(client, node, policy, &pending, &evicted, &blocked).await);
         }
         on_wait(format!(
             "draining {node}: {} to evict{}, {} terminating",
@@ -363,6 +302,105 @@ pub async fn drain(
         tokio::time::sleep(policy.poll).await;
     }
     Ok(report)
+}
+
+/// One round of evictions; returns the pods a PDB (429) held back.
+async fn evict_pending(
+    client: &Client,
+    pending: &mut BTreeMap<String, PodSummary>,
+    evicted: &mut BTreeMap<String, String>,
+    report: &mut DrainReport,
+) -> Result<Vec<String>, OpsError> {
+    let mut blocked: Vec<String> = Vec::new();
+    for (key, p) in pending.clone() {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
+        match api.evict(&p.name, &EvictParams::default()).await {
+            Ok(_) => {
+                evicted.insert(key.clone(), p.uid.clone());
+                report.evicted.push(key.clone());
+                pending.remove(&key);
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                pending.remove(&key);
+            }
+            Err(kube::Error::Api(s)) if s.code == 429 => blocked.push(key.clone()),
+            Err(kube::Error::Api(s)) if s.code == 500 && s.message.contains("more than one") => {
+                return Err(
+                    OpsError::new(ErrorClass::Blocked, format!("cannot evict {key}: {}", s.message))
+                        .with_fix("a pod may be covered by one PodDisruptionBudget only; fix the overlapping PDBs"),
+                );
+            }
+            Err(e) => return Err(KubeError::from_kube(format!("evict {key}"), e).into()),
+        }
+    }
+    Ok(blocked)
+}
+
+/// Evicted pods: gone, or replaced by a pod of another uid.
+async fn forget_gone(client: &Client, evicted: &mut BTreeMap<String, String>) -> Result<(), OpsError> {
+    for (key, uid) in evicted.clone() {
+        let (ns, name) = key.split_once('/').unwrap_or(("", &key));
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        match with_retry(&format!("get pod {key}"), || api.get_opt(name)).await? {
+            None => {
+                evicted.remove(&key);
+            }
+            Some(p) if p.metadata.uid.as_deref() != Some(uid.as_str()) => {
+                evicted.remove(&key);
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the pods still pending (`pdb_bypass = "after-timeout"`).
+async fn delete_pending(
+    client: &Client,
+    pending: &mut BTreeMap<String, PodSummary>,
+    report: &mut DrainReport,
+) -> Result<(), OpsError> {
+    for (key, p) in pending.iter() {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
+        let dp = DeleteParams::default();
+        with_retry(&format!("delete pod {key}"), || api.delete(&p.name, &dp)).await?;
+        report.deleted_after_timeout.push(key.clone());
+    }
+    pending.clear();
+    Ok(())
+}
+
+/// The drain ran out of time: which pods it waits on, and the PDBs that hold them.
+async fn timeout_error(
+    client: &Client,
+    node: &str,
+    policy: &DrainPolicy,
+    pending: &BTreeMap<String, PodSummary>,
+    evicted: &BTreeMap<String, String>,
+    blocked: &[String],
+) -> OpsError {
+    let mut why = Vec::new();
+    for key in blocked {
+        if let Some(p) = pending.get(key) {
+            let pdbs = blocking_pdbs(client, p).await;
+            why.push(format!(
+                "{key} (blocked by {})",
+                if pdbs.is_empty() {
+                    "the API server (429)".into()
+                } else {
+                    pdbs.join(", ")
+                }
+            ));
+        }
+    }
+    for key in evicted.keys() {
+        why.push(format!("{key} (evicted, still terminating)"));
+    }
+    OpsError::new(
+        ErrorClass::Blocked,
+        format!("draining {node} did not finish in {}s; waiting on: {}", policy.timeout.as_secs(), why.join(", ")),
+    )
+    .with_fix("a PodDisruptionBudget allows no disruption right now: scale its workload up or wait; podnet never bypasses a PDB unless replacement.pdb_bypass = \"after-timeout\"")
 }
 
 #[cfg(test)]

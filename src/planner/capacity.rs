@@ -97,8 +97,21 @@ pub fn cni_before(d: &Discovery) -> CniSettings {
 }
 
 pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityReport {
-    let mut r = CapacityReport::default();
+    let before = cni_before(d);
+    let after = cni_after(spec, d);
+    let reserved = spec.karpenter.reserved_enis;
+    let (groups, nodes_to_replace) = group_capacity(spec, d, &before, &after);
+    CapacityReport {
+        zones: zone_capacity(spec, d, inputs),
+        instance_types: type_capacity(d, &before, &after, reserved),
+        groups,
+        nodes_to_replace,
+    }
+}
 
+/// Every AZ with node subnets or a pod subnet: pod addresses before and after.
+fn zone_capacity(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> Vec<ZoneCapacity> {
+    let mut out = Vec::new();
     let node_subnets = d.node_subnets(spec);
     let mut zones: Vec<String> = node_subnets.keys().cloned().collect();
     for s in &inputs.pod_subnets {
@@ -110,7 +123,7 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
     for z in zones {
         let subnets = node_subnets.get(&z).cloned().unwrap_or_default();
         let pod = inputs.pod_subnets.iter().find(|s| s.availability_zone == z);
-        r.zones.push(ZoneCapacity {
+        out.push(ZoneCapacity {
             node_subnets: subnets.iter().map(|s| format!("{} ({})", s.id, s.cidr)).collect(),
             shared_usable: subnets.iter().map(|s| usable_addresses(&s.cidr)).sum(),
             shared_free: subnets.iter().map(|s| s.available_ips).sum(),
@@ -119,10 +132,12 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
             zone: z,
         });
     }
+    out
+}
 
-    let before = cni_before(d);
-    let after = cni_after(spec, d);
-    let reserved = spec.karpenter.reserved_enis;
+/// Max pods of every instance type in use, now and after.
+fn type_capacity(d: &Discovery, before: &CniSettings, after: &CniSettings, reserved: u32) -> Vec<TypeCapacity> {
+    let mut out = Vec::new();
     let mut node_count: BTreeMap<&str, usize> = BTreeMap::new();
     for n in &d.kube.nodes {
         if let Some(t) = n.instance_type.as_deref() {
@@ -130,23 +145,35 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
         }
     }
     for (t, info) in &d.instance_types {
-        r.instance_types.push(TypeCapacity {
+        out.push(TypeCapacity {
             instance_type: t.clone(),
             nodes: node_count.get(t.as_str()).copied().unwrap_or(0),
-            eks_before: max_pods(info, &before, false).max_pods,
-            eks_after: max_pods(info, &after, false).max_pods,
+            eks_before: max_pods(info, before, false).max_pods,
+            eks_after: max_pods(info, after, false).max_pods,
             karpenter_unreserved: karpenter_max_pods(info, 0),
             karpenter_reserved: karpenter_max_pods(info, reserved),
             reserved_enis: reserved,
         });
     }
+    out
+}
 
+/// Pod slots per node group or pool, now and after, and the nodes not yet
+/// on custom networking.
+fn group_capacity(
+    spec: &Spec,
+    d: &Discovery,
+    before: &CniSettings,
+    after: &CniSettings,
+) -> (Vec<GroupCapacity>, Vec<NodeToReplace>) {
+    let reserved = spec.karpenter.reserved_enis;
+    let mut nodes_to_replace = Vec::new();
     // Per group: what its nodes hold now and would hold after.
     let info = |t: Option<&str>| -> Option<&InstanceInfo> { t.and_then(|t| d.instance_types.get(t)) };
     let karpenter_after = |i: &InstanceInfo| {
         spec.karpenter
             .max_pods
-            .unwrap_or_else(|| karpenter_max_pods(i, reserved).min(max_pods(i, &after, true).uncapped))
+            .unwrap_or_else(|| karpenter_max_pods(i, reserved).min(max_pods(i, after, true).uncapped))
     };
     let mut groups: BTreeMap<(String, String), GroupCapacity> = BTreeMap::new();
     for n in &d.kube.nodes {
@@ -166,14 +193,14 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
         let i = info(n.instance_type.as_deref());
         let cap_before = n
             .capacity_pods
-            .or_else(|| i.map(|i| max_pods(i, &before, false).max_pods))
+            .or_else(|| i.map(|i| max_pods(i, before, false).max_pods))
             .unwrap_or(0);
         let cap_after = i
             .map(|i| {
                 if kind == "node-pool" {
                     karpenter_after(i)
                 } else {
-                    max_pods(i, &after, false).max_pods
+                    max_pods(i, after, false).max_pods
                 }
             })
             .unwrap_or(cap_before)
@@ -201,7 +228,7 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
         if n.eniconfig_label.is_some() {
             continue;
         }
-        r.nodes_to_replace.push(NodeToReplace {
+        nodes_to_replace.push(NodeToReplace {
             name: n.name.clone(),
             kind: kind.to_string(),
             group: name,
@@ -217,8 +244,7 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
             g.extra_nodes = (g.pods - g.capacity_after as usize).div_ceil(per_node);
         }
     }
-    r.groups = groups.into_values().collect();
-    r
+    (groups.into_values().collect(), nodes_to_replace)
 }
 
 /// Notes and warnings about capacity.

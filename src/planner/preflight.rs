@@ -334,70 +334,10 @@ fn karpenter(spec: &Spec, d: &Discovery, inputs: &MigrationInputs, f: &mut Vec<F
 }
 
 fn eniconfig_security_groups(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
-    let mut groups = Vec::new();
-    if spec.eni_security_groups.is_empty() {
-        match &d.cluster.cluster_security_group_id {
-            Some(id) => groups.push(id.clone()),
-            None => f.push(Finding::error(
-                "eniconfig.no-cluster-sg",
-                "the cluster reports no cluster security group to give pod ENIs",
-                "list eniconfig.security_groups in the plan file",
-            )),
-        }
-    }
-    for r in &spec.eni_security_groups {
-        let found: Vec<String> = match r {
-            SecurityGroupRef::Id(id) => d
-                .security_groups
-                .iter()
-                .filter(|g| &g.id == id)
-                .map(|g| g.id.clone())
-                .collect(),
-            SecurityGroupRef::Name(n) => d
-                .security_groups
-                .iter()
-                .filter(|g| &g.name == n)
-                .map(|g| g.id.clone())
-                .collect(),
-            SecurityGroupRef::Tags(t) => d
-                .security_groups
-                .iter()
-                .filter(|g| t.iter().all(|(k, v)| g.tags.get(k) == Some(v)))
-                .map(|g| g.id.clone())
-                .collect(),
-        };
-        if found.is_empty() {
-            f.push(Finding::error(
-                "eniconfig.sg-missing",
-                format!("eniconfig.security_groups names {r}, which is not in {}", d.vpc.id),
-                "fix the name or id in the plan file",
-            ));
-        }
-        groups.extend(found);
-    }
+    let groups = eniconfig_group_ids(spec, d, f);
     // Pod ENIs must admit the control plane (webhooks, metrics), the nodes
     // (kubelet probes) and each other.
-    // Managed nodes get the cluster security group (plus the cluster's
-    // additional groups); Karpenter nodes what their EC2NodeClass selects.
-    let node_sgs: BTreeSet<String> = d
-        .cluster
-        .cluster_security_group_id
-        .iter()
-        .cloned()
-        .chain(d.cluster.security_group_ids.iter().cloned())
-        .chain(d.kube.karpenter.iter().flat_map(|k| {
-            k.nodeclasses.iter().flat_map(|nc| {
-                let terms = nc.spec["securityGroupSelectorTerms"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                d.security_groups
-                    .iter()
-                    .filter(move |g| selector_terms_select(&terms, &g.id, &g.tags))
-                    .map(|g| g.id.clone())
-            })
-        }))
-        .collect();
+    let node_sgs = node_security_groups(d);
     let node_cidrs: Vec<ipnet::Ipv4Net> = d.node_subnets(spec).values().flatten().map(|s| s.cidr).collect();
     for gid in &groups {
         let Some(g) = d.security_group(gid) else { continue };
@@ -440,6 +380,77 @@ fn eniconfig_security_groups(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
             ));
         }
     }
+}
+
+/// The ids of the groups pod ENIs get: the plan's, or the cluster security
+/// group when it lists none.
+fn eniconfig_group_ids(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) -> Vec<String> {
+    let mut groups = Vec::new();
+    if spec.eni_security_groups.is_empty() {
+        match &d.cluster.cluster_security_group_id {
+            Some(id) => groups.push(id.clone()),
+            None => f.push(Finding::error(
+                "eniconfig.no-cluster-sg",
+                "the cluster reports no cluster security group to give pod ENIs",
+                "list eniconfig.security_groups in the plan file",
+            )),
+        }
+    }
+    for r in &spec.eni_security_groups {
+        let found: Vec<String> = match r {
+            SecurityGroupRef::Id(id) => d
+                .security_groups
+                .iter()
+                .filter(|g| &g.id == id)
+                .map(|g| g.id.clone())
+                .collect(),
+            SecurityGroupRef::Name(n) => d
+                .security_groups
+                .iter()
+                .filter(|g| &g.name == n)
+                .map(|g| g.id.clone())
+                .collect(),
+            SecurityGroupRef::Tags(t) => d
+                .security_groups
+                .iter()
+                .filter(|g| t.iter().all(|(k, v)| g.tags.get(k) == Some(v)))
+                .map(|g| g.id.clone())
+                .collect(),
+        };
+        if found.is_empty() {
+            f.push(Finding::error(
+                "eniconfig.sg-missing",
+                format!("eniconfig.security_groups names {r}, which is not in {}", d.vpc.id),
+                "fix the name or id in the plan file",
+            ));
+        }
+        groups.extend(found);
+    }
+    groups
+}
+
+/// The node security groups. Managed nodes get the cluster security group
+/// (plus the cluster's additional groups); Karpenter nodes what their
+/// EC2NodeClass selects.
+fn node_security_groups(d: &Discovery) -> BTreeSet<String> {
+    d.cluster
+        .cluster_security_group_id
+        .iter()
+        .cloned()
+        .chain(d.cluster.security_group_ids.iter().cloned())
+        .chain(d.kube.karpenter.iter().flat_map(|k| {
+            k.nodeclasses.iter().flat_map(|nc| {
+                let terms = nc.spec["securityGroupSelectorTerms"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                d.security_groups
+                    .iter()
+                    .filter(move |g| selector_terms_select(&terms, &g.id, &g.tags))
+                    .map(|g| g.id.clone())
+            })
+        }))
+        .collect()
 }
 
 fn pdbs(d: &Discovery, f: &mut Vec<Finding>) {
