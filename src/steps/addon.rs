@@ -126,6 +126,40 @@ impl EnableCustomNetworking {
         vec![c]
     }
 
+    /// A VPC CNI that is not an EKS add-on: podnet owns the env entries it
+    /// sets on the aws-node DaemonSet (server-side apply) and waits for the
+    /// rollout.
+    async fn apply_self_managed(
+        &self,
+        env: &Env,
+        client: &kube::Client,
+    ) -> Result<EnableCustomNetworkingOutputs, StepError> {
+        let rollout = |m: String| env.status(ids::ENABLE_CUSTOM_NETWORKING, &m);
+        let have = daemonset_env(client).await?;
+        if self.cni.env.iter().any(|(k, v)| have.get(k) != Some(v)) {
+            let env_list: Vec<Value> = self
+                .cni
+                .env
+                .iter()
+                .map(|(k, v)| json!({ "name": k, "value": v }))
+                .collect();
+            let body = json!({
+                "apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": { "name": "aws-node", "namespace": "kube-system" },
+                "spec": { "template": { "spec": { "containers": [ { "name": "aws-node", "env": env_list } ] } } }
+            });
+            let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+            crate::k8s::apply_owned(&api, "aws-node", &body, "DaemonSet kube-system/aws-node").await?;
+        }
+        ops::wait_daemonset_rollout(client, "kube-system", "aws-node", env.waits.aws_node_rollout, &rollout).await?;
+        let out = EnableCustomNetworkingOutputs {
+            update_id: None,
+            configuration_values: None,
+            env: self.cni.env.clone(),
+        };
+        Ok(out)
+    }
+
     /// Waits until the update leaves `InProgress`; returns it whatever its end.
     async fn wait_update(&self, env: &Env, update_id: &str) -> Result<UpdateInfo, StepError> {
         let deadline = Instant::now() + env.waits.addon_update;
@@ -237,30 +271,7 @@ impl Unit<Env> for EnableCustomNetworking {
         let client = kube(env)?.clone();
         let rollout = |m: String| env.status(ids::ENABLE_CUSTOM_NETWORKING, &m);
         if !self.cni.managed_addon {
-            let have = daemonset_env(&client).await?;
-            if self.cni.env.iter().any(|(k, v)| have.get(k) != Some(v)) {
-                let env_list: Vec<Value> = self
-                    .cni
-                    .env
-                    .iter()
-                    .map(|(k, v)| json!({ "name": k, "value": v }))
-                    .collect();
-                let body = json!({
-                    "apiVersion": "apps/v1", "kind": "DaemonSet",
-                    "metadata": { "name": "aws-node", "namespace": "kube-system" },
-                    "spec": { "template": { "spec": { "containers": [ { "name": "aws-node", "env": env_list } ] } } }
-                });
-                let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-                crate::k8s::apply_owned(&api, "aws-node", &body, "DaemonSet kube-system/aws-node").await?;
-            }
-            ops::wait_daemonset_rollout(&client, "kube-system", "aws-node", env.waits.aws_node_rollout, &rollout)
-                .await?;
-            let out = EnableCustomNetworkingOutputs {
-                update_id: None,
-                configuration_values: None,
-                env: self.cni.env.clone(),
-            };
-            return Ok(out);
+            return self.apply_self_managed(env, &client).await;
         }
 
         // One token and one update per attempt; a failed update is recorded

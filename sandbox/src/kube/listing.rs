@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::resources::{self, NODE, POD};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::store::Stored;
+use super::stored::Stored;
 
 /// Options of a list call.
 #[derive(Debug, Clone, Default)]

@@ -28,6 +28,7 @@ pub mod selectors;
 mod serve;
 pub mod status;
 pub mod store;
+mod stored;
 pub mod table;
 mod update;
 mod validate;

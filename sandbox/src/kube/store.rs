@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -28,39 +27,7 @@ use super::status::ApiError;
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
 pub type Key = (String, String);
 
-/// A stored object: its JSON value and the exact bytes served for it.
-#[derive(Debug)]
-pub struct Stored {
-    pub value: Value,
-    pub json: Bytes,
-    pub rv: u64,
-}
-
-impl Stored {
-    pub fn new(value: Value, rv: u64) -> Arc<Stored> {
-        let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-        Arc::new(Stored { value, json, rv })
-    }
-
-    pub fn name(&self) -> &str {
-        meta_str(&self.value, "name")
-    }
-
-    pub fn namespace(&self) -> &str {
-        meta_str(&self.value, "namespace")
-    }
-
-    pub fn uid(&self) -> &str {
-        meta_str(&self.value, "uid")
-    }
-}
-
-pub fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
-    v.get("metadata")
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
+pub use super::stored::{Stored, meta_str};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {

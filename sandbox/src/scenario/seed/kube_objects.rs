@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-use super::nodes::Planned;
+use super::planned::Planned;
 use super::workloads::{PodSlot, Workload};
 use super::{create, create_pod};
 use crate::instance_types;

@@ -10,6 +10,7 @@
 mod eks_model;
 mod kube_objects;
 mod nodes;
+mod planned;
 mod workloads;
 
 use aws_sdk_ec2::Client;

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use aws_sdk_ec2::Client;
 use serde_json::Value;
 
+use super::planned::Planned;
 use super::workloads::{PodSlot, Workload};
 use super::{ACCOUNT, asg_name};
 use crate::instance_types;
@@ -18,14 +19,6 @@ use crate::scenario::ec2::{self, NodeEniPlan, NodeLaunch, SeedError, fake_id};
 use crate::scenario::objects::{self as obj, NodeOrigin, ago};
 use crate::scenario::{EniInfo, NodeInfo, Scenario, World, ZoneInfo, node_name, zone_id};
 use crate::workloads::suffix;
-
-pub(super) struct Planned {
-    pub(super) info: NodeInfo,
-    pub(super) origin: NodeOrigin,
-    pub(super) max_pods: u32,
-    pub(super) created: String,
-    pub(super) eni0: String,
-}
 
 fn fake_network(s: &Scenario) -> World {
     let zones = s

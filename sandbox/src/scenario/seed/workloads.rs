@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::nodes::Planned;
+use super::planned::Planned;
 use crate::instance_types;
 use crate::scenario::ec2::SeedError;
 use crate::scenario::objects::{self as obj, NodeOrigin, ago};
