@@ -50,7 +50,7 @@ fn after_append(event: &Event) {
     };
     let at = label(event);
     // The point as given, and the unit it fired in when it named a step.
-    let unit = if at.starts_with(point.as_str()) && at.len() == point.len() {
+    let unit = if at == *point {
         String::new()
     } else {
         format!(" (at {at})")

@@ -169,12 +169,7 @@ pub async fn list_crd<K>(client: &Client, what: &str) -> Result<Option<Vec<K>>, 
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    let api: Api<K> = Api::all(client.clone());
-    match list_all(&api, &ListParams::default(), what).await {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    list_if_installed(&Api::all(client.clone()), what).await
 }
 
 /// Lists a custom resource, or `None` when its CRD is not installed.
@@ -183,8 +178,15 @@ pub async fn list_custom(
     ar: &ApiResource,
     what: &str,
 ) -> Result<Option<Vec<DynamicObject>>, KubeError> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-    match list_all(&api, &ListParams::default(), what).await {
+    list_if_installed(&Api::all_with(client.clone(), ar), what).await
+}
+
+/// Every object, or `None` when the API answers 404 (its CRD is absent).
+async fn list_if_installed<K>(api: &Api<K>, what: &str) -> Result<Option<Vec<K>>, KubeError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    match list_all(api, &ListParams::default(), what).await {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),

@@ -152,12 +152,11 @@ impl EnableCustomNetworking {
             crate::k8s::apply_owned(&api, "aws-node", &body, "DaemonSet kube-system/aws-node").await?;
         }
         ops::wait_daemonset_rollout(client, "kube-system", "aws-node", env.waits.aws_node_rollout, &rollout).await?;
-        let out = EnableCustomNetworkingOutputs {
+        Ok(EnableCustomNetworkingOutputs {
             update_id: None,
             configuration_values: None,
             env: self.cni.env.clone(),
-        };
-        Ok(out)
+        })
     }
 
     /// Waits until the update leaves `InProgress`; returns it whatever its end.
