@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::{AwsClients, AwsTarget, EksTokenSigner};
 use crate::discovery::{self, CustomNetworking, Discovery, DiscoveryError};
-use crate::engine::{ChangeCounts, Observer, StepCtx, StepError, StepPlan, fingerprint};
+use crate::engine::{
+    self, ChangeCounts, EngineError, Observer, RunOutcome, SavedPlan, StateDir, Step, StepCtx, StepError, StepPlan,
+    fingerprint,
+};
 use crate::k8s;
 use crate::k8s::connect::{ClusterEndpoint, KubeAccess};
 use crate::planner::{self, CapacityReport, Finding, SgSuggestion};
@@ -18,8 +21,12 @@ use crate::steps::{self, Env, MigrationInputs, Waits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
+    #[error("the saved plan's inputs do not decode ({0}); run `podnet apply --replan` to plan again")]
+    SavedInputs(serde_json::Error),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     #[error("{error}\n  hint: {hint}")]
-    Discovery { error: DiscoveryError, hint: String },
+    Discovery { error: Box<DiscoveryError>, hint: String },
     #[error("cannot plan step {step}: {error}")]
     Observe { step: String, error: StepError },
     #[error(transparent)]
@@ -85,7 +92,7 @@ pub async fn connect(target: &Target, progress: Arc<dyn Observer>) -> Result<Env
         let error = discovery::DiscoveryError::from(e);
         MigrationError::Discovery {
             hint: error.hint(),
-            error,
+            error: Box::new(error),
         }
     })?;
     let endpoint = ClusterEndpoint {
@@ -264,7 +271,7 @@ async fn prepare_phases(env: &Env, spec: &Spec) -> Result<PlanDocument, Migratio
         .await
         .map_err(|e| MigrationError::Discovery {
             hint: e.hint(),
-            error: e,
+            error: Box::new(e),
         })?;
     let planned = planner::plan(spec, &d);
     let mut doc = PlanDocument {
@@ -299,4 +306,50 @@ async fn prepare_phases(env: &Env, spec: &Spec) -> Result<PlanDocument, Migratio
     }
     doc.changes_pending = doc.summary.total() > 0;
     Ok(doc)
+}
+
+/// A saved plan ready to run, built from its saved inputs alone: `apply`
+/// runs the plan it just saved through this exactly as `resume` replays it,
+/// so what was approved and saved is what runs, on either path.
+pub struct Approved<'a> {
+    saved: &'a SavedPlan,
+    inputs: MigrationInputs,
+    steps: Vec<Box<dyn Step<Env>>>,
+}
+
+impl<'a> Approved<'a> {
+    /// Decodes the saved inputs and expands them into units; refuses a plan
+    /// whose units differ from the ones it was saved with.
+    pub fn load(saved: &'a SavedPlan) -> Result<Approved<'a>, MigrationError> {
+        let inputs: MigrationInputs =
+            serde_json::from_value(saved.inputs.clone()).map_err(MigrationError::SavedInputs)?;
+        let steps = steps::build(&inputs);
+        engine::check_plan(saved, &steps)?;
+        Ok(Approved { saved, inputs, steps })
+    }
+
+    /// Runs it with a journal in `state`, under the wait bounds it was
+    /// saved with (not today's plan file).
+    pub async fn run(
+        &self,
+        mut env: Env,
+        state: &StateDir,
+        command: &str,
+        stop_after: Option<&str>,
+    ) -> Result<RunOutcome, MigrationError> {
+        env.waits = self.inputs.waits;
+        let observer = env.progress.clone();
+        Ok(engine::execute(engine::Run {
+            env: &env,
+            steps: &self.steps,
+            state,
+            saved: self.saved,
+            command,
+            observer: observer.as_ref(),
+            hooks: None,
+            retry: Default::default(),
+            stop_after,
+        })
+        .await?)
+    }
 }

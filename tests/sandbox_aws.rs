@@ -280,14 +280,11 @@ fn a_discovery_failure_says_to_run_the_command_again_not_resume() {
     let sb = start(Scenario::seed());
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = repo().join(SEED_PLAN);
-    // The sandbox's AWS config makes one attempt, so one 503 ends discovery.
-    sb.inject_fault(Fault::new(
-        Service::Eks,
-        "DescribeAddon",
-        1,
-        503,
-        "ServiceUnavailableException",
-    ));
+    // A refusal no retry gets past ends discovery.
+    sb.inject_fault(
+        Fault::new(Service::Eks, "DescribeAddon", 1, 403, "AccessDeniedException")
+            .with_message("User is not authorized to perform: eks:DescribeAddon"),
+    );
     let o = podnet(&sb, dir.path(), &plan, &["apply", "--auto-approve"]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
@@ -303,6 +300,37 @@ fn a_discovery_failure_says_to_run_the_command_again_not_resume() {
     let o = podnet(&sb, dir.path(), &plan, &["resume", "--auto-approve"]);
     assert!(text(&o).contains("nothing to resume"), "{}", text(&o));
     assert!(sb.calls().iter().all(|c| !c.mutating));
+}
+
+#[test]
+fn throttling_and_5xx_during_discovery_are_retried_whatever_the_aws_config_says() {
+    use podnet_sandbox::Fault;
+    let sb = start(Scenario::seed());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    // The sandbox's AWS config says `max_attempts = 1`; podnet sets its own
+    // policy (25 attempts), so neither a 503 nor four throttled calls in a
+    // row (more than the SDK's default three attempts) end the plan.
+    sb.inject_fault(Fault::new(
+        Service::Eks,
+        "DescribeAddon",
+        1,
+        503,
+        "ServiceUnavailableException",
+    ));
+    sb.inject_fault(Fault::new(Service::Ec2, "DescribeVpcs", 4, 503, "RequestLimitExceeded"));
+    let o = podnet(&sb, dir.path(), &plan, &["plan"]);
+    assert_eq!(o.status.code(), Some(2), "changes pending: {}", text(&o));
+    let calls = sb.calls();
+    let injected = |action: &str| calls.iter().filter(|c| c.action == action && c.injected).count();
+    assert_eq!(injected("DescribeAddon"), 1);
+    assert_eq!(injected("DescribeVpcs"), 4);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.action == "DescribeVpcs" && !c.injected && c.status == 200),
+        "the fifth DescribeVpcs went through"
+    );
 }
 
 #[test]

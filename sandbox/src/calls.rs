@@ -1,7 +1,7 @@
 //! The call log (what podnet asked EC2, EKS and Kubernetes) and fault
 //! injection (make the next N calls of an action fail with a chosen status
-//! and error code), shared by the EC2 proxy, the EKS server and the
-//! Kubernetes API.
+//! and error code, or a seeded share of them: a throttling storm), shared by
+//! the EC2 proxy, the EKS server and the Kubernetes API.
 //!
 //! Tests assert on the log — "a second apply makes no mutating AWS call" —
 //! and use faults to drive podnet's retry and resume logic. The sandbox's
@@ -47,8 +47,10 @@ pub struct Call {
 
 /// A fault to inject: the next `count` calls of `action` on `service` fail
 /// with HTTP `status` and error `code` (EC2: XML `<Code>`; EKS:
-/// `x-amzn-errortype`; Kubernetes: the Status `reason`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `x-amzn-errortype`; Kubernetes: the Status `reason`). With `skip`, the
+/// first `skip` matching calls pass untouched, so a test can fail exactly
+/// the third `patch deployments` of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fault {
     pub service: Service,
     pub action: String,
@@ -58,6 +60,25 @@ pub struct Fault {
     pub code: String,
     #[serde(default)]
     pub message: Option<String>,
+    #[serde(default)]
+    pub skip: u32,
+    /// Fail this share (0 to 1) of the matching calls, drawn from `seed`,
+    /// instead of the next `count`; such a fault stays until cleared. With
+    /// `action` `"*"`, a storm over a whole service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub seed: u64,
+    /// The seconds a Kubernetes 429 asks the client to wait (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u32>,
+}
+
+/// An injected fault and the draws of its rate.
+#[derive(Debug)]
+struct Armed {
+    fault: Fault,
+    draws: fastrand::Rng,
 }
 
 fn one() -> u32 {
@@ -74,7 +95,49 @@ impl Fault {
             status,
             code: code.into(),
             message: None,
+            skip: 0,
+            rate: None,
+            seed: 0,
+            retry_after: None,
         }
+    }
+
+    /// Fail a seeded share of the calls of `action` (`"*"`: every action of
+    /// `service`) until the faults are cleared.
+    pub fn at_rate(
+        service: Service,
+        action: impl Into<String>,
+        rate: f64,
+        seed: u64,
+        status: u16,
+        code: impl Into<String>,
+    ) -> Self {
+        Fault {
+            rate: Some(rate),
+            seed,
+            ..Fault::new(service, action, 1, status, code)
+        }
+    }
+
+    /// What is wrong with it, naming the field.
+    pub fn invalid(&self) -> Option<String> {
+        match self.rate {
+            Some(r) if !(0.0..=1.0).contains(&r) => Some(format!("rate must be between 0 and 1, not {r}")),
+            _ if !(400..=599).contains(&self.status) => {
+                Some(format!("status must be an HTTP error (400-599), not {}", self.status))
+            }
+            _ => None,
+        }
+    }
+
+    fn matches(&self, service: Service, action: &str) -> bool {
+        self.service == service && (self.action == "*" || self.action == action)
+    }
+
+    /// Let the first `n` matching calls through before failing any.
+    pub fn after(mut self, n: u32) -> Self {
+        self.skip = n;
+        self
     }
 
     pub fn with_message(mut self, m: impl Into<String>) -> Self {
@@ -95,7 +158,7 @@ const MAX_CALLS: usize = 200_000;
 #[derive(Debug, Default)]
 pub struct CallLog {
     calls: Mutex<Vec<Call>>,
-    faults: Mutex<Vec<Fault>>,
+    faults: Mutex<Vec<Armed>>,
     seq: AtomicU64,
 }
 
@@ -131,14 +194,21 @@ impl CallLog {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
+    /// Arms a fault; one that [`Fault::invalid`] refuses, or with nothing to
+    /// fail, is ignored.
     pub fn inject(&self, fault: Fault) {
-        if fault.count > 0 {
-            self.faults.lock().unwrap_or_else(|e| e.into_inner()).push(fault);
+        if (fault.count > 0 || fault.rate.is_some()) && fault.invalid().is_none() {
+            let draws = fastrand::Rng::with_seed(fault.seed);
+            self.faults
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Armed { fault, draws });
         }
     }
 
     pub fn faults(&self) -> Vec<Fault> {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults.iter().map(|a| a.fault.clone()).collect()
     }
 
     pub fn clear_faults(&self) {
@@ -146,12 +216,28 @@ impl CallLog {
     }
 
     /// Consume one use of the first fault matching the call, if any.
+    /// A rate fault draws once per matching call; the first counted fault
+    /// matching the call fails it.
     pub fn take_fault(&self, service: Service, action: &str) -> Option<Fault> {
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-        let i = faults.iter().position(|f| f.service == service && f.action == action)?;
-        let f = faults[i].clone();
-        faults[i].count -= 1;
-        if faults[i].count == 0 {
+        for a in faults.iter_mut().filter(|a| a.fault.matches(service, action)) {
+            if let Some(rate) = a.fault.rate
+                && a.draws.f64() < rate
+            {
+                return Some(a.fault.clone());
+            }
+        }
+        let i = faults
+            .iter()
+            .position(|a| a.fault.rate.is_none() && a.fault.matches(service, action))?;
+        let a = &mut faults[i];
+        if a.fault.skip > 0 {
+            a.fault.skip -= 1;
+            return None;
+        }
+        let f = a.fault.clone();
+        a.fault.count -= 1;
+        if a.fault.count == 0 {
             faults.remove(i);
         }
         Some(f)
@@ -171,6 +257,43 @@ mod tests {
         assert!(log.take_fault(Service::Ec2, "CreateSubnet").is_some());
         assert!(log.take_fault(Service::Ec2, "CreateSubnet").is_some());
         assert!(log.take_fault(Service::Ec2, "CreateSubnet").is_none());
+    }
+
+    #[test]
+    fn a_rate_fails_a_seeded_share_of_every_matching_call() {
+        let draw = |seed: u64| {
+            let log = CallLog::default();
+            log.inject(Fault::at_rate(
+                Service::Ec2,
+                "*",
+                0.2,
+                seed,
+                503,
+                "RequestLimitExceeded",
+            ));
+            (0..1000)
+                .map(|i| {
+                    let action = if i % 2 == 0 { "DescribeVpcs" } else { "CreateSubnet" };
+                    log.take_fault(Service::Ec2, action).is_some()
+                })
+                .collect::<Vec<bool>>()
+        };
+        let failed = draw(7).iter().filter(|f| **f).count();
+        assert!((120..=280).contains(&failed), "{failed} of 1000 at 20 %");
+        assert_eq!(draw(7), draw(7), "the same seed, the same storm");
+        assert_ne!(draw(7), draw(8));
+        let log = CallLog::default();
+        log.inject(Fault::at_rate(Service::Ec2, "*", 1.0, 0, 503, "RequestLimitExceeded"));
+        assert!(
+            log.take_fault(Service::Eks, "DescribeAddon").is_none(),
+            "another service"
+        );
+        assert!(
+            Fault::at_rate(Service::Ec2, "*", 1.5, 0, 503, "X")
+                .invalid()
+                .unwrap()
+                .contains("rate must be between 0 and 1")
+        );
     }
 
     #[test]

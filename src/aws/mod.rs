@@ -1,13 +1,14 @@
 //! AWS access: the SDK configuration (the standard credential and endpoint
 //! chain: environment, profiles, SSO, IMDS, IRSA, `AWS_ENDPOINT_URL_*`), the
-//! narrow [`Ec2Api`] and [`EksApi`] traits steps are written against, and the
-//! classification of AWS errors.
+//! narrow [`Ec2Api`] and [`EksApi`] traits steps are written against, the
+//! retry policy set on their clients, and the classification of AWS errors.
 
 pub mod ec2;
 pub mod eks;
 pub mod eks_token;
 pub mod error;
 pub mod instance_types;
+pub mod retry;
 
 use std::sync::Arc;
 
@@ -62,8 +63,8 @@ impl AwsClients {
 
     pub fn from_config(cfg: &SdkConfig) -> AwsClients {
         AwsClients {
-            ec2: Arc::new(SdkEc2::new(aws_sdk_ec2::Client::new(cfg))),
-            eks: Arc::new(SdkEks::new(aws_sdk_eks::Client::new(cfg))),
+            ec2: Arc::new(SdkEc2::new(retry::ec2_client(cfg))),
+            eks: Arc::new(SdkEks::new(retry::eks_client(cfg))),
         }
     }
 }

@@ -7,11 +7,11 @@ use serde_json::json;
 
 use super::{Context, ExitStatus, run_report};
 use crate::cli::ApplyArgs;
-use crate::engine::{self, JournalState, Run, SavedPlan, journal, lock};
-use crate::migration;
+use crate::engine::session::{self, Previous};
+use crate::engine::{SavedPlan, lock};
+use crate::migration::{self, Approved};
 use crate::output::plan_view;
 use crate::output::progress::RunProgress;
-use crate::steps;
 
 pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
     let p = &ctx.printer;
@@ -22,33 +22,20 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
     if let Some(prev) = &guard.took_over {
         p.warn(format!("took over the lock left by {prev}, which is no longer running"));
     }
-    if state.has_journal() {
-        let records = journal::read(&state.journal_path())?;
-        let history = JournalState::from_records(&records);
-        if history.is_complete() {
-            let to = state.archive()?;
-            p.info(format!(
-                "The previous migration finished; its journal is archived in {}.",
-                to.display()
-            ));
-        } else if args.replan {
-            let to = state.archive()?;
-            p.warn(format!(
-                "set the unfinished apply aside (archived in {}); planning again from the cluster as it is",
-                to.display()
-            ));
-        } else {
-            let at = history.last_run().map(|r| r.started_at.to_string()).unwrap_or_default();
-            bail!(
-                "an apply started at {at} is unfinished (state directory {}). Run `podnet resume` to continue it, \
-                 or `podnet apply --replan` to set it aside and plan again",
-                state.root().display()
-            );
-        }
+    match session::begin_apply(&state, args.replan)? {
+        Previous::None => {}
+        Previous::Finished(to) => p.info(format!(
+            "The previous migration finished; its journal is archived in {}.",
+            to.display()
+        )),
+        Previous::SetAside(to) => p.warn(format!(
+            "set the unfinished apply aside (archived in {}); planning again from the cluster as it is",
+            to.display()
+        )),
     }
 
     let progress = RunProgress::new(p.clone());
-    let mut env = migration::connect(&ctx.target(&spec.cluster, &spec.region), progress.clone()).await?;
+    let mut env = migration::connect(&ctx.target(&spec.cluster, &spec.region), progress).await?;
     env.waits = spec.waits;
     let doc = migration::prepare(&env, &spec).await?;
     for l in plan_view::render(&doc) {
@@ -85,20 +72,9 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
         inputs,
     );
     state.save_plan(&saved)?;
-    let steps = steps::build(&doc.inputs);
+    let approved = Approved::load(&saved)?;
     p.info(format!("\nApplying (journal: {})", state.journal_path().display()));
-    let outcome = engine::execute(Run {
-        env: &env,
-        steps: &steps,
-        state: &state,
-        saved: &saved,
-        command: "apply",
-        observer: progress.as_ref(),
-        hooks: None,
-        retry: Default::default(),
-        stop_after: args.stop_after.as_deref(),
-    })
-    .await?;
+    let outcome = approved.run(env, &state, "apply", args.stop_after.as_deref()).await?;
     drop(guard);
     Ok(run_report(ctx, &outcome, Some(&doc)))
 }

@@ -87,7 +87,7 @@ async fn instance_infos(ctx: &Context, args: &MaxPodsArgs) -> Result<(Vec<Instan
         if cfg.region().is_none() {
             bail!("--from-ec2 needs a region: pass --region or set AWS_REGION");
         }
-        let client = aws_sdk_ec2::Client::new(&cfg);
+        let client = crate::aws::retry::ec2_client(&cfg);
         (
             aws::instance_types::describe(&client, &args.instance_types).await?,
             "ec2",

@@ -2,15 +2,15 @@
 //! saved plan (it never plans again), refuses if the plan file changed since,
 //! re-observes succeeded steps for drift, and runs the rest.
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use super::{Context, ExitStatus, run_report};
 use crate::cli::ResumeArgs;
-use crate::engine::{self, JournalError, JournalState, Overview, Run, fingerprint, journal, lock};
-use crate::migration;
+use crate::engine::lock;
+use crate::engine::session::{self, PlanFile, Resumable};
+use crate::migration::{self, Approved};
 use crate::output::progress::RunProgress;
 use crate::spec::{self, Overrides};
-use crate::steps::{self, MigrationInputs};
 
 pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
     let p = &ctx.printer;
@@ -31,46 +31,23 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
     if let Some(prev) = &guard.took_over {
         p.warn(format!("took over the lock left by {prev}, which is no longer running"));
     }
-    let saved = state.load_plan()?.with_context(|| {
-        format!(
-            "nothing to resume: no saved plan in {} (start with `podnet apply`)",
-            state.root().display()
-        )
-    })?;
-    if args.repair_journal
-        && let Some(aside) = journal::repair_torn_tail(&state.journal_path())?
-    {
-        p.warn(format!("set the torn last journal line aside in {}", aside.display()));
-    }
-    let records = match journal::read(&state.journal_path()) {
-        Ok(r) => r,
-        Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => vec![],
-        Err(e) => return Err(e.into()),
+    let plan_file = PlanFile {
+        path: &ctx.global.file,
+        current: file_spec.as_ref().ok(),
     };
-    let history = JournalState::from_records(&records);
-
-    match &file_spec {
-        Ok(current) => {
-            if fingerprint(current) != saved.spec_fingerprint {
-                bail!(
-                    "{} changed since this apply began; resume replays the approved plan and would ignore the change. \
-                     Restore the file to continue, or run `podnet apply --replan` to plan again with it",
-                    ctx.global.file.display()
-                );
-            }
-        }
-        Err(e) => p.warn(format!(
+    let Resumable {
+        saved, left, repaired, ..
+    } = session::resumable(&state, plan_file, args.repair_journal)?;
+    if let Err(e) = &file_spec {
+        p.warn(format!(
             "cannot read the plan file ({e}); resuming the saved plan of {}",
             saved.created_at
-        )),
+        ));
     }
-
-    saved.written_by_this_version()?;
-    let inputs: MigrationInputs = serde_json::from_value(saved.inputs.clone())
-        .context("the saved plan's inputs do not decode; run `podnet apply --replan` to plan again")?;
-    let steps = steps::build(&inputs);
-    engine::check_plan(&saved, &steps)?;
-    let left = Overview::of(&history, Some(&saved)).left;
+    if let Some(aside) = repaired {
+        p.warn(format!("set the torn last journal line aside in {}", aside.display()));
+    }
+    let approved = Approved::load(&saved)?;
     p.info(format!(
         "Resuming the migration of {} ({}) planned at {}.",
         saved.cluster, saved.region, saved.created_at
@@ -90,21 +67,8 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
         }
     }
     let progress = RunProgress::new(p.clone());
-    let mut env = migration::connect(&ctx.target(&saved.cluster, &saved.region), progress.clone()).await?;
-    // The bounds the approved plan was saved with, not today's file.
-    env.waits = inputs.waits;
-    let outcome = engine::execute(Run {
-        env: &env,
-        steps: &steps,
-        state: &state,
-        saved: &saved,
-        command: "resume",
-        observer: progress.as_ref(),
-        hooks: None,
-        retry: Default::default(),
-        stop_after: args.stop_after.as_deref(),
-    })
-    .await?;
+    let env = migration::connect(&ctx.target(&saved.cluster, &saved.region), progress).await?;
+    let outcome = approved.run(env, &state, "resume", args.stop_after.as_deref()).await?;
     drop(guard);
     Ok(run_report(ctx, &outcome, None))
 }

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod lock;
 pub mod overview;
 pub mod runner;
+pub mod session;
 pub mod state;
 pub mod step;
 

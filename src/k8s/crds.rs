@@ -56,6 +56,16 @@ impl Quantity {
     }
 }
 
+impl Quantity {
+    /// As written, without YAML quoting: `10`, `1500m`.
+    pub fn as_written(&self) -> String {
+        match self {
+            Quantity::Number(n) => n.to_string(),
+            Quantity::Text(s) => s.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Quantity {
     /// As in the object's YAML (a string quoted).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,6 +89,42 @@ impl fmt::Display for Quantity {
 pub struct NodePoolSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, Quantity>,
+    /// Read only: podnet never writes the template.
+    #[serde(default, skip_serializing)]
+    pub template: NodeClaimTemplate,
+    /// Read only: the disruption budgets bound how fast nodes may go.
+    #[serde(default, skip_serializing)]
+    pub disruption: Disruption,
+}
+
+/// `spec.template` of a NodePool: the NodeClaims it makes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeClaimTemplate {
+    #[serde(default)]
+    pub spec: NodeClaimTemplateSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeClaimTemplateSpec {
+    #[serde(default)]
+    pub node_class_ref: Option<NodeClassReference>,
+    /// Node selector requirements, kept as the API serves them.
+    #[serde(default)]
+    pub requirements: Vec<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeClassReference {
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Disruption {
+    /// Kept as the API serves them (nodes, schedule, duration, reasons).
+    #[serde(default)]
+    pub budgets: Vec<serde_json::Value>,
 }
 
 /// `karpenter.sh/v1` NodeClaim: the node it became and what it holds.
@@ -118,6 +164,12 @@ pub struct NodeClaimStatus {
 pub struct Ec2NodeClassSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubelet: Option<KubeletConfiguration>,
+    /// Read only (kept as served): which subnets its nodes launch into.
+    #[serde(default, skip_serializing)]
+    pub subnet_selector_terms: Vec<serde_json::Value>,
+    /// Read only (kept as served): which security groups its nodes get.
+    #[serde(default, skip_serializing)]
+    pub security_group_selector_terms: Vec<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -154,6 +206,21 @@ mod tests {
         .unwrap();
         assert_eq!(pool.spec.limits["cpu"], Quantity::Number(10.into()));
         assert_eq!(pool.spec.limits["cpu"].to_string(), "10");
+        assert_eq!(pool.spec.template.spec.node_class_ref, None);
+        let class: Ec2NodeClass = serde_json::from_value(json!({
+            "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass", "metadata": { "name": "default" },
+            "spec": { "role": "KarpenterNodeRole", "amiSelectorTerms": [{ "alias": "al2023@latest" }],
+                      "subnetSelectorTerms": [{ "tags": { "karpenter.sh/discovery": "demo" } }],
+                      "securityGroupSelectorTerms": [{ "id": "sg-1" }], "kubelet": { "maxPods": 110 } }
+        }))
+        .unwrap();
+        assert_eq!(class.spec.subnet_selector_terms.len(), 1);
+        assert_eq!(class.spec.security_group_selector_terms[0]["id"], "sg-1");
+        // What podnet writes by server-side apply is only what it owns.
+        assert_eq!(
+            serde_json::to_value(&class.spec).unwrap(),
+            json!({ "kubelet": { "maxPods": 110 } })
+        );
         assert_eq!(Quantity::Text("1500m".into()).millis(), Some(1500));
         assert_eq!(Quantity::Text("10".into()).to_string(), "\"10\"");
         assert_eq!(EniConfig::kind(&()), "ENIConfig");

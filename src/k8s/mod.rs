@@ -1,7 +1,7 @@
 //! Kubernetes access through kube-rs: the client (from kubeconfig), paged
 //! lists, the custom resources podnet reads and writes (ENIConfig, Karpenter
-//! NodePool/NodeClaim/EC2NodeClass), retries for 429/503/504 only, and
-//! classified errors. Everything that waits takes a timeout.
+//! NodePool/NodeClaim/EC2NodeClass), retries (429, 5xx and, for server-side
+//! apply, 409; honouring `Retry-After`), and classified errors. Everything that waits takes a timeout.
 
 pub mod connect;
 pub mod crds;
@@ -14,7 +14,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, ObjectList, Patch, PatchParams};
+use kube::api::{ListParams, ObjectList, Patch, PatchParams};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
@@ -101,19 +101,45 @@ impl KubeError {
     }
 }
 
-/// Whether a kube error is worth retrying: 429, 503 and 504 only, as
-/// kube-rs's own retry policy, plus connection failures.
+/// Whether a kube error is worth retrying: throttling (429), what a busy,
+/// restarting or proxied API server answers (500, 502, 503, 504), and
+/// connection failures. Used for reads and for writes that are idempotent
+/// by construction (server-side apply, cordon, delete by name, access
+/// reviews); kube-rs's own policy retries only 429/503/504.
 fn retryable(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => matches!(s.code, 429 | 503 | 504),
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
 }
 
-/// Runs a Kubernetes call with bounded retries for throttling and
-/// unavailability.
-pub async fn with_retry<T, F, Fut>(action: &str, f: F) -> Result<T, KubeError>
+/// A 409 on a server-side apply: another writer got in between, and the
+/// same apply again is what client-go's `RetryOnConflict` would send.
+fn conflicted(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// The wait the API server asked for. It answers 429 with a `Retry-After`
+/// header and the same seconds in the Status's `details.retryAfterSeconds`
+/// (apimachinery `errors.NewTooManyRequests`; the apiserver's response
+/// writer copies one to the other), which is what kube-rs keeps.
+fn retry_after(e: &kube::Error) -> Option<Duration> {
+    match e {
+        kube::Error::Api(s) => s
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(u64::from(s).min(MAX_RETRY_AFTER_SECS))),
+        _ => None,
+    }
+}
+
+/// A server asking for longer than this is not throttling but broken.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
+
+async fn retry_when<T, F, Fut>(action: &str, f: F, when: fn(&kube::Error) -> bool) -> Result<T, KubeError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
@@ -122,18 +148,32 @@ where
         ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(5))
-            .with_max_times(4),
+            .with_max_times(6)
+            .with_jitter(),
     )
-    .when(retryable)
+    .when(when)
+    // The server's Retry-After, when longer than our own backoff.
+    .adjust(|e, backoff| backoff.map(|b| retry_after(e).map_or(b, |r| r.max(b))))
     .await
     .map_err(|e| KubeError::from_kube(action, e))
+}
+
+/// Runs a read (or an idempotent write) with bounded retries for
+/// throttling, server errors and connection failures, honouring the
+/// server's `Retry-After`.
+pub async fn with_retry<T, F, Fut>(action: &str, f: F) -> Result<T, KubeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    retry_when(action, f, retryable).await
 }
 
 /// Server-side apply of the fields podnet owns, as the one field manager
 /// `podnet`, forced: only the fields in `body` change, every other writer's
 /// stay (containers and env entries merge by name), and the same body twice
-/// is the same object — idempotent by construction, so it is retried on
-/// 429/503/504 like a read.
+/// is the same object — idempotent by construction, so it is retried like a
+/// read, and on a 409 conflict as well.
 /// <https://kubernetes.io/docs/reference/using-api/server-side-apply/>
 pub async fn apply_owned<K, B>(api: &Api<K>, name: &str, body: &B, what: &str) -> Result<(), KubeError>
 where
@@ -142,7 +182,12 @@ where
 {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let patch = Patch::Apply(body);
-    with_retry(&format!("apply {what}"), || api.patch(name, &pp, &patch)).await?;
+    retry_when(
+        &format!("apply {what}"),
+        || api.patch(name, &pp, &patch),
+        |e| retryable(e) || conflicted(e),
+    )
+    .await?;
     Ok(())
 }
 
@@ -163,56 +208,66 @@ where
     }
 }
 
-/// Lists a typed custom resource ([`crds`]), or `None` when its CRD is not
-/// installed.
+/// Lists a typed custom resource ([`crds`]), or `None` when the API answers
+/// 404 (its CRD is not installed).
 pub async fn list_crd<K>(client: &Client, what: &str) -> Result<Option<Vec<K>>, KubeError>
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    list_if_installed(&Api::all(client.clone()), what).await
-}
-
-/// Lists a custom resource, or `None` when its CRD is not installed.
-pub async fn list_custom(
-    client: &Client,
-    ar: &ApiResource,
-    what: &str,
-) -> Result<Option<Vec<DynamicObject>>, KubeError> {
-    list_if_installed(&Api::all_with(client.clone(), ar), what).await
-}
-
-/// Every object, or `None` when the API answers 404 (its CRD is absent).
-async fn list_if_installed<K>(api: &Api<K>, what: &str) -> Result<Option<Vec<K>>, KubeError>
-where
-    K: Clone + DeserializeOwned + Debug,
-{
-    match list_all(api, &ListParams::default(), what).await {
+    match list_all(&Api::all(client.clone()), &ListParams::default(), what).await {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-}
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use kube::core::Status;
 
-/// `crd.k8s.amazonaws.com/v1alpha1` ENIConfig (cluster-scoped).
-pub fn eniconfig_resource() -> ApiResource {
-    resource("crd.k8s.amazonaws.com", "v1alpha1", "ENIConfig", "eniconfigs")
-}
+    /// A Status as the API server sends it.
+    fn api(code: u16, retry_after: u32) -> kube::Error {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+            "reason": "TooManyRequests", "message": "busy",
+            "details": { "retryAfterSeconds": retry_after }
+        }))
+        .expect("a Status");
+        kube::Error::Api(Box::new(status))
+    }
 
-/// `karpenter.sh/v1` NodePool.
-pub fn nodepool_resource() -> ApiResource {
-    resource("karpenter.sh", "v1", "NodePool", "nodepools")
-}
+    #[test]
+    fn reads_retry_throttling_and_server_errors_but_not_refusals() {
+        for code in [429, 500, 502, 503, 504] {
+            assert!(retryable(&api(code, 0)), "{code}");
+        }
+        for code in [400, 401, 403, 404, 409, 422] {
+            assert!(!retryable(&api(code, 0)), "{code}");
+        }
+        assert!(conflicted(&api(409, 0)));
+    }
 
-/// `karpenter.sh/v1` NodeClaim.
-pub fn nodeclaim_resource() -> ApiResource {
-    resource("karpenter.sh", "v1", "NodeClaim", "nodeclaims")
-}
+    #[test]
+    fn the_servers_retry_after_is_honoured_within_a_bound() {
+        assert_eq!(retry_after(&api(429, 3)), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&api(429, 0)), None);
+        assert_eq!(retry_after(&api(429, 3600)), Some(Duration::from_secs(60)));
+    }
 
-/// `karpenter.k8s.aws/v1` EC2NodeClass.
-pub fn ec2nodeclass_resource() -> ApiResource {
-    resource("karpenter.k8s.aws", "v1", "EC2NodeClass", "ec2nodeclasses")
+    #[tokio::test]
+    async fn a_throttled_read_waits_as_long_as_the_server_asks_then_succeeds() {
+        let started = tokio::time::Instant::now();
+        let mut calls = 0;
+        let got = with_retry("list nodes", || {
+            calls += 1;
+            let n = calls;
+            async move { if n == 1 { Err(api(429, 1)) } else { Ok(n) } }
+        })
+        .await
+        .expect("retried");
+        assert_eq!(got, 2);
+        // Our own first backoff is 200 ms; the server asked for a second.
+        assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+    }
 }

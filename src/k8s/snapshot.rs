@@ -10,13 +10,14 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{DynamicObject, ListParams};
+use kube::api::ListParams;
 use kube::core::{Selector, SelectorExt};
 use kube::{Api, Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{KubeError, list_all, list_custom, with_retry};
+use super::crds::{Ec2NodeClass, EniConfig, NodeClaim, NodePool};
+use super::{KubeError, list_all, list_crd, with_retry};
 
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 pub const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
@@ -140,7 +141,7 @@ pub struct NodeClassSummary {
     pub name: String,
     pub subnet_selector_terms: Vec<Value>,
     pub kubelet_max_pods: Option<u32>,
-    pub spec: Value,
+    pub security_group_selector_terms: Vec<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -406,63 +407,41 @@ pub async fn karpenter_controller(
     }))
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str)
-}
-
-fn nodepool(o: &DynamicObject) -> NodePoolSummary {
-    let spec = o.data.get("spec").cloned().unwrap_or(Value::Null);
+fn nodepool(o: &NodePool) -> NodePoolSummary {
+    let spec = &o.spec;
     NodePoolSummary {
         name: o.name_any(),
-        node_class: str_at(&spec, &["template", "spec", "nodeClassRef", "name"]).map(str::to_string),
-        requirements: spec["template"]["spec"]["requirements"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-        budgets: spec["disruption"]["budgets"].as_array().cloned().unwrap_or_default(),
-        limits: spec["limits"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        node_class: spec.template.spec.node_class_ref.as_ref().map(|r| r.name.clone()),
+        requirements: spec.template.spec.requirements.clone(),
+        budgets: spec.disruption.budgets.clone(),
+        limits: spec.limits.iter().map(|(k, v)| (k.clone(), v.as_written())).collect(),
     }
 }
 
-fn nodeclass(o: &DynamicObject) -> NodeClassSummary {
-    let spec = o.data.get("spec").cloned().unwrap_or(Value::Null);
+fn nodeclass(o: &Ec2NodeClass) -> NodeClassSummary {
     NodeClassSummary {
         name: o.name_any(),
-        subnet_selector_terms: spec["subnetSelectorTerms"].as_array().cloned().unwrap_or_default(),
-        kubelet_max_pods: spec["kubelet"]["maxPods"].as_u64().map(|v| v as u32),
-        spec,
+        subnet_selector_terms: o.spec.subnet_selector_terms.clone(),
+        kubelet_max_pods: o.spec.kubelet.as_ref().and_then(|k| k.max_pods),
+        security_group_selector_terms: o.spec.security_group_selector_terms.clone(),
     }
 }
 
-fn nodeclaim(o: &DynamicObject) -> NodeClaimSummary {
+fn nodeclaim(o: &NodeClaim) -> NodeClaimSummary {
+    let status = o.status.as_ref();
     NodeClaimSummary {
         name: o.name_any(),
-        node_name: str_at(&o.data, &["status", "nodeName"]).map(str::to_string),
+        node_name: status.and_then(|s| s.node_name.clone()),
         nodepool: o.labels().get(NODEPOOL_LABEL).cloned(),
-        provider_id: str_at(&o.data, &["status", "providerID"]).map(str::to_string),
+        provider_id: status.and_then(|s| s.provider_id.clone()),
     }
 }
 
-fn eniconfig(o: &DynamicObject) -> EniConfigSummary {
+fn eniconfig(o: &EniConfig) -> EniConfigSummary {
     EniConfigSummary {
         name: o.name_any(),
-        subnet: str_at(&o.data, &["spec", "subnet"]).map(str::to_string),
-        security_groups: o.data["spec"]["securityGroups"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-            .unwrap_or_default(),
+        subnet: o.spec.subnet.clone(),
+        security_groups: o.spec.security_groups.clone(),
     }
 }
 
@@ -480,21 +459,15 @@ pub async fn take(client: &Client, karpenter: &KarpenterHint) -> Result<KubeSnap
     let pdb_api: Api<PodDisruptionBudget> = Api::all(client.clone());
     let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let all = ListParams::default();
-    let (np, nc, ncl, eni) = (
-        super::nodepool_resource(),
-        super::ec2nodeclass_resource(),
-        super::nodeclaim_resource(),
-        super::eniconfig_resource(),
-    );
     let (nodes, pods, pdbs, aws_node, nodepools, nodeclasses, nodeclaims, eniconfigs, crd) = tokio::try_join!(
         list_all(&nodes_api, &all, "nodes"),
         list_all(&pods_api, &all, "pods"),
         list_all(&pdb_api, &all, "PodDisruptionBudgets"),
         aws_node(client),
-        list_custom(client, &np, "NodePools"),
-        list_custom(client, &nc, "EC2NodeClasses"),
-        list_custom(client, &ncl, "NodeClaims"),
-        list_custom(client, &eni, "ENIConfigs"),
+        list_crd::<NodePool>(client, "NodePools"),
+        list_crd::<Ec2NodeClass>(client, "EC2NodeClasses"),
+        list_crd::<NodeClaim>(client, "NodeClaims"),
+        list_crd::<EniConfig>(client, "ENIConfigs"),
         with_retry("get CRD eniconfigs.crd.k8s.amazonaws.com", || crd_api
             .get_opt("eniconfigs.crd.k8s.amazonaws.com")),
     )?;

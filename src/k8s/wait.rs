@@ -1,14 +1,20 @@
-//! Bounded waits on one object, on kube-runtime's `await_condition`: a watch
-//! of that object (not a polling loop), under a timeout, reporting progress
-//! on every change it sees. A check returns `Ok(())` when the object is where
-//! it should be, or `Err(progress)` saying how far it got; on timeout the
-//! last progress line goes into the error, so the user sees where it stuck.
+//! Bounded waits on one object: a watch of that object (kube-runtime's
+//! `watch_object`, the stream `await_condition` is built on; not a polling
+//! loop) under a timeout, reporting progress on every change it sees. A
+//! check returns `Ok(())` when the object is where it should be, or
+//! `Err(progress)` saying how far it got; on timeout the last progress line
+//! goes into the error, so the user sees where it stuck. A watch that fails
+//! (a 429 or 503 from a busy API server, a dropped connection) is re-opened
+//! with kube-runtime's default backoff instead of failing the wait, as a
+//! controller's watch is.
 
 use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kube::runtime::wait::await_condition;
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::watch_object;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
@@ -34,17 +40,25 @@ where
     C: Fn(Option<&K>) -> Result<(), String> + Send + Sync,
 {
     let last = Mutex::new("no status seen yet".to_string());
-    let condition = |obj: Option<&K>| match check(obj) {
-        Ok(()) => true,
-        Err(progress) => {
-            on_wait(progress.clone());
-            *last.lock().unwrap_or_else(|e| e.into_inner()) = progress;
-            false
-        }
+    let progress = |line: String| {
+        on_wait(line.clone());
+        *last.lock().unwrap_or_else(|e| e.into_inner()) = line;
     };
-    match tokio::time::timeout(timeout, await_condition(api, name, condition)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(WaitError::Watch(e.to_string())),
+    let watch = async {
+        let mut events = std::pin::pin!(watch_object(api, name).default_backoff());
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(obj) => match check(obj.as_ref()) {
+                    Ok(()) => return Ok(()),
+                    Err(line) => progress(line),
+                },
+                Err(e) => progress(format!("the watch failed ({e}); watching again")),
+            }
+        }
+        Err(WaitError::Watch("the watch ended".into()))
+    };
+    match tokio::time::timeout(timeout, watch).await {
+        Ok(done) => done,
         Err(_) => Err(WaitError::TimedOut {
             after: timeout,
             last: last.into_inner().unwrap_or_else(|e| e.into_inner()),

@@ -440,10 +440,7 @@ fn node_security_groups(d: &Discovery) -> BTreeSet<String> {
         .chain(d.cluster.security_group_ids.iter().cloned())
         .chain(d.kube.karpenter.iter().flat_map(|k| {
             k.nodeclasses.iter().flat_map(|nc| {
-                let terms = nc.spec["securityGroupSelectorTerms"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
+                let terms = nc.security_group_selector_terms.clone();
                 d.security_groups
                     .iter()
                     .filter(move |g| selector_terms_select(&terms, &g.id, &g.tags))

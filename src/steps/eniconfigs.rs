@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Api;
+use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 
 use super::{Env, ids};
@@ -135,6 +135,8 @@ fn crd_established(crd: Option<&CustomResourceDefinition>) -> Result<(), String>
     }
 }
 
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
 impl Produces for ApplyEniConfigs {
     type Output = ApplyEniConfigsOutputs;
 }
@@ -214,11 +216,21 @@ impl Unit<Env> for ApplyEniConfigs {
                     ids::CREATE_POD_SUBNETS
                 ))
             })?;
+            let applied = AppliedEniConfig {
+                name: name.clone(),
+                subnet: subnet.clone(),
+                security_groups: self.security_groups.clone(),
+            };
             if let Some(o) = with_retry(&format!("get ENIConfig {name}"), || api.get_opt(&name)).await? {
                 let have = current(&o);
                 let same = have.0.as_deref() == Some(subnet.as_str()) && have.1 == self.security_groups;
                 if !same && !self.adopt_existing {
                     return Err(self.mismatch(&name, &have, &subnet));
+                }
+                // Already as planned and podnet's: a second apply writes nothing.
+                if same && o.labels().get(MANAGED_BY).is_some_and(|v| v == "podnet") {
+                    out.eniconfigs.push(applied);
+                    continue;
                 }
             }
             // podnet owns the whole ENIConfig: its subnet, its groups, its label.
@@ -229,14 +241,10 @@ impl Unit<Env> for ApplyEniConfigs {
                     security_groups: self.security_groups.clone(),
                 },
             );
-            body.metadata.labels = Some([("app.kubernetes.io/managed-by".to_string(), "podnet".to_string())].into());
+            body.metadata.labels = Some([(MANAGED_BY.to_string(), "podnet".to_string())].into());
             env.status(self.id(), &format!("applying ENIConfig {name}"));
             k8s::apply_owned(&api, &name, &body, &format!("ENIConfig {name}")).await?;
-            out.eniconfigs.push(AppliedEniConfig {
-                name,
-                subnet,
-                security_groups: self.security_groups.clone(),
-            });
+            out.eniconfigs.push(applied);
         }
         Ok(out)
     }

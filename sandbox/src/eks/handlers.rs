@@ -167,10 +167,13 @@ fn control(st: &EksHttp, method: &Method, segs: &[&str], body: &[u8]) -> Respons
             ok(&json!({}))
         }
         ("POST", ["faults"]) => match serde_json::from_slice::<Fault>(body) {
-            Ok(f) => {
-                st.calls.inject(f);
-                ok(&json!({"faults": st.calls.faults()}))
-            }
+            Ok(f) => match f.invalid() {
+                Some(why) => bad(format!("invalid fault: {why}")),
+                None => {
+                    st.calls.inject(f);
+                    ok(&json!({"faults": st.calls.faults()}))
+                }
+            },
             Err(e) => bad(format!("invalid fault: {e}")),
         },
         _ => {

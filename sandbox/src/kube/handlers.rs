@@ -265,7 +265,14 @@ pub async fn handle(State(st): State<KubeHttp>, req: Request) -> Response {
         return error_response(&e);
     }
     if let Some(f) = st.calls.take_fault(Service::Kube, &action) {
-        let e = ApiError::new(f.status, &f.code, f.message_or_default());
+        let mut e = ApiError::new(f.status, &f.code, f.message_or_default());
+        // The API server's 429 carries Retry-After and, in the Status,
+        // details.retryAfterSeconds (apimachinery errors.NewTooManyRequests).
+        if f.status == 429 {
+            let secs = f.retry_after.unwrap_or(1);
+            e.details = Some(serde_json::json!({ "retryAfterSeconds": secs }));
+            e.retry_after = Some(secs);
+        }
         st.calls
             .record(Service::Kube, &action, mutating, f.status, true, &log_path);
         return error_response(&e);

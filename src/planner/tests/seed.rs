@@ -328,7 +328,7 @@ fn seed_karpenter() -> KarpenterSnapshot {
             name: "default".into(),
             subnet_selector_terms: vec![json!({"tags": {"karpenter.sh/discovery": "podnet-demo"}})],
             kubelet_max_pods: None,
-            spec: json!({"securityGroupSelectorTerms": [{"tags": {"karpenter.sh/discovery": "podnet-demo"}}]}),
+            security_group_selector_terms: vec![json!({"tags": {"karpenter.sh/discovery": "podnet-demo"}})],
         }],
         nodeclaims: vec![],
     }

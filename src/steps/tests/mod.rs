@@ -3,10 +3,11 @@
 //! extra effect, and every one failed at each of its calls in turn — before
 //! the call's effect, and after it with the answer lost — then run again
 //! (as `podnet resume` does, with what it checkpointed) ends in exactly the
-//! state of an uninterrupted run. The sandbox end-to-end tests cover the
-//! Kubernetes-facing steps.
+//! state of an uninterrupted run. `kube_steps` holds the same contract for
+//! the Kubernetes- and EKS-facing steps, on the sandbox without moto.
 
 mod fake_ec2;
+mod kube_steps;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
