@@ -72,6 +72,11 @@ pub struct Fault {
     /// The seconds a Kubernetes 429 asks the client to wait (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
+    /// Kubernetes writes only: instead of failing the next `count` writes,
+    /// race each with a concurrent writer's update of the same object just
+    /// before it is served (`status` and `code` are then unused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub race: bool,
 }
 
 /// An injected fault and the draws of its rate.
@@ -99,6 +104,16 @@ impl Fault {
             rate: None,
             seed: 0,
             retry_after: None,
+            race: false,
+        }
+    }
+
+    /// Race the next `count` Kubernetes writes of `action` (`"*"`: every
+    /// write) with a concurrent update of the object they change.
+    pub fn race(action: impl Into<String>, count: u32) -> Self {
+        Fault {
+            race: true,
+            ..Fault::new(Service::Kube, action, count, 409, "Conflict")
         }
     }
 
@@ -131,7 +146,7 @@ impl Fault {
     }
 
     fn matches(&self, service: Service, action: &str) -> bool {
-        self.service == service && (self.action == "*" || self.action == action)
+        !self.race && self.service == service && (self.action == "*" || self.action == action)
     }
 
     /// Let the first `n` matching calls through before failing any.
@@ -216,6 +231,23 @@ impl CallLog {
     }
 
     /// Consume one use of the first fault matching the call, if any.
+    /// Whether to race this Kubernetes write (consumes one use of the first
+    /// race fault matching it).
+    pub fn take_race(&self, action: &str) -> bool {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = faults
+            .iter()
+            .position(|a| a.fault.race && (a.fault.action == "*" || a.fault.action == action))
+        else {
+            return false;
+        };
+        faults[i].fault.count -= 1;
+        if faults[i].fault.count == 0 {
+            faults.remove(i);
+        }
+        true
+    }
+
     /// A rate fault draws once per matching call; the first counted fault
     /// matching the call fails it.
     pub fn take_fault(&self, service: Service, action: &str) -> Option<Fault> {
@@ -294,6 +326,16 @@ mod tests {
                 .unwrap()
                 .contains("rate must be between 0 and 1")
         );
+    }
+
+    #[test]
+    fn a_race_is_taken_by_writes_only_and_never_fails_a_call() {
+        let log = CallLog::default();
+        log.inject(Fault::race("*", 2));
+        assert!(log.take_fault(Service::Kube, "patch deployments").is_none());
+        assert!(log.take_race("patch deployments"));
+        assert!(log.take_race("update nodes"));
+        assert!(!log.take_race("patch deployments"), "used up");
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub struct SandboxOptions {
     /// writes change it.
     pub controllers: bool,
     pub behaviour: controllers::Behaviour,
+    /// EC2's eventual consistency on the proxy: for this long (simulated)
+    /// a new subnet is missing from `DescribeSubnets` and refused by id,
+    /// and a new CIDR association stays `associating`. `None` (default):
+    /// moto's immediate consistency. See [`Sandbox::set_ec2_lag`].
+    pub ec2_lag: Option<std::time::Duration>,
 }
 
 impl Default for SandboxOptions {
@@ -100,6 +105,7 @@ impl Default for SandboxOptions {
             timings: Timings::default(),
             controllers: true,
             behaviour: controllers::Behaviour::default(),
+            ec2_lag: None,
         }
     }
 }
@@ -131,6 +137,7 @@ pub struct Sandbox {
     world: World,
     ipam: Arc<Mutex<Ipam>>,
     controllers: Option<Arc<controllers::Ctx>>,
+    consistency: Arc<ec2proxy::Consistency>,
     scenario: Scenario,
     state_dir: PathBuf,
     remove_state: bool,
@@ -202,6 +209,7 @@ impl Sandbox {
             world: started.world,
             ipam: started.ipam,
             controllers: started.controllers,
+            consistency: started.consistency,
             scenario: opts.scenario,
             state_dir,
             remove_state,
@@ -373,6 +381,12 @@ impl Sandbox {
 
     pub fn clear_calls(&self) {
         self.calls.clear();
+    }
+
+    /// Turns EC2's eventual consistency on (`Some(lag)`, simulated) or off
+    /// (see [`SandboxOptions::ec2_lag`]).
+    pub fn set_ec2_lag(&self, lag: Option<std::time::Duration>) {
+        self.consistency.set_lag(lag);
     }
 
     /// Fail the next `fault.count` calls of `fault.action` (see [`Fault`]).

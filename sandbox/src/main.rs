@@ -44,6 +44,12 @@ enum Cmd {
         /// Karpenter or node group rollouts; only API writes change it.
         #[arg(long)]
         frozen: bool,
+        /// EC2 eventual consistency: for this many simulated seconds a new
+        /// subnet is missing from DescribeSubnets and refused by id
+        /// (InvalidSubnetID.NotFound), and a new CIDR association stays
+        /// `associating` [default: off].
+        #[arg(long, value_name = "SECONDS")]
+        ec2_lag: Option<u64>,
     },
     /// Seed a large scenario into a sandbox without moto and time the store.
     Bench {
@@ -90,6 +96,7 @@ fn up(
     venv: Option<PathBuf>,
     state_dir: PathBuf,
     frozen: bool,
+    ec2_lag: Option<u64>,
 ) -> Result<()> {
     let scenario = Scenario::load(scenario)?;
     let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
@@ -105,6 +112,7 @@ fn up(
         venv,
         state_dir: Some(state_dir.clone()),
         controllers: !frozen,
+        ec2_lag: ec2_lag.map(std::time::Duration::from_secs),
         ..Default::default()
     })
     .context("starting the sandbox")?;
@@ -199,7 +207,8 @@ fn main() -> Result<()> {
             venv,
             state_dir,
             frozen,
-        } => up(&scenario, env_file, time_scale, venv, state_dir, frozen),
+            ec2_lag,
+        } => up(&scenario, env_file, time_scale, venv, state_dir, frozen, ec2_lag),
         Cmd::Bench { scenario, iterations } => bench(scenario, iterations),
         Cmd::Check { scenario } => check(&scenario),
     }

@@ -34,6 +34,7 @@ pub(crate) struct Started {
     pub(crate) world: World,
     pub(crate) ipam: Arc<Mutex<Ipam>>,
     pub(crate) controllers: Option<Arc<controllers::Ctx>>,
+    pub(crate) consistency: Arc<ec2proxy::Consistency>,
 }
 
 async fn bind(what: &str) -> Result<(tokio::net::TcpListener, String), SandboxError> {
@@ -96,10 +97,11 @@ async fn startup(
         stop.clone(),
     );
     serve(eks_l, eks::handlers::router(eks.clone(), calls.clone()), stop.clone());
+    let consistency = Arc::new(ec2proxy::Consistency::new(clock.clone(), opts.ec2_lag));
     if let Some(m) = moto {
         serve(
             ec2_l,
-            ec2proxy::router(format!("127.0.0.1:{}", m.port), calls.clone()),
+            ec2proxy::router(format!("127.0.0.1:{}", m.port), calls.clone(), consistency.clone()),
             stop.clone(),
         );
     } else {
@@ -147,6 +149,7 @@ async fn startup(
         world: seeded.world,
         ipam,
         controllers: ctl,
+        consistency,
     })
 }
 

@@ -113,3 +113,52 @@ print(json.dumps(out))
         201
     );
 }
+
+/// EC2's eventual consistency, as boto3 sees it through the proxy: a subnet
+/// created a moment ago is missing from lists and refused by id, a new CIDR
+/// association stays `associating`; off again, moto's answers pass through.
+#[test]
+fn eventual_consistency_as_boto3_sees_it() {
+    let sb = common::sandbox();
+    sb.set_ec2_lag(Some(std::time::Duration::from_secs(24 * 3600)));
+    let vpc = sb.world().vpc_id.clone();
+    let script = format!(
+        r#"
+import boto3, json, botocore
+ec2 = boto3.client("ec2")
+out = {{}}
+s = ec2.create_subnet(VpcId="{vpc}", CidrBlock="10.255.101.0/24", AvailabilityZone="ap-northeast-2a")["Subnet"]["SubnetId"]
+out["listed"] = s in [x["SubnetId"] for x in ec2.describe_subnets(Filters=[{{"Name": "vpc-id", "Values": ["{vpc}"]}}])["Subnets"]]
+for name, call in [("by_id", lambda: ec2.describe_subnets(SubnetIds=[s])),
+                   ("tags", lambda: ec2.create_tags(Resources=[s], Tags=[{{"Key": "k", "Value": "v"}}]))]:
+    try:
+        call()
+        out[name] = "ok"
+    except botocore.exceptions.ClientError as e:
+        out[name] = e.response["Error"]["Code"]
+a = ec2.associate_vpc_cidr_block(VpcId="{vpc}", CidrBlock="100.64.0.0/16")["CidrBlockAssociation"]["AssociationId"]
+assocs = ec2.describe_vpcs(VpcIds=["{vpc}"])["Vpcs"][0]["CidrBlockAssociationSet"]
+out["state"] = [x["CidrBlockState"]["State"] for x in assocs if x["AssociationId"] == a]
+print(json.dumps({{"out": out, "subnet": s}}))
+"#
+    );
+    let run = common::python(&sb, &script);
+    assert!(run.ok, "{}", run.stderr);
+    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let out = &v["out"];
+    assert_eq!(out["listed"], false, "{v}");
+    assert_eq!(out["by_id"], "InvalidSubnetID.NotFound", "{v}");
+    assert_eq!(out["tags"], "InvalidSubnetID.NotFound", "{v}");
+    assert_eq!(out["state"], serde_json::json!(["associating"]), "{v}");
+    sb.set_ec2_lag(None);
+    let subnet = v["subnet"].as_str().unwrap();
+    let script = format!(
+        r#"
+import boto3
+print(boto3.client("ec2").describe_subnets(SubnetIds=["{subnet}"])["Subnets"][0]["SubnetId"])
+"#
+    );
+    let run = common::python(&sb, &script);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), subnet);
+}

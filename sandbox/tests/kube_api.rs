@@ -802,3 +802,45 @@ fn tables_and_discovery() {
             .any(|c| c["type"] == "Established" && c["status"] == "True")
     );
 }
+
+/// A race: another writer updates the object first, so an update with the
+/// resourceVersion the client read gets the API server's 409 Conflict with
+/// its Status body; a merge patch without a precondition goes through; a
+/// 429 fault carries Retry-After and `details.retryAfterSeconds`.
+#[test]
+fn a_raced_write_gets_a_real_conflict_and_a_429_says_when_to_retry() {
+    use podnet_sandbox::{Fault, Service};
+    let sb = common::sandbox_no_moto();
+    let path = "/apis/apps/v1/namespaces/kube-system/deployments/karpenter";
+    let read = get(&sb, path).json();
+    sb.inject_fault(Fault::race("*", 2));
+    let stale = send_json(&sb, "PUT", path, "application/json", &read);
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    let status = stale.json();
+    assert_eq!(status["reason"], "Conflict");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the object has been modified; please apply your changes to the latest version"),
+        "{status}"
+    );
+    let patched = send_json(
+        &sb,
+        "PATCH",
+        path,
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {"touched": "yes"}}}),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.json()["metadata"]["annotations"]["podnet-sandbox/raced"], "2");
+
+    sb.inject_fault(Fault {
+        retry_after: Some(3),
+        ..Fault::new(Service::Kube, "list nodes", 1, 429, "TooManyRequests")
+    });
+    let throttled = get(&sb, "/api/v1/nodes");
+    assert_eq!(throttled.status, 429);
+    assert_eq!(throttled.header("Retry-After"), Some("3"));
+    assert_eq!(throttled.json()["details"]["retryAfterSeconds"], 3);
+}

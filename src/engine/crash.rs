@@ -7,15 +7,19 @@
 //!
 //! A point is `<unit>:started`, `<unit>:progress[:<key prefix>]` (a unit's
 //! checkpoint: a request token, an update id, a node done) or
-//! `<unit>:succeeded`; several may be given, separated by commas. A step
-//! the plan expands into units names each of them
-//! (`replace-karpenter-nodes` is `replace-karpenter-nodes/batch-1`, `…/batch-2`,
-//! …), so a point on it fires in the first that reaches it. Unset (the
-//! normal case), nothing happens.
+//! `<unit>:succeeded`, optionally with `@<n>` to fire at the n-th event it
+//! names instead of the first (a unit checkpoints `replaced` once per node);
+//! several may be given, separated by commas. A step the plan expands into
+//! units names each of them (`replace-karpenter-nodes` is
+//! `replace-karpenter-nodes/batch-1`, `…/batch-2`, …), so a point on it
+//! fires in the first that reaches it. Unset (the normal case), nothing
+//! happens. [`points_of`] lists every point a journal passed, for a crash
+//! matrix.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::journal::Event;
+use super::journal::{Event, Record};
 use super::step::is_unit_of;
 
 /// The environment variable naming the crash points.
@@ -43,9 +47,30 @@ pub fn install() {
     }
 }
 
+/// How many events each point has named so far in this process.
+fn seen() -> &'static [AtomicUsize] {
+    static SEEN: OnceLock<Vec<AtomicUsize>> = OnceLock::new();
+    SEEN.get_or_init(|| points().iter().map(|_| AtomicUsize::new(0)).collect())
+}
+
+/// `point@n` → (`point`, n); no suffix is the first occurrence.
+fn occurrence(point: &str) -> (&str, usize) {
+    match point.rsplit_once('@') {
+        Some((base, n)) => match n.parse() {
+            Ok(n) => (base, n),
+            Err(_) => (point, 1),
+        },
+        None => (point, 1),
+    }
+}
+
 /// Called after each durable journal append.
 fn after_append(event: &Event) {
-    let Some(point) = points().iter().find(|p| matches(p, event)) else {
+    let fired = points().iter().zip(seen()).find(|(p, seen)| {
+        let (base, n) = occurrence(p);
+        matches(base, event) && seen.fetch_add(1, Ordering::SeqCst) + 1 == n
+    });
+    let Some((point, _)) = fired else {
         return;
     };
     let at = label(event);
@@ -72,6 +97,28 @@ fn label(event: &Event) -> String {
         Event::RunStarted { .. } => "run:started".into(),
         Event::RunFinished { .. } => "run:finished".into(),
     }
+}
+
+/// Every crash point a journal passed, in order, each naming exactly one
+/// event (`<unit>:progress:<key>@<n>` for the n-th of its kind): what a
+/// crash matrix kills at.
+pub fn points_of(records: &[Record]) -> Vec<String> {
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.event,
+                Event::StepStarted { .. } | Event::StepProgress { .. } | Event::StepSucceeded { .. }
+            )
+        })
+        .map(|r| {
+            let l = label(&r.event);
+            let n = counts.entry(l.clone()).or_default();
+            *n += 1;
+            format!("{l}@{n}")
+        })
+        .collect()
 }
 
 /// Whether crash point `point` names `event`.
@@ -136,5 +183,41 @@ mod tests {
         assert!(matches("replace-karpenter-nodes/batch-2:progress", &batch));
         assert!(!matches("replace-karpenter-nodes/batch-1:progress", &batch));
         assert!(!matches("replace-karpenter:progress", &batch));
+    }
+
+    #[test]
+    fn every_event_gets_a_point_of_its_own() {
+        let at = |event: Event| Record {
+            seq: 0,
+            at: jiff::Timestamp::UNIX_EPOCH,
+            event,
+        };
+        let records = vec![
+            at(Event::StepStarted {
+                step: "u".into(),
+                attempt: 1,
+            }),
+            at(progress("u", "replaced")),
+            at(progress("u", "replaced")),
+            at(Event::StepSucceeded {
+                step: "u".into(),
+                outputs: serde_json::Value::Null,
+            }),
+        ];
+        assert_eq!(
+            points_of(&records),
+            [
+                "u:started@1",
+                "u:progress:replaced@1",
+                "u:progress:replaced@2",
+                "u:succeeded@1"
+            ]
+        );
+        assert_eq!(occurrence("u:progress:replaced@2"), ("u:progress:replaced", 2));
+        assert_eq!(occurrence("u:started"), ("u:started", 1));
+        assert!(matches(
+            occurrence("u:progress:replaced@2").0,
+            &progress("u", "replaced")
+        ));
     }
 }

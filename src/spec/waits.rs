@@ -24,6 +24,7 @@ pub struct WaitsSection {
     pub replacement_settle: Option<String>,
     pub node_group_update: Option<String>,
     pub verify: Option<String>,
+    pub propagation: Option<String>,
 }
 
 /// Every wait bound, resolved.
@@ -57,6 +58,16 @@ pub struct Waits {
     /// The final checks passing (replacement pods may still be starting).
     #[serde(with = "text")]
     pub verify: Duration,
+    /// A resource EC2 just created becoming visible to the next call (EC2 is
+    /// eventually consistent: a new subnet may answer
+    /// `InvalidSubnetID.NotFound` for a moment). Absent from plans saved
+    /// before it existed: the default.
+    #[serde(with = "text", default = "default_propagation")]
+    pub propagation: Duration,
+}
+
+fn default_propagation() -> Duration {
+    Duration::from_secs(120)
 }
 
 impl Default for Waits {
@@ -71,6 +82,7 @@ impl Default for Waits {
             replacement_settle: Duration::from_secs(600),
             node_group_update: Duration::from_secs(3600),
             verify: Duration::from_secs(300),
+            propagation: default_propagation(),
         }
     }
 }
@@ -136,6 +148,7 @@ pub fn validate(w: &WaitsSection, drain_timeout: Duration, p: &mut Vec<Problem>)
         ),
         node_group_update: bound("node_group_update", &w.node_group_update, d.node_group_update, p),
         verify: bound("verify", &w.verify, d.verify, p),
+        propagation: bound("propagation", &w.propagation, d.propagation, p),
     };
     if waits.poll > Duration::from_secs(60) {
         p.push(Problem::new(

@@ -17,12 +17,14 @@ pub mod verify;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::AwsClients;
 use crate::aws::ec2::Tags;
+use crate::aws::{AwsClients, AwsError};
 use crate::engine::{Observer, Step};
 
 /// Step ids, stable across releases: the journal refers to them.
@@ -55,6 +57,29 @@ pub struct Env {
 impl Env {
     pub fn status(&self, step: &str, message: &str) {
         self.progress.status(step, message);
+    }
+
+    /// Runs an EC2 call naming a resource created a moment ago, again while
+    /// EC2 answers `…NotFound` for it: EC2 is eventually consistent, and "if
+    /// you run a command to modify or describe a resource that you just
+    /// created, its ID might not have propagated throughout the system"
+    /// (<https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
+    /// Jittered backoff from 250 ms, up to `waits.propagation` in all.
+    pub async fn once_visible<T, F, Fut>(&self, call: F) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        call.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(250))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(usize::MAX)
+                .with_total_delay(Some(self.waits.propagation))
+                .with_jitter(),
+        )
+        .when(|e: &AwsError| e.code.as_deref().is_some_and(|c| c.ends_with(".NotFound")))
+        .await
     }
 }
 

@@ -192,7 +192,7 @@ impl Unit<Env> for CreatePodSubnets {
                     let missing = missing_tags(&s.tags, &want.tags);
                     if !missing.is_empty() {
                         env.status(self.id(), &format!("tagging {}", s.id));
-                        env.aws.ec2.create_tags(&s.id, &missing).await?;
+                        env.once_visible(|| env.aws.ec2.create_tags(&s.id, &missing)).await?;
                     }
                     s.clone()
                 }
@@ -208,12 +208,19 @@ impl Unit<Env> for CreatePodSubnets {
                         .await
                     {
                         Ok(s) => s,
-                        // Created by an attempt whose answer was lost: find it again.
+                        // Created by an attempt whose answer was lost: find
+                        // it again, once EC2 lists it.
                         Err(e) if e.is_code("InvalidSubnet.Conflict") => {
-                            subnets = env.aws.ec2.describe_subnets(&self.vpc_id).await?;
-                            match find(&subnets, want)? {
-                                Found::Present(s) => s.clone(),
-                                Found::Missing => return Err(e.into()),
+                            let deadline = tokio::time::Instant::now() + env.waits.propagation;
+                            loop {
+                                subnets = env.aws.ec2.describe_subnets(&self.vpc_id).await?;
+                                if let Found::Present(s) = find(&subnets, want)? {
+                                    break s.clone();
+                                }
+                                if tokio::time::Instant::now() >= deadline {
+                                    return Err(e.into());
+                                }
+                                tokio::time::sleep(env.waits.poll).await;
                             }
                         }
                         Err(e) => return Err(e.into()),
@@ -226,10 +233,12 @@ impl Unit<Env> for CreatePodSubnets {
                 Assoc::Elsewhere(assoc, _) => {
                     env.status(self.id(), &format!("moving {} to {}", subnet.id, want.route_table_id));
                     Some(
-                        env.aws
-                            .ec2
-                            .replace_route_table_association(&assoc, &want.route_table_id)
-                            .await?,
+                        env.once_visible(|| {
+                            env.aws
+                                .ec2
+                                .replace_route_table_association(&assoc, &want.route_table_id)
+                        })
+                        .await?,
                     )
                 }
                 Assoc::NeedsAssociation => {
@@ -238,9 +247,7 @@ impl Unit<Env> for CreatePodSubnets {
                         &format!("associating {} with {}", subnet.id, want.route_table_id),
                     );
                     match env
-                        .aws
-                        .ec2
-                        .associate_route_table(&want.route_table_id, &subnet.id)
+                        .once_visible(|| env.aws.ec2.associate_route_table(&want.route_table_id, &subnet.id))
                         .await
                     {
                         Ok(id) => Some(id),

@@ -6,7 +6,8 @@
 //!
 //! One request is changed on its way: `CreateLaunchTemplateVersion` with a
 //! `SourceVersion` gets the source version's launch template data, which EC2
-//! copies and moto does not (`source_version`).
+//! copies and moto does not (`source_version`). With a lag set, answers are
+//! as eventually consistent as EC2's (`consistency`).
 
 use std::sync::Arc;
 
@@ -21,19 +22,25 @@ use hyper_util::rt::TokioIo;
 
 use crate::calls::{CallLog, Service, ec2_mutating};
 
+pub mod consistency;
 mod source_version;
+
+pub use consistency::Consistency;
 
 #[derive(Clone)]
 pub struct ProxyState {
     /// `127.0.0.1:port` of moto.
     pub upstream: String,
     pub calls: Arc<CallLog>,
+    pub consistency: Arc<Consistency>,
 }
 
-pub fn router(upstream: String, calls: Arc<CallLog>) -> Router {
-    Router::new()
-        .fallback(handle)
-        .with_state(ProxyState { upstream, calls })
+pub fn router(upstream: String, calls: Arc<CallLog>, consistency: Arc<Consistency>) -> Router {
+    Router::new().fallback(handle).with_state(ProxyState {
+        upstream,
+        calls,
+        consistency,
+    })
 }
 
 const HOP_BY_HOP: &[&str] = &[
@@ -111,13 +118,26 @@ async fn send(
     Ok((rparts, bytes))
 }
 
-async fn forward(upstream: &str, parts: &axum::http::request::Parts, body: Bytes) -> Result<Response, String> {
+/// Forwards to moto; a successful answer passes through `edit` (the
+/// eventual-consistency view) on its way back.
+async fn forward(
+    upstream: &str,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    edit: impl FnOnce(&str) -> Option<String>,
+) -> Result<Response, String> {
     let pq = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let (rparts, bytes) = send(upstream, &parts.method, &pq, &parts.headers, body).await?;
+    let (rparts, mut bytes) = send(upstream, &parts.method, &pq, &parts.headers, body).await?;
+    if rparts.status.is_success()
+        && let Ok(text) = std::str::from_utf8(&bytes)
+        && let Some(edited) = edit(text)
+    {
+        bytes = Bytes::from(edited);
+    }
     let mut out = Response::new(Body::from(bytes));
     *out.status_mut() = rparts.status;
     for (k, v) in &rparts.headers {
@@ -177,12 +197,24 @@ async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
         return xml_response(f.status, ec2_error_body(&f.code, &f.message_or_default()));
     }
     let is_form = ct.is_empty() || ct.starts_with("application/x-www-form-urlencoded");
+    if is_form
+        && st.consistency.lag().is_some()
+        && let Some((code, message)) = st.consistency.refuse(&action, &source_version::form_pairs(&body))
+    {
+        st.calls.record(Service::Ec2, &action, mutating, 400, false, &path);
+        return xml_response(400, ec2_error_body(&code, &message));
+    }
     let body = if action == "CreateLaunchTemplateVersion" && is_form {
         inherit_source(&st.upstream, &parts.headers, body).await
     } else {
         body
     };
-    let resp = match forward(&st.upstream, &parts, body).await {
+    let consistency = st.consistency.clone();
+    let edit = |answer: &str| {
+        consistency.created(&action, answer);
+        consistency.describe(&action, answer)
+    };
+    let resp = match forward(&st.upstream, &parts, body, edit).await {
         Ok(r) => r,
         Err(e) => xml_response(503, ec2_error_body("Unavailable", &e)),
     };

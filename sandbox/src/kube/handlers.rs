@@ -195,6 +195,37 @@ fn self_review(st: &KubeHttp, user: &User, path: &str, body: &[u8]) -> Option<Re
 }
 
 /// The fallback handler serving the whole Kubernetes API.
+/// A concurrent writer (a controller, Helm, another operator) updates the
+/// object a write is about to change: its resourceVersion moves on, so a
+/// write carrying the version the client read (an update, a patch with
+/// `metadata.resourceVersion`) gets the API server's real 409 Conflict ("the
+/// object has been modified; please apply your changes to the latest version
+/// and try again"), while a server-side apply or a patch without that
+/// precondition goes through, as on a real cluster
+/// (<https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions>).
+fn race(st: &KubeHttp, r: &ResourceRef) {
+    let Some(name) = &r.name else { return };
+    let ns = r.ns.as_deref().unwrap_or("");
+    let Ok(cur) = st.store.get(r.rt, ns, name) else { return };
+    let mut next = cur.value.clone();
+    let n = next
+        .pointer("/metadata/annotations/podnet-sandbox~1raced")
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    next["metadata"]["annotations"]["podnet-sandbox/raced"] = json!((n + 1).to_string());
+    next["metadata"]["resourceVersion"] = json!(cur.rv.to_string());
+    if let Some(m) = next.as_object_mut() {
+        m.remove("status");
+    }
+    if let Err(e) = st
+        .store
+        .update(r.rt, ns, name, next, None, &super::ops::WriteOptions::internal())
+    {
+        tracing::debug!("racing {}/{name}: {}", resources::get(r.rt).plural, e.message);
+    }
+}
+
 pub async fn handle(State(st): State<KubeHttp>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -263,6 +294,12 @@ pub async fn handle(State(st): State<KubeHttp>, req: Request) -> Response {
         st.calls
             .record(Service::Kube, &action, mutating, e.code, false, &log_path);
         return error_response(&e);
+    }
+    if mutating
+        && let Ok(Some(r)) = &resolved
+        && st.calls.take_race(&action)
+    {
+        race(&st, r);
     }
     if let Some(f) = st.calls.take_fault(Service::Kube, &action) {
         let mut e = ApiError::new(f.status, &f.code, f.message_or_default());

@@ -252,3 +252,55 @@ async fn the_kubernetes_steps_run_twice_change_nothing_and_resume_from_a_failure
 async fn env_for(sb: &Sandbox) -> Env {
     env(sb, Arc::new(FakeEc2::seed())).await
 }
+
+/// A 409 on podnet's server-side apply of the Karpenter controller (another
+/// writer got in between) is the same apply again, not a failed step; a
+/// 429 with `Retry-After` and a 503 on the reads before it are retried too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_karpenter_gets_past_a_conflict_and_throttled_reads_without_a_resume() {
+    let sb = sandbox();
+    let env = env(&sb, Arc::new(FakeEc2::seed())).await;
+    sb.inject_fault(Fault::new(Service::Kube, "patch deployments", 1, 409, "Conflict"));
+    sb.inject_fault(Fault {
+        retry_after: Some(1),
+        ..Fault::new(Service::Kube, "get deployments", 1, 429, "TooManyRequests")
+    });
+    sb.inject_fault(Fault::new(
+        Service::Kube,
+        "list ec2nodeclasses",
+        1,
+        503,
+        "ServiceUnavailable",
+    ));
+    let steps = kube_steps(sb.cluster_name());
+    let karpenter = steps
+        .iter()
+        .find(|s| s.id() == "configure-karpenter")
+        .expect("the step");
+    sb.clear_calls();
+    let resumes = run(&sb, &env, std::slice::from_ref(karpenter))
+        .await
+        .expect("configured");
+    assert_eq!(resumes, 0, "retried in place, not resumed");
+    let mut injected: Vec<String> = sb
+        .calls()
+        .into_iter()
+        .filter(|c| c.injected)
+        .map(|c| c.action)
+        .collect();
+    injected.sort();
+    assert_eq!(
+        injected,
+        ["get deployments", "list ec2nodeclasses", "patch deployments"],
+        "every fault was met"
+    );
+    let state = end_state(&env).await;
+    assert!(
+        state["karpenter"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .any(|v| v["name"] == "RESERVED_ENIS" && v["value"] == "1"),
+        "{state}"
+    );
+}
