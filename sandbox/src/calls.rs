@@ -136,6 +136,12 @@ impl Fault {
 
     /// What is wrong with it, naming the field.
     pub fn invalid(&self) -> Option<String> {
+        if self.race && self.service != Service::Kube {
+            return Some("race applies to Kubernetes writes only (service \"kube\")".into());
+        }
+        if self.race && self.rate.is_some() {
+            return Some("race takes a count, not a rate".into());
+        }
         match self.rate {
             Some(r) if !(0.0..=1.0).contains(&r) => Some(format!("rate must be between 0 and 1, not {r}")),
             _ if !(400..=599).contains(&self.status) => {
@@ -235,10 +241,9 @@ impl CallLog {
     /// race fault matching it).
     pub fn take_race(&self, action: &str) -> bool {
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(i) = faults
-            .iter()
-            .position(|a| a.fault.race && (a.fault.action == "*" || a.fault.action == action))
-        else {
+        let Some(i) = faults.iter().position(|a| {
+            a.fault.race && a.fault.service == Service::Kube && (a.fault.action == "*" || a.fault.action == action)
+        }) else {
             return false;
         };
         faults[i].fault.count -= 1;
@@ -336,6 +341,16 @@ mod tests {
         assert!(log.take_race("patch deployments"));
         assert!(log.take_race("update nodes"));
         assert!(!log.take_race("patch deployments"), "used up");
+        let mut ec2 = Fault::race("*", 1);
+        ec2.service = Service::Ec2;
+        assert!(ec2.invalid().unwrap().contains("Kubernetes writes only"));
+        let storm = Fault {
+            rate: Some(0.5),
+            ..Fault::race("*", 0)
+        };
+        assert!(storm.invalid().unwrap().contains("not a rate"));
+        log.inject(storm);
+        assert!(log.faults().is_empty(), "refused, never armed");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::time::Instant;
@@ -362,8 +362,22 @@ async fn delete_pending(
 ) -> Result<(), OpsError> {
     for (key, p) in pending.iter() {
         let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
-        let dp = DeleteParams::default();
-        with_retry(&format!("delete pod {key}"), || api.delete(&p.name, &dp)).await?;
+        // This pod, not a replacement that took its name since (a
+        // StatefulSet's): the UID is a precondition.
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(p.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match with_retry(&format!("delete pod {key}"), || api.delete(&p.name, &dp)).await {
+            Ok(_) => {}
+            // Gone already (an earlier attempt whose answer was lost), or
+            // replaced by a pod of the same name (409 on the UID): done.
+            Err(e) if e.is_not_found() || e.status == Some(409) => {}
+            Err(e) => return Err(e.into()),
+        }
         report.deleted_after_timeout.push(key.clone());
     }
     pending.clear();

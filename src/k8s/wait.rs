@@ -6,7 +6,7 @@
 //! goes into the error, so the user sees where it stuck. A watch that fails
 //! (a 429 or 503 from a busy API server, a dropped connection) is re-opened
 //! with kube-runtime's default backoff instead of failing the wait, as a
-//! controller's watch is.
+//! controller's watch is; one the server refuses (401, 403, 404) ends it.
 
 use std::fmt::Debug;
 use std::sync::Mutex;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::watch_object;
+use kube::runtime::watcher::{self, watch_object};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
@@ -52,6 +52,7 @@ where
                     Ok(()) => return Ok(()),
                     Err(line) => progress(line),
                 },
+                Err(e) if refused(&e) => return Err(WaitError::Watch(e.to_string())),
                 Err(e) => progress(format!("the watch failed ({e}); watching again")),
             }
         }
@@ -64,4 +65,19 @@ where
             last: last.into_inner().unwrap_or_else(|e| e.into_inner()),
         }),
     }
+}
+
+/// A watch error no re-opening fixes: the request itself is refused (no
+/// permission to watch, no such resource). Those end the wait at once
+/// instead of using up its bound; throttling, server errors, an expired
+/// resourceVersion (410) and dropped connections are watched through.
+fn refused(e: &watcher::Error) -> bool {
+    let code = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code,
+        watcher::Error::WatchError(s) => s.code,
+        _ => return false,
+    };
+    matches!(code, 400 | 401 | 403 | 404)
 }

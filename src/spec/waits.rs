@@ -62,12 +62,22 @@ pub struct Waits {
     /// eventually consistent: a new subnet may answer
     /// `InvalidSubnetID.NotFound` for a moment). Absent from plans saved
     /// before it existed: the default.
-    #[serde(with = "text", default = "default_propagation")]
+    /// Left out when it is the default, so a plan file approved before this
+    /// bound existed keeps its fingerprint and its migration resumes.
+    #[serde(
+        with = "text",
+        default = "default_propagation",
+        skip_serializing_if = "is_default_propagation"
+    )]
     pub propagation: Duration,
 }
 
 fn default_propagation() -> Duration {
     Duration::from_secs(120)
+}
+
+fn is_default_propagation(d: &Duration) -> bool {
+    *d == default_propagation()
 }
 
 impl Default for Waits {
