@@ -17,6 +17,7 @@ pub mod bench;
 pub mod calls;
 mod client_env;
 pub mod clock;
+pub mod control_plane;
 pub mod controllers;
 pub mod ec2proxy;
 pub mod eks;
@@ -92,6 +93,11 @@ pub struct SandboxOptions {
     /// and a new CIDR association stays `associating`. `None` (default):
     /// moto's immediate consistency. See [`Sandbox::set_ec2_lag`].
     pub ec2_lag: Option<std::time::Duration>,
+    /// How long (simulated) before the control plane reaches a CIDR block
+    /// associated after startup; `None`: the scenario's
+    /// `[control_plane] cidr_recognition_minutes`. See
+    /// [`Sandbox::set_cidr_recognition`].
+    pub cidr_recognition: Option<std::time::Duration>,
 }
 
 impl Default for SandboxOptions {
@@ -106,6 +112,7 @@ impl Default for SandboxOptions {
             controllers: true,
             behaviour: controllers::Behaviour::default(),
             ec2_lag: None,
+            cidr_recognition: None,
         }
     }
 }
@@ -138,6 +145,7 @@ pub struct Sandbox {
     ipam: Arc<Mutex<Ipam>>,
     controllers: Option<Arc<controllers::Ctx>>,
     consistency: Arc<ec2proxy::Consistency>,
+    control_plane: Arc<control_plane::ControlPlane>,
     scenario: Scenario,
     state_dir: PathBuf,
     remove_state: bool,
@@ -210,6 +218,7 @@ impl Sandbox {
             ipam: started.ipam,
             controllers: started.controllers,
             consistency: started.consistency,
+            control_plane: started.control_plane,
             scenario: opts.scenario,
             state_dir,
             remove_state,
@@ -381,6 +390,18 @@ impl Sandbox {
 
     pub fn clear_calls(&self) {
         self.calls.clear();
+    }
+
+    /// The control plane's reach into the VPC and its log of what it could
+    /// not reach (webhook calls, APIService checks).
+    pub fn control_plane(&self) -> &Arc<control_plane::ControlPlane> {
+        &self.control_plane
+    }
+
+    /// Changes how long the control plane takes to recognise a CIDR block
+    /// associated after startup (simulated; zero recognises them all now).
+    pub fn set_cidr_recognition(&self, delay: std::time::Duration) {
+        self.control_plane.set_delay(delay);
     }
 
     /// Turns EC2's eventual consistency on (`Some(lag)`, simulated) or off

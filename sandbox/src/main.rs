@@ -50,6 +50,12 @@ enum Cmd {
         /// `associating` [default: off].
         #[arg(long, value_name = "SECONDS")]
         ec2_lag: Option<u64>,
+        /// Simulated minutes before the control plane reaches a VPC CIDR
+        /// associated after startup (webhooks and aggregated APIs on pods
+        /// in it time out until then); 0 turns it off [default: the
+        /// scenario's `[control_plane] cidr_recognition_minutes`, 120].
+        #[arg(long, value_name = "MINUTES")]
+        cidr_recognition: Option<u64>,
     },
     /// Seed a large scenario into a sandbox without moto and time the store.
     Bench {
@@ -89,6 +95,12 @@ async fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
+/// The hostile behaviours `up` turns on or changes.
+struct Hostile {
+    ec2_lag: Option<u64>,
+    cidr_recognition: Option<u64>,
+}
+
 fn up(
     scenario: &str,
     env_file: Option<PathBuf>,
@@ -96,7 +108,7 @@ fn up(
     venv: Option<PathBuf>,
     state_dir: PathBuf,
     frozen: bool,
-    ec2_lag: Option<u64>,
+    hostile: Hostile,
 ) -> Result<()> {
     let scenario = Scenario::load(scenario)?;
     let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
@@ -112,7 +124,10 @@ fn up(
         venv,
         state_dir: Some(state_dir.clone()),
         controllers: !frozen,
-        ec2_lag: ec2_lag.map(std::time::Duration::from_secs),
+        ec2_lag: hostile.ec2_lag.map(std::time::Duration::from_secs),
+        cidr_recognition: hostile
+            .cidr_recognition
+            .map(|m| std::time::Duration::from_secs(m * 60)),
         ..Default::default()
     })
     .context("starting the sandbox")?;
@@ -208,7 +223,19 @@ fn main() -> Result<()> {
             state_dir,
             frozen,
             ec2_lag,
-        } => up(&scenario, env_file, time_scale, venv, state_dir, frozen, ec2_lag),
+            cidr_recognition,
+        } => up(
+            &scenario,
+            env_file,
+            time_scale,
+            venv,
+            state_dir,
+            frozen,
+            Hostile {
+                ec2_lag,
+                cidr_recognition,
+            },
+        ),
         Cmd::Bench { scenario, iterations } => bench(scenario, iterations),
         Cmd::Check { scenario } => check(&scenario),
     }

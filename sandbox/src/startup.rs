@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use base64::Engine as _;
 
 use crate::calls::CallLog;
+use crate::control_plane::ControlPlane;
 use crate::eks::Eks;
 use crate::ipam::Ipam;
 use crate::kube::Store;
@@ -35,6 +36,7 @@ pub(crate) struct Started {
     pub(crate) ipam: Arc<Mutex<Ipam>>,
     pub(crate) controllers: Option<Arc<controllers::Ctx>>,
     pub(crate) consistency: Arc<ec2proxy::Consistency>,
+    pub(crate) control_plane: Arc<ControlPlane>,
 }
 
 async fn bind(what: &str) -> Result<(tokio::net::TcpListener, String), SandboxError> {
@@ -98,10 +100,18 @@ async fn startup(
     );
     serve(eks_l, eks::handlers::router(eks.clone(), calls.clone()), stop.clone());
     let consistency = Arc::new(ec2proxy::Consistency::new(clock.clone(), opts.ec2_lag));
+    let recognition = opts.cidr_recognition.unwrap_or_else(|| s.control_plane.recognition());
+    let control_plane = Arc::new(ControlPlane::new(clock.clone(), recognition));
+    store.set_control_plane(control_plane.clone());
     if let Some(m) = moto {
         serve(
             ec2_l,
-            ec2proxy::router(format!("127.0.0.1:{}", m.port), calls.clone(), consistency.clone()),
+            ec2proxy::router(
+                format!("127.0.0.1:{}", m.port),
+                calls.clone(),
+                consistency.clone(),
+                control_plane.clone(),
+            ),
             stop.clone(),
         );
     } else {
@@ -150,6 +160,7 @@ async fn startup(
         ipam,
         controllers: ctl,
         consistency,
+        control_plane,
     })
 }
 

@@ -31,6 +31,8 @@ pub enum Source<'a> {
     Kubelet(&'a str),
     Karpenter,
     NodeController,
+    ReplicaSetController,
+    DaemonSetController,
 }
 
 impl Source<'_> {
@@ -40,6 +42,8 @@ impl Source<'_> {
             Source::Kubelet(_) => "kubelet",
             Source::Karpenter => "karpenter",
             Source::NodeController => "node-controller",
+            Source::ReplicaSetController => "replicaset-controller",
+            Source::DaemonSetController => "daemonset-controller",
         }
     }
 }

@@ -212,9 +212,15 @@ pub fn register_booted(ctx: &Ctx) {
                 })
                 .collect::<Vec<Value>>()
         );
-        node["spec"]["taints"] = json!([
-            {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
-        ]);
+        let mut taints = vec![json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})];
+        // Karpenter registers its nodes with the NodePool template's taints.
+        if let NodeOrigin::Karpenter { nodepool, .. } = &b.origin
+            && let Ok(np) = ctx.store.get(crate::kube::resources::NODEPOOL, "", nodepool)
+            && let Some(extra) = np.value.pointer("/spec/template/spec/taints").and_then(Value::as_array)
+        {
+            taints.extend(extra.iter().cloned());
+        }
+        node["spec"]["taints"] = Value::Array(taints);
         if let NodeOrigin::Karpenter { .. } = b.origin {
             node["metadata"]["finalizers"] = json!(["karpenter.sh/termination"]);
             if let Some(l) = node["metadata"]["labels"].as_object_mut() {

@@ -12,6 +12,7 @@
 //! Durations inside (instance boot, eviction timeouts) are simulated and go
 //! through the scaled [`Clock`].
 
+pub mod aggregation;
 pub mod events;
 pub mod ipamd;
 pub mod karpenter;
@@ -139,6 +140,7 @@ pub async fn tick(ctx: &Ctx) {
     workloads::reconcile(ctx);
     launch::register_booted(ctx);
     kubelet::reconcile(ctx).await;
+    aggregation::reconcile(ctx);
     scheduler::reconcile(ctx);
     karpenter::reconcile(ctx).await;
     nodegroups::reconcile(ctx).await;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::events::Source;
 use super::{Ctx, edit, is_deleting, label, pod_active, s};
 use crate::kube::derived::{controller_of, node_selected, pod_ready};
 use crate::kube::resources::{DAEMONSET, DEPLOYMENT, NODE, POD, REPLICASET};
@@ -179,6 +180,12 @@ fn replicasets(ctx: &Ctx, pods: &[Arc<Stored>]) {
                 let pod = pending_pod(&template, &owner, &name, rs.namespace(), &[]);
                 if let Err(e) = ctx.store.create(POD, rs.namespace(), pod, &WriteOptions::internal()) {
                     tracing::debug!("creating pod {name}: {e}");
+                    // The ReplicaSet controller's event, as `kubectl describe rs` shows it.
+                    if e.code != 409 {
+                        let msg = format!("Error creating: {}", e.message);
+                        ctx.events
+                            .emit(ctx, &rs.value, true, "FailedCreate", &msg, Source::ReplicaSetController);
+                    }
                 }
             }
         } else if mine.len() > want {
@@ -276,6 +283,11 @@ fn daemonsets(ctx: &Ctx, pods: &[Arc<Stored>], nodes: &BTreeMap<String, Arc<Stor
             pod["spec"]["nodeName"] = json!(name);
             if let Err(e) = ctx.store.create(POD, ds.namespace(), pod, &WriteOptions::internal()) {
                 tracing::debug!("creating pod {pod_name}: {e}");
+                if e.code != 409 {
+                    let msg = format!("Error creating: {}", e.message);
+                    ctx.events
+                        .emit(ctx, &ds.value, true, "FailedCreate", &msg, Source::DaemonSetController);
+                }
             }
         }
     }

@@ -27,19 +27,29 @@ mod source_version;
 
 pub use consistency::Consistency;
 
+use crate::control_plane::ControlPlane;
+
 #[derive(Clone)]
 pub struct ProxyState {
     /// `127.0.0.1:port` of moto.
     pub upstream: String,
     pub calls: Arc<CallLog>,
     pub consistency: Arc<Consistency>,
+    /// Told of every CIDR block associated through the proxy.
+    pub control_plane: Arc<ControlPlane>,
 }
 
-pub fn router(upstream: String, calls: Arc<CallLog>, consistency: Arc<Consistency>) -> Router {
+pub fn router(
+    upstream: String,
+    calls: Arc<CallLog>,
+    consistency: Arc<Consistency>,
+    control_plane: Arc<ControlPlane>,
+) -> Router {
     Router::new().fallback(handle).with_state(ProxyState {
         upstream,
         calls,
         consistency,
+        control_plane,
     })
 }
 
@@ -210,7 +220,9 @@ async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
         body
     };
     let consistency = st.consistency.clone();
+    let control_plane = st.control_plane.clone();
     let edit = |answer: &str| {
+        control_plane.observe(&action, answer);
         consistency.created(&action, answer);
         consistency.describe(&action, answer)
     };

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use super::admission;
 use super::derived;
 use super::meta::{meta_mut, now_rfc3339, random_suffix};
 use super::options::WriteOptions;
@@ -45,6 +46,14 @@ pub(crate) fn create_locked(
         meta.remove("namespace");
     }
     let name = assign_name(inner, rt_idx, &ns, meta)?;
+    if rt_idx == NAMESPACE {
+        // The namespace strategy labels every namespace with its name, which
+        // webhooks' namespace selectors rely on.
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+    }
     set_system_meta(rt, meta, opts, managed_fields)?;
     set_initial_status(rt_idx, &mut v, opts);
     let v = roundtrip(rt, v)?;
@@ -53,6 +62,7 @@ pub(crate) fn create_locked(
     if inner.get(rt_idx, &ns, &name).is_some() {
         return Err(ApiError::already_exists(rt, &name));
     }
+    admission::admit(inner, rt_idx, None, "CREATE", &v)?;
     if opts.dry_run {
         return Ok(Stored::new(v, inner.rv));
     }

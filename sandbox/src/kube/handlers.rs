@@ -21,7 +21,7 @@ use super::http::{
 use super::resources;
 use super::serve::serve_resource;
 use super::status::ApiError;
-use super::{discovery, openapi};
+use super::{aggregation, discovery, openapi, proxy};
 use crate::auth::{Attributes, User};
 use crate::calls::Service;
 
@@ -273,6 +273,13 @@ pub async fn handle(State(st): State<KubeHttp>, req: Request) -> Response {
             return error_response(&e);
         }
     };
+    if let Some(target) = proxy::target(&path) {
+        let resp = serve_proxy(&st, &user, &method, &target);
+        let action = format!("{} {}", proxy_verb(&method), target.resource());
+        st.calls
+            .record(Service::Kube, &action, false, resp.status().as_u16(), false, &log_path);
+        return resp;
+    }
     if method == Method::POST
         && let Some(answer) = self_review(&st, &user, &path, &body)
     {
@@ -315,7 +322,10 @@ pub async fn handle(State(st): State<KubeHttp>, req: Request) -> Response {
         return error_response(&e);
     }
     let resp = match resolved {
-        Err(e) => error_response(&e),
+        Err(e) => {
+            let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+            error_response(&aggregation::refuse_path(&aggregation::remotes(&st.store), &segs).unwrap_or(e))
+        }
         Ok(Some(r)) => match serve_resource(&st, &method, &parts.headers, &q, r, &body).await {
             Ok(resp) => resp,
             Err(e) => error_response(&e),
@@ -333,6 +343,34 @@ pub async fn handle(State(st): State<KubeHttp>, req: Request) -> Response {
     resp
 }
 
+fn proxy_verb(method: &Method) -> &'static str {
+    match *method {
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "get",
+    }
+}
+
+/// `pods/proxy` and `services/proxy`, authorized as the API server does.
+fn serve_proxy(st: &KubeHttp, user: &User, method: &Method, t: &proxy::Target) -> Response {
+    let attrs = Attributes::Resource {
+        verb: proxy_verb(method),
+        group: "",
+        resource: t.resource().to_string(),
+        namespace: Some(&t.namespace),
+        name: Some(&t.name),
+    };
+    if let Err(e) = st.auth.authorize(user, &attrs) {
+        return error_response(&e);
+    }
+    match proxy::answer(&st.store, t) {
+        Ok(body) => json_response(200, Bytes::from(body), "text/plain; charset=utf-8"),
+        Err(e) => error_response(&e),
+    }
+}
+
 fn serve_meta(st: &KubeHttp, method: &Method, headers: &HeaderMap, path: &str) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return error_response(&ApiError::method_not_allowed());
@@ -341,6 +379,7 @@ fn serve_meta(st: &KubeHttp, method: &Method, headers: &HeaderMap, path: &str) -
     let served = move |i: usize| store.served(i);
     let acc = parse_accept(headers);
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let remotes = aggregation::remotes(&st.store);
     let aggregated_ct = |v: &str| format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList");
     match segs.as_slice() {
         [""] => value_response(
@@ -358,24 +397,32 @@ fn serve_meta(st: &KubeHttp, method: &Method, headers: &HeaderMap, path: &str) -
             None => value_response(200, &discovery::api_versions(&st.server_address)),
         },
         ["apis"] => match acc.aggregated {
-            Some(v) => json_response(
-                200,
-                Bytes::from(serde_json::to_vec(&discovery::aggregated(&served, false, &v)).unwrap_or_default()),
-                &aggregated_ct(&v),
-            ),
-            None => value_response(200, &discovery::group_list(&served)),
+            Some(v) => {
+                let mut doc = discovery::aggregated(&served, false, &v);
+                aggregation::extend_aggregated(&mut doc, &remotes);
+                json_response(200, Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()), &aggregated_ct(&v))
+            }
+            None => {
+                let mut doc = discovery::group_list(&served);
+                aggregation::extend_group_list(&mut doc, &remotes);
+                value_response(200, &doc)
+            }
         },
         ["api", "v1"] => match discovery::resource_list(&served, "", "v1") {
             Some(v) => value_response(200, &v),
             None => error_response(&not_found_path()),
         },
-        ["apis", g] => match discovery::group(&served, g) {
+        ["apis", g] => match discovery::group(&served, g).or_else(|| aggregation::group(&remotes, g)) {
             Some(v) => value_response(200, &v),
             None => error_response(&not_found_path()),
         },
         ["apis", g, v] => match discovery::resource_list(&served, g, v) {
             Some(v) => value_response(200, &v),
-            None => error_response(&not_found_path()),
+            None => match aggregation::resource_list(&remotes, g, v) {
+                Some(Ok(v)) => value_response(200, &v),
+                Some(Err(e)) => error_response(&e),
+                None => error_response(&not_found_path()),
+            },
         },
         ["openapi", "v3"] => value_response(200, &openapi::root(&served)),
         ["openapi", "v3", "api", v] => match openapi::group_version(&served, "", v) {

@@ -4,6 +4,8 @@
 //! patch types, selectors, pagination, watches, Table output, eviction and
 //! Status errors that kubectl and kube-rs rely on.
 
+pub mod admission;
+pub mod aggregation;
 pub mod api;
 mod apply;
 mod cells;
@@ -23,6 +25,7 @@ pub mod ops;
 mod options;
 pub mod patch;
 mod printers;
+pub mod proxy;
 pub mod resources;
 pub mod selectors;
 mod serve;

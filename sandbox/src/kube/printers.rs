@@ -29,6 +29,8 @@ pub(super) fn printer(rt: &ResourceType, crd: Option<&Value>) -> (Vec<Value>, Ce
         Printer::Pdb => pdb_printer(&mut columns),
         Printer::Lease => lease_printer(&mut columns),
         Printer::Crd => crd_printer(&mut columns),
+        Printer::Webhooks => webhooks_printer(&mut columns),
+        Printer::ApiService => apiservice_printer(&mut columns),
         Printer::Custom => custom_printer(rt, crd, &mut columns),
     };
     (columns, cells_of)
@@ -313,6 +315,40 @@ fn lease_printer(columns: &mut Vec<Value>) -> CellsOf {
 fn crd_printer(columns: &mut Vec<Value>) -> CellsOf {
     columns.push(col("Created At", "date", 0));
     Box::new(|v| vec![json!(meta_str(v, "name")), json!(meta_str(v, "creationTimestamp"))])
+}
+
+/// Webhook configurations: WEBHOOKS (how many), AGE.
+fn webhooks_printer(columns: &mut Vec<Value>) -> CellsOf {
+    columns.extend([col("Webhooks", "integer", 0), col("Age", "string", 0)]);
+    Box::new(|v| {
+        let n = v.get("webhooks").and_then(Value::as_array).map_or(0, Vec::len);
+        vec![json!(meta_str(v, "name")), json!(n), json!(age(v))]
+    })
+}
+
+/// APIServices: SERVICE (`ns/name` or `Local`), AVAILABLE (`True`, or
+/// `False (Reason)` as kube-aggregator prints it), AGE.
+fn apiservice_printer(columns: &mut Vec<Value>) -> CellsOf {
+    columns.extend([
+        col("Service", "string", 0),
+        col("Available", "string", 0),
+        col("Age", "string", 0),
+    ]);
+    Box::new(|v| {
+        let service = match v.pointer("/spec/service") {
+            Some(svc) if !svc.is_null() => format!("{}/{}", s(svc, "/namespace"), s(svc, "/name")),
+            _ => "Local".to_string(),
+        };
+        let available = v
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| s(c, "/type") == "Available"))
+            .map_or("Unknown".to_string(), |c| match s(c, "/status") {
+                "True" => "True".to_string(),
+                other => format!("{other} ({})", s(c, "/reason")),
+            });
+        vec![json!(meta_str(v, "name")), json!(service), json!(available), json!(age(v))]
+    })
 }
 
 /// Custom resources: the CRD version's `additionalPrinterColumns`, else AGE.

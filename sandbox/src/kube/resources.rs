@@ -8,11 +8,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use k8s_openapi::api::admissionregistration::v1 as admission;
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::policy::v1 as policy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apireg;
 
 /// Parses a body into the k8s-openapi type and re-serializes it.
 pub type Validator = fn(Value) -> Result<Value, String>;
@@ -57,6 +59,10 @@ pub enum Printer {
     Pdb,
     Lease,
     Crd,
+    /// Mutating and validating webhook configurations: WEBHOOKS, AGE.
+    Webhooks,
+    /// APIServices: SERVICE, AVAILABLE, AGE.
+    ApiService,
     /// Columns from the CRD's `additionalPrinterColumns`.
     Custom,
 }
@@ -199,8 +205,11 @@ pub const ENICONFIG: usize = 14;
 pub const NODEPOOL: usize = 15;
 pub const NODECLAIM: usize = 16;
 pub const EC2NODECLASS: usize = 17;
+pub const MUTATING_WEBHOOK: usize = 18;
+pub const VALIDATING_WEBHOOK: usize = 19;
+pub const APISERVICE: usize = 20;
 
-static TYPES: [ResourceType; 18] = [
+static TYPES: [ResourceType; 21] = [
     builtin!(
         "",
         "v1",
@@ -441,6 +450,48 @@ static TYPES: [ResourceType; 18] = [
         &["karpenter"],
         &[Status]
     ),
+    builtin!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        false,
+        &[],
+        &["api-extensions"],
+        &[],
+        true,
+        admission::MutatingWebhookConfiguration,
+        Printer::Webhooks
+    ),
+    builtin!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        false,
+        &[],
+        &["api-extensions"],
+        &[],
+        true,
+        admission::ValidatingWebhookConfiguration,
+        Printer::Webhooks
+    ),
+    builtin!(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        "apiservice",
+        false,
+        &[],
+        &["api-extensions"],
+        &[Status],
+        false,
+        apireg::APIService,
+        Printer::ApiService
+    ),
 ];
 
 /// All served types, indexed by the constants above.
@@ -501,6 +552,9 @@ mod tests {
         assert_eq!(get(NODEPOOL).kind, "NodePool");
         assert_eq!(get(NODECLAIM).kind, "NodeClaim");
         assert_eq!(get(EC2NODECLASS).kind, "EC2NodeClass");
+        assert_eq!(get(MUTATING_WEBHOOK).kind, "MutatingWebhookConfiguration");
+        assert_eq!(get(VALIDATING_WEBHOOK).kind, "ValidatingWebhookConfiguration");
+        assert_eq!(get(APISERVICE).kind, "APIService");
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub(crate) struct Inner {
     pub tx: broadcast::Sender<Arc<Event>>,
     /// While > 0, derived-status hooks are deferred (bulk seeding).
     pub bulk_depth: u32,
+    /// The API server's reach into the VPC, for admission webhooks; `None`
+    /// reaches every address.
+    pub control_plane: Option<Arc<crate::control_plane::ControlPlane>>,
 }
 
 /// How many past events a watch can resume from.
@@ -265,11 +268,17 @@ impl Store {
             history_cap: HISTORY,
             tx,
             bulk_depth: 0,
+            control_plane: None,
         };
         Store {
             inner: RwLock::new(inner),
             snapshots: Mutex::new((0, HashMap::new())),
         }
+    }
+
+    /// Judge admission webhook calls by this control plane's reach.
+    pub fn set_control_plane(&self, cp: Arc<crate::control_plane::ControlPlane>) {
+        self.write().control_plane = Some(cp);
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Inner> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::admission;
 use super::derived;
 use super::meta::meta_mut;
 use super::options::WriteOptions;
@@ -56,6 +57,7 @@ pub(crate) fn finish_update(
     if v == old.value {
         return Ok(old.clone());
     }
+    admission::admit(inner, rt_idx, sub, "UPDATE", &v)?;
     if opts.dry_run {
         return Ok(Stored::new(v, inner.rv));
     }

@@ -9,6 +9,7 @@
 //! addresses) next to the sandbox's own IP accounting, for tests and for the
 //! controllers of the next sandbox issue.
 
+pub mod control_plane;
 pub mod ec2;
 pub mod objects;
 pub mod placement;
@@ -124,6 +125,15 @@ pub struct Scenario {
     pub workloads: Vec<WorkloadSpec>,
     #[serde(default)]
     pub moto: MotoSpec,
+    /// How long the control plane takes to reach a new VPC CIDR.
+    #[serde(default)]
+    pub control_plane: control_plane::ControlPlaneSpec,
+    /// Admission webhooks served by the scenario's workloads.
+    #[serde(default)]
+    pub webhooks: Vec<control_plane::WebhookSpec>,
+    /// Aggregated APIs served by the scenario's workloads.
+    #[serde(default)]
+    pub api_services: Vec<control_plane::ApiServiceSpec>,
 }
 
 /// One availability zone and its subnets.
@@ -346,6 +356,7 @@ impl Scenario {
         if self.zones.is_empty() {
             return Err("at least one zone is required".into());
         }
+        control_plane::validate(self)?;
         let mut nets: Vec<(String, Ipv4Net)> = Vec::new();
         for z in &self.zones {
             if !z.name.starts_with(&self.region) {

@@ -33,7 +33,8 @@ pub fn namespaces(created: &str) -> Vec<Value> {
         .collect()
 }
 
-pub fn services(s: &Scenario, created: &str) -> Vec<(String, Value)> {
+/// The `n`th address of the service CIDR (`1` is the API server's).
+pub fn service_ip(s: &Scenario, n: u32) -> String {
     let base = s
         .service_cidr
         .split('/')
@@ -41,7 +42,11 @@ pub fn services(s: &Scenario, created: &str) -> Vec<(String, Value)> {
         .and_then(|b| b.parse::<std::net::Ipv4Addr>().ok())
         .map(u32::from)
         .unwrap_or(0xAC14_0000);
-    let ip = |n: u32| std::net::Ipv4Addr::from(base + n).to_string();
+    std::net::Ipv4Addr::from(base + n).to_string()
+}
+
+pub fn services(s: &Scenario, created: &str) -> Vec<(String, Value)> {
+    let ip = |n: u32| service_ip(s, n);
     vec![
         (
             "default".into(),

@@ -59,6 +59,9 @@ pub(super) fn objects(
     if s.karpenter.is_some() {
         karpenter_objects(store, s, world, planned)?;
     }
+    for (rt, v) in crate::scenario::control_plane::objects(s, &created, |n| obj::service_ip(s, n)) {
+        create(store, rt, v)?;
+    }
     Ok(())
 }
 
