@@ -146,7 +146,30 @@ pub async fn verify(aws: &AwsClients, kube: &kube::Client, x: &Expectations) -> 
         Err(e) => return Err(e.into()),
     };
     let subnets = aws.ec2.describe_subnets(&x.vpc_id).await?;
-    Ok(evaluate(x, &snap, &events, Some(&subnets)))
+    let mut report = evaluate(x, &snap, &events, Some(&subnets));
+    report.checks.push(control_plane_reach(kube, &snap).await?);
+    Ok(report)
+}
+
+/// Every Service-backed webhook and APIService answers the API server: an
+/// APIService is `Available`, and the API server's service proxy reaches
+/// each one's pods (the control plane reaches the pod CIDR).
+async fn control_plane_reach(kube: &kube::Client, snap: &KubeSnapshot) -> Result<Check, KubeError> {
+    let mut failures = Vec::new();
+    for c in snap.callbacks.iter().filter(|c| !c.pods.is_empty()) {
+        if c.available == Some(false) {
+            failures.push(format!("{} is not Available", c.owner));
+        }
+        if let Some(why) = crate::k8s::callbacks::unreachable(kube, c).await? {
+            failures.push(format!("{} {} ({}): {why}", c.kind, c.name, c.owner));
+        }
+    }
+    let n = snap.callbacks.iter().filter(|c| !c.pods.is_empty()).count();
+    Ok(check(
+        "control-plane.reach",
+        format!("the control plane reaches all {n} webhooks and aggregated APIs served in the cluster"),
+        failures,
+    ))
 }
 
 /// The checks, on what was read (pure, for tests).

@@ -100,11 +100,7 @@ fn crash_after(after: Duration) -> Crash {
     let _ = child.kill();
     let _ = child.wait();
     resumed_clean(&sb, dir.path(), &before, &format!("a kill at {after:?}"));
-    if finished {
-        Crash::NotReached
-    } else {
-        Crash::Killed
-    }
+    if finished { Crash::NotReached } else { Crash::Killed }
 }
 
 /// Two points a third and three quarters into the run, with a wall-clock
@@ -119,11 +115,18 @@ fn a_sample_of_journal_points_and_wall_clock_offsets_resume_clean() {
     for share in SAMPLE {
         // A `progress` point may depend on timing; the sample wants kills.
         let at = ((points.len() - 1) as f64 * share) as usize;
-        let point = points[at..].iter().find(|p| !p.contains(":progress:")).expect("a point after it");
+        let point = points[at..]
+            .iter()
+            .find(|p| !p.contains(":progress:"))
+            .expect("a point after it");
         eprintln!("crash matrix: killing at {point}");
         assert_eq!(crash_at(point), Crash::Killed, "{point}");
     }
-    assert_eq!(crash_after(Duration::from_secs(10)), Crash::Killed, "the apply ended within 10 s");
+    assert_eq!(
+        crash_after(Duration::from_secs(10)),
+        Crash::Killed,
+        "the apply ended within 10 s"
+    );
 }
 
 #[test]

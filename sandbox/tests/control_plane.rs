@@ -13,50 +13,10 @@ use std::time::Duration;
 use podnet_sandbox::{Sandbox, SandboxOptions, Scenario};
 use serde_json::Value;
 
-/// The seed plus metrics-server and a pod-mutating webhook shaped like
-/// aws-load-balancer-controller's.
-pub const EXTRA: &str = r#"
-[[workloads]]
-name = "aws-load-balancer-controller"
-namespace = "kube-system"
-replicas = 2
-cpu = "10m"
-memory = "32Mi"
-pdb = { max_unavailable = 1 }
-
-[[workloads]]
-name = "metrics-server"
-namespace = "kube-system"
-replicas = 2
-cpu = "10m"
-memory = "32Mi"
-pdb = { min_available = 1 }
-
-[[webhooks]]
-configuration = "aws-load-balancer-webhook"
-name = "mpod.elbv2.k8s.aws"
-kind = "mutating"
-workload = "aws-load-balancer-controller"
-service = "aws-load-balancer-webhook-service"
-path = "/mutate-v1-pod"
-target_port = 9443
-resources = ["pods"]
-operations = ["CREATE"]
-failure_policy = "Fail"
-exclude_namespaces = ["kube-system"]
-
-[[api_services]]
-group = "metrics.k8s.io"
-version = "v1beta1"
-workload = "metrics-server"
-service = "metrics-server"
-target_port = 10250
-"#;
-
+/// The seed (which serves metrics-server's APIService and an
+/// aws-load-balancer-controller-shaped pod mutator).
 fn start() -> Sandbox {
-    let text = format!("{}\n{EXTRA}", podnet_sandbox::scenario::SEED);
-    let scenario = Scenario::parse(&text, "seed+webhooks").expect("scenario parses");
-    Sandbox::start(SandboxOptions::default().with_scenario(scenario)).expect("sandbox starts")
+    Sandbox::start(SandboxOptions::default().with_scenario(Scenario::seed())).expect("sandbox starts")
 }
 
 fn available(sb: &Sandbox) -> String {
@@ -77,14 +37,30 @@ fn available(sb: &Sandbox) -> String {
 fn run_pod(sb: &Sandbox, ns: &str, name: &str) -> common::Run {
     common::kubectl(
         sb,
-        &["run", name, "-n", ns, "--image=public.ecr.aws/docker/library/busybox:1.36", "--restart=Never"],
+        &[
+            "run",
+            name,
+            "-n",
+            ns,
+            "--image=public.ecr.aws/docker/library/busybox:1.36",
+            "--restart=Never",
+        ],
     )
 }
 
 fn metrics_pod(sb: &Sandbox) -> String {
     let run = common::kubectl(
         sb,
-        &["get", "pods", "-n", "kube-system", "-l", "app=metrics-server", "-o", "jsonpath={.items[0].metadata.name}"],
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            "app=metrics-server",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
     );
     assert!(run.ok, "{}", run.stderr);
     run.stdout.trim().to_string()
@@ -95,7 +71,12 @@ fn an_unrecognised_block_takes_webhooks_and_aggregated_apis_down_until_recognise
     let sb = start();
     common::wait_until("metrics.k8s.io available", || available(&sb) == "True/Passed");
     let run = common::kubectl(&sb, &["get", "mutatingwebhookconfigurations"]);
-    assert!(run.ok && run.stdout.contains("aws-load-balancer-webhook"), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.ok && run.stdout.contains("aws-load-balancer-webhook"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
     let before = run_pod(&sb, "default", "before");
     assert!(before.ok, "{}", before.stderr);
 
@@ -112,14 +93,19 @@ fn an_unrecognised_block_takes_webhooks_and_aggregated_apis_down_until_recognise
     let excluded = run_pod(&sb, "kube-system", "excluded");
     assert!(excluded.ok, "the webhook leaves kube-system alone: {}", excluded.stderr);
 
-    common::wait_until("metrics.k8s.io unavailable", || available(&sb) == "False/FailedDiscoveryCheck");
+    common::wait_until("metrics.k8s.io unavailable", || {
+        available(&sb) == "False/FailedDiscoveryCheck"
+    });
     let raw = common::kubectl(&sb, &["get", "--raw", "/apis/metrics.k8s.io/v1beta1"]);
     assert!(!raw.ok && raw.stderr.contains("ServiceUnavailable"), "{}", raw.stderr);
     let agg = common::http(
         &sb,
         "GET",
         "/apis",
-        &[("Accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")],
+        &[(
+            "Accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        )],
         None,
     )
     .json();
@@ -132,13 +118,22 @@ fn an_unrecognised_block_takes_webhooks_and_aggregated_apis_down_until_recognise
     let pod = metrics_pod(&sb);
     let proxied = common::kubectl(
         &sb,
-        &["get", "--raw", &format!("/api/v1/namespaces/kube-system/pods/{pod}:10250/proxy/")],
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/kube-system/pods/{pod}:10250/proxy/"),
+        ],
     );
-    assert!(!proxied.ok && proxied.stderr.contains("i/o timeout"), "{}", proxied.stderr);
+    assert!(
+        !proxied.ok && proxied.stderr.contains("i/o timeout"),
+        "{}",
+        proxied.stderr
+    );
 
     let log = sb.control_plane().unreachable();
     assert!(
-        log.iter().any(|u| u.kind == "webhook" && u.refused && u.name == "mpod.elbv2.k8s.aws"),
+        log.iter()
+            .any(|u| u.kind == "webhook" && u.refused && u.name == "mpod.elbv2.k8s.aws"),
         "{log:?}"
     );
     assert!(log.iter().any(|u| u.kind == "apiservice"), "{log:?}");
@@ -153,7 +148,11 @@ fn an_unrecognised_block_takes_webhooks_and_aggregated_apis_down_until_recognise
     assert_eq!(v["resources"][0]["kind"], "NodeMetrics", "{v}");
     let proxied = common::kubectl(
         &sb,
-        &["get", "--raw", &format!("/api/v1/namespaces/kube-system/pods/{pod}:10250/proxy/")],
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/kube-system/pods/{pod}:10250/proxy/"),
+        ],
     );
     assert!(proxied.ok && proxied.stdout.trim() == "ok", "{}", proxied.stderr);
 }
@@ -175,7 +174,10 @@ boto3.client("ec2").associate_vpc_cidr_block(VpcId="{vpc}", CidrBlock="100.64.0.
     let pending = sb.control_plane().pending();
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0].0.to_string(), "100.64.0.0/16");
-    assert!(pending[0].1 > Duration::from_secs(3600), "the seed's default is two hours");
+    assert!(
+        pending[0].1 > Duration::from_secs(3600),
+        "the seed's default is two hours"
+    );
     let cp = sb.control_plane();
     assert!(!cp.reaches("100.64.1.1".parse().unwrap()));
     assert!(cp.reaches("10.255.11.20".parse().unwrap()));

@@ -380,7 +380,7 @@ fn pagination_is_consistent() {
             )
         })
         .collect();
-    assert_eq!(names.len(), 126);
+    assert_eq!(names.len(), 130);
     let mut got = Vec::new();
     let mut token: Option<String> = None;
     let mut pages = 0;
@@ -401,7 +401,7 @@ fn pagination_is_consistent() {
         }));
         pages += 1;
         if pages == 1 {
-            assert_eq!(page["metadata"]["remainingItemCount"], 101);
+            assert_eq!(page["metadata"]["remainingItemCount"], 105);
             // a change between pages does not show up in this list
             let (ns, name) = names.last().unwrap().split_once('/').unwrap();
             sb.store().dyn_api(POD).delete(ns, name).unwrap();
@@ -434,7 +434,7 @@ fn label_and_field_selectors() {
         2,
         "only karpenter has neither"
     );
-    assert_eq!(count("labelSelector=app%21%3Dexample-service"), 16);
+    assert_eq!(count("labelSelector=app%21%3Dexample-service"), 20);
     let node = &sb.world().nodes[0];
     let on_node = count(&format!("fieldSelector=spec.nodeName%3D{}", node.name));
     assert_eq!(on_node, sb.store().pods_on_node(&node.name).len());
@@ -450,14 +450,14 @@ fn label_and_field_selectors() {
             .filter(|p| p.namespace() == "kube-system")
             .count()
     );
-    assert_eq!(count("fieldSelector=status.phase%3DRunning"), 126);
+    assert_eq!(count("fieldSelector=status.phase%3DRunning"), 130);
     assert_eq!(count("fieldSelector=status.phase%21%3DRunning"), 0);
     let nsd = get(
         k,
         "/api/v1/namespaces/kube-system/pods?fieldSelector=metadata.name%21%3Dx",
     )
     .json();
-    assert_eq!(nsd["items"].as_array().unwrap().len(), 16);
+    assert_eq!(nsd["items"].as_array().unwrap().len(), 20);
 
     // events by involvedObject.name
     for (n, obj) in [("e1", "pod-a"), ("e2", "pod-b")] {

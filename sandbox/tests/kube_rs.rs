@@ -53,7 +53,7 @@ async fn typed_calls_patches_and_errors() {
         }
     }
     assert_eq!(pages, 4);
-    assert_eq!(names.len(), 126);
+    assert_eq!(names.len(), 130);
 
     let node = sb.world().nodes[3].name.clone();
     let on_node = pods

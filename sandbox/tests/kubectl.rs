@@ -43,7 +43,7 @@ fn get_tables_wide_and_json() {
         t[0][..8],
         ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
     );
-    assert_eq!(t.len(), 127);
+    assert_eq!(t.len(), 131);
     let example: Vec<&Vec<String>> = t.iter().filter(|r| r[1].starts_with("example-service-")).collect();
     assert_eq!(example.len(), 110);
     for r in example {
@@ -59,7 +59,7 @@ fn get_tables_wide_and_json() {
     assert!(r.ok, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["kind"], "List");
-    assert_eq!(v["items"].as_array().unwrap().len(), 16);
+    assert_eq!(v["items"].as_array().unwrap().len(), 20);
     assert!(
         v["items"]
             .as_array()

@@ -126,7 +126,7 @@ fn the_reference_scenario() {
         .collect();
     assert_eq!(caps["t3.medium"], "17");
     assert_eq!(caps["t3.large"], "35");
-    assert_eq!(list(&sb, POD).len(), 126);
+    assert_eq!(list(&sb, POD).len(), 130);
     let ds: Vec<String> = list(&sb, DAEMONSET)
         .iter()
         .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
@@ -136,7 +136,16 @@ fn the_reference_scenario() {
         .iter()
         .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(deps, ["example-service", "coredns", "karpenter"]);
+    assert_eq!(
+        deps,
+        [
+            "example-service",
+            "aws-load-balancer-controller",
+            "coredns",
+            "karpenter",
+            "metrics-server"
+        ]
+    );
 
     // aws-node: the image and the add-on's configuration values
     let aws_node = sb.store().dyn_api(DAEMONSET).get("kube-system", "aws-node").unwrap();

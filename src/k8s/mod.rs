@@ -3,6 +3,7 @@
 //! NodePool/NodeClaim/EC2NodeClass), retries (429, 5xx and, for server-side
 //! apply, 409; honouring `Retry-After`), and classified errors. Everything that waits takes a timeout.
 
+pub mod callbacks;
 pub mod connect;
 pub mod crds;
 pub mod ops;

@@ -52,6 +52,30 @@ pub const NEEDS: &[Need] = &[
     need("list", "policy", "poddisruptionbudgets", "respect PodDisruptionBudgets"),
     need("list", "crd.k8s.amazonaws.com", "eniconfigs", "read the ENIConfigs"),
     need(
+        "list",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        "find the webhooks the migration moves",
+    ),
+    need(
+        "list",
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        "find the webhooks the migration moves",
+    ),
+    need(
+        "list",
+        "apiregistration.k8s.io",
+        "apiservices",
+        "find the aggregated APIs the migration moves",
+    ),
+    need(
+        "get",
+        "",
+        "services",
+        "find the pods behind webhooks and aggregated APIs",
+    ),
+    need(
         "create",
         "crd.k8s.amazonaws.com",
         "eniconfigs",
@@ -84,6 +108,29 @@ pub const NEEDS: &[Need] = &[
         "nodepools",
         "raise a NodePool's cpu limit while nodes are replaced",
     ),
+    karpenter(
+        "create",
+        "karpenter.sh",
+        "nodepools",
+        "launch the control-plane reach probe on a temporary NodePool",
+    ),
+    karpenter(
+        "delete",
+        "karpenter.sh",
+        "nodepools",
+        "remove the probe's temporary NodePool",
+    ),
+    karpenter("create", "", "pods", "start the control-plane reach probe"),
+    karpenter(
+        "patch",
+        "",
+        "pods",
+        "start the control-plane reach probe (server-side apply)",
+    ),
+    Need {
+        subresource: "proxy",
+        ..karpenter("get", "", "pods", "ask the API server's proxy for the probe")
+    },
     karpenter("list", "karpenter.sh", "nodeclaims", "read the NodeClaims"),
     karpenter("delete", "karpenter.sh", "nodeclaims", "replace Karpenter nodes"),
     karpenter(

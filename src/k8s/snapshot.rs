@@ -189,6 +189,9 @@ pub struct KubeSnapshot {
     /// `None`: the ENIConfig CRD is not installed.
     pub eniconfigs: Option<Vec<EniConfigSummary>>,
     pub eniconfig_crd_established: bool,
+    /// Service-backed admission webhooks and APIServices.
+    #[serde(default)]
+    pub callbacks: Vec<super::callbacks::Callback>,
 }
 
 impl KubeSnapshot {
@@ -472,6 +475,7 @@ pub async fn take(client: &Client, karpenter: &KarpenterHint) -> Result<KubeSnap
             .get_opt("eniconfigs.crd.k8s.amazonaws.com")),
     )?;
     let pods: Vec<PodSummary> = pods.iter().map(pod_summary).collect();
+    let callbacks = super::callbacks::discover(client, &pods).await?;
     let pdbs: Vec<PdbSummary> = pdbs.iter().map(pdb_summary).collect();
     let controller = karpenter_controller(
         client,
@@ -504,6 +508,7 @@ pub async fn take(client: &Client, karpenter: &KarpenterHint) -> Result<KubeSnap
         pdbs,
         eniconfigs: eniconfigs.map(|v| v.iter().map(eniconfig).collect()),
         eniconfig_crd_established: established,
+        callbacks,
     })
 }
 

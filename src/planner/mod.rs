@@ -5,6 +5,7 @@
 
 pub mod capacity;
 pub mod preflight;
+pub mod reach;
 
 use std::collections::BTreeMap;
 
@@ -89,6 +90,8 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         .filter(|p| r.node_pools.selects(p))
         .collect();
     let karpenter_batches = karpenter_batches(d, &node_pools, &expect, r.batch_size);
+    let (reach_gate, reach_findings) = reach::plan(spec, d, &expect, &node_pools);
+    findings.extend(reach_findings);
     let inputs = MigrationInputs {
         cluster: spec.cluster.clone(),
         region: spec.region.clone(),
@@ -122,6 +125,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         },
         expect,
         waits: spec.waits,
+        reach_gate,
     };
     findings.extend(preflight::check(spec, d, &inputs));
     let suggestions = suggestions(spec, d, &inputs);

@@ -2,6 +2,7 @@
 //! wrong with one at once, and the validated [`Spec`] the rest of podnet
 //! consumes. `model` is the file as written; `validate` is the static rules.
 
+pub mod control_plane;
 pub mod model;
 mod pod_subnets;
 mod sg_patch;

@@ -33,6 +33,8 @@ pub struct PlanFile {
     pub replacement: ReplacementSection,
     #[serde(default)]
     pub waits: super::waits::WaitsSection,
+    #[serde(default)]
+    pub control_plane: super::control_plane::ControlPlaneSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

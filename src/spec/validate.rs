@@ -38,6 +38,7 @@ pub fn validate(file: &PlanFile, overrides: &Overrides) -> Result<Spec, Vec<Prob
     let drain_timeout = check_replacement(r, &mut p);
 
     let waits = super::waits::validate(&file.waits, drain_timeout, &mut p);
+    super::control_plane::validate(&file.control_plane, &mut p);
 
     if !p.is_empty() {
         return Err(p);
@@ -65,6 +66,7 @@ pub fn validate(file: &PlanFile, overrides: &Overrides) -> Result<Spec, Vec<Prob
             pdb_bypass: r.pdb_bypass,
         },
         waits,
+        control_plane: file.control_plane.clone(),
     })
 }
 

@@ -155,6 +155,7 @@ pub struct Spec {
     pub karpenter: KarpenterSection,
     pub replacement: ReplacementSpec,
     pub waits: super::Waits,
+    pub control_plane: super::control_plane::ControlPlaneSection,
 }
 
 /// Values given on the command line that override the file.

@@ -25,6 +25,7 @@ pub struct WaitsSection {
     pub node_group_update: Option<String>,
     pub verify: Option<String>,
     pub propagation: Option<String>,
+    pub control_plane_reach: Option<String>,
 }
 
 /// Every wait bound, resolved.
@@ -70,6 +71,22 @@ pub struct Waits {
         skip_serializing_if = "is_default_propagation"
     )]
     pub propagation: Duration,
+    /// The control plane reaching the new CIDR (EKS: up to five hours after
+    /// the association). Left out at its default, as `propagation` is.
+    #[serde(
+        with = "text",
+        default = "default_control_plane_reach",
+        skip_serializing_if = "is_default_control_plane_reach"
+    )]
+    pub control_plane_reach: Duration,
+}
+
+fn default_control_plane_reach() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+
+fn is_default_control_plane_reach(d: &Duration) -> bool {
+    *d == default_control_plane_reach()
 }
 
 fn default_propagation() -> Duration {
@@ -93,6 +110,7 @@ impl Default for Waits {
             node_group_update: Duration::from_secs(3600),
             verify: Duration::from_secs(300),
             propagation: default_propagation(),
+            control_plane_reach: default_control_plane_reach(),
         }
     }
 }
@@ -159,6 +177,7 @@ pub fn validate(w: &WaitsSection, drain_timeout: Duration, p: &mut Vec<Problem>)
         node_group_update: bound("node_group_update", &w.node_group_update, d.node_group_update, p),
         verify: bound("verify", &w.verify, d.verify, p),
         propagation: bound("propagation", &w.propagation, d.propagation, p),
+        control_plane_reach: bound("control_plane_reach", &w.control_plane_reach, d.control_plane_reach, p),
     };
     if waits.poll > Duration::from_secs(60) {
         p.push(Problem::new(

@@ -9,6 +9,7 @@ pub mod associate_cidr;
 pub mod eniconfigs;
 pub mod karpenter;
 pub mod pod_subnets;
+pub mod reach_gate;
 pub mod replace_nodes;
 pub mod security_groups;
 pub mod verify;
@@ -35,6 +36,7 @@ pub mod ids {
     pub const APPLY_ENICONFIGS: &str = "apply-eniconfigs";
     pub const CONFIGURE_KARPENTER: &str = "configure-karpenter";
     pub const ENABLE_CUSTOM_NETWORKING: &str = "enable-custom-networking";
+    pub const CONTROL_PLANE_REACH: &str = "control-plane-reach";
     pub const REPLACE_KARPENTER_NODES: &str = "replace-karpenter-nodes";
     pub const ROLL_NODE_GROUPS: &str = "roll-node-groups";
     pub const VERIFY: &str = "verify";
@@ -145,11 +147,19 @@ pub struct MigrationInputs {
     pub expect: crate::verify::Expectations,
     /// Every wait bound (`[waits]`): saved, so `resume` waits as `apply` did.
     pub waits: Waits,
+    /// The gate on the control plane's reach into the new CIDR, when pods
+    /// it calls (webhooks, aggregated APIs) will move there. Absent from
+    /// plans saved before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach_gate: Option<reach_gate::ReachGateInputs>,
 }
 
 /// The units of a migration, in order: the saved plan runs exactly these.
 pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
     let mut units = fixed_units(inputs);
+    if let Some(gate) = &inputs.reach_gate {
+        units.push(Box::new(reach_gate::ControlPlaneReach { inputs: gate.clone() }));
+    }
     units.extend(replacement_units(inputs));
     units.push(Box::new(verify::Verify {
         expect: inputs.expect.clone(),

@@ -17,8 +17,16 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A sandbox whose control plane recognises a new CIDR block after 20
+/// simulated minutes (13 s): long enough that the migration's
+/// control-plane-reach gate still waits, short enough for every test that is
+/// not about it (tests/control_plane.rs runs the seed's two hours).
 pub fn start(scenario: Scenario) -> Sandbox {
-    Sandbox::start(SandboxOptions::default().with_scenario(scenario)).expect("sandbox starts")
+    Sandbox::start(SandboxOptions {
+        cidr_recognition: Some(std::time::Duration::from_secs(20 * 60)),
+        ..SandboxOptions::default().with_scenario(scenario)
+    })
+    .expect("sandbox starts")
 }
 
 pub fn podnet(sb: &Sandbox, state: &Path, plan: &Path, args: &[&str]) -> Output {

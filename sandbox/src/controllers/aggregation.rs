@@ -29,7 +29,11 @@ fn judge(ctx: &Ctx, api: &Value) -> (&'static str, &'static str, String) {
     let cp = inner.control_plane.clone();
     match service_reach(&inner, cp.as_deref(), ns, name) {
         Reach::Reachable(_) => ("True", "Passed", "all checks passed".into()),
-        Reach::NoService => ("False", "ServiceNotFound", format!("service/{name} in \"{ns}\" is not present")),
+        Reach::NoService => (
+            "False",
+            "ServiceNotFound",
+            format!("service/{name} in \"{ns}\" is not present"),
+        ),
         Reach::NoEndpoints => (
             "False",
             "MissingEndpoints",
@@ -64,9 +68,10 @@ pub fn reconcile(ctx: &Ctx) {
             .and_then(Value::as_array)
             .and_then(|cs| cs.iter().find(|c| s(c, "/type") == "Available"))
             .cloned();
-        if current.as_ref().is_some_and(|c| {
-            s(c, "/status") == status && s(c, "/reason") == reason && s(c, "/message") == message
-        }) {
+        if current
+            .as_ref()
+            .is_some_and(|c| s(c, "/status") == status && s(c, "/reason") == reason && s(c, "/message") == message)
+        {
             continue;
         }
         let since = match &current {

@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::resources::{self, MUTATING_WEBHOOK, NAMESPACE, POD, ResourceType, SERVICE, Subresource, VALIDATING_WEBHOOK};
+use super::resources::{
+    self, MUTATING_WEBHOOK, NAMESPACE, POD, ResourceType, SERVICE, Subresource, VALIDATING_WEBHOOK,
+};
 use super::selectors::LabelSelector;
 use super::status::ApiError;
 use super::store::{Inner, meta_str};
@@ -52,10 +54,7 @@ fn pod_ready(p: &Value) -> bool {
     s(p, "/status/phase") == "Running"
         && p.pointer("/status/conditions")
             .and_then(Value::as_array)
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True")
-            })
+            .is_some_and(|cs| cs.iter().any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True"))
         && p.pointer("/metadata/deletionTimestamp").is_none()
 }
 
@@ -103,26 +102,23 @@ fn resource_matches(entry: &str, plural: &str, sub: Option<&str>) -> bool {
 /// Does one of the rules match `op` on this resource (and subresource)?
 fn rules_match(webhook: &Value, op: &str, rt: &ResourceType, sub: Option<&str>) -> bool {
     let any = |list: &[String], x: &str| list.iter().any(|e| e == "*" || e == x);
-    webhook
-        .get("rules")
-        .and_then(Value::as_array)
-        .is_some_and(|rules| {
-            rules.iter().any(|r| {
-                let scope = r.get("scope").and_then(Value::as_str).unwrap_or("*");
-                let scope_ok = match scope {
-                    "Namespaced" => rt.namespaced,
-                    "Cluster" => !rt.namespaced,
-                    _ => true,
-                };
-                scope_ok
-                    && any(&strings(r, "operations"), op)
-                    && any(&strings(r, "apiGroups"), rt.group)
-                    && any(&strings(r, "apiVersions"), rt.version)
-                    && strings(r, "resources")
-                        .iter()
-                        .any(|e| resource_matches(e, rt.plural, sub))
-            })
+    webhook.get("rules").and_then(Value::as_array).is_some_and(|rules| {
+        rules.iter().any(|r| {
+            let scope = r.get("scope").and_then(Value::as_str).unwrap_or("*");
+            let scope_ok = match scope {
+                "Namespaced" => rt.namespaced,
+                "Cluster" => !rt.namespaced,
+                _ => true,
+            };
+            scope_ok
+                && any(&strings(r, "operations"), op)
+                && any(&strings(r, "apiGroups"), rt.group)
+                && any(&strings(r, "apiVersions"), rt.version)
+                && strings(r, "resources")
+                    .iter()
+                    .any(|e| resource_matches(e, rt.plural, sub))
         })
+    })
 }
 
 fn selector_matches(webhook: &Value, key: &str, labels: Option<&Map<String, Value>>) -> bool {
@@ -181,7 +177,10 @@ fn call_failure(inner: &Inner, cp: Option<&ControlPlane>, webhook: &Value) -> Op
         Reach::NoEndpoints => format!("no endpoints available for service \"{name}\""),
         Reach::TimedOut(_) => "context deadline exceeded".to_string(),
     };
-    Some(format!("failed to call webhook: Post \"{}\": {why}", webhook_url(webhook)))
+    Some(format!(
+        "failed to call webhook: Post \"{}\": {why}",
+        webhook_url(webhook)
+    ))
 }
 
 /// Run the admission webhooks for a `CREATE` or `UPDATE` of `obj`.

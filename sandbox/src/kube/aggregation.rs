@@ -66,7 +66,11 @@ pub fn remotes(store: &Store) -> Vec<Remote> {
 
 /// The 503 of an aggregated API whose backend is unavailable.
 pub fn unavailable() -> ApiError {
-    ApiError::new(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+    ApiError::new(
+        503,
+        "ServiceUnavailable",
+        "the server is currently unable to handle the request",
+    )
 }
 
 fn group_doc(r: &Remote) -> Value {

@@ -400,7 +400,11 @@ fn serve_meta(st: &KubeHttp, method: &Method, headers: &HeaderMap, path: &str) -
             Some(v) => {
                 let mut doc = discovery::aggregated(&served, false, &v);
                 aggregation::extend_aggregated(&mut doc, &remotes);
-                json_response(200, Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()), &aggregated_ct(&v))
+                json_response(
+                    200,
+                    Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
+                    &aggregated_ct(&v),
+                )
             }
             None => {
                 let mut doc = discovery::group_list(&served);

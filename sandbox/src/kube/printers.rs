@@ -347,7 +347,12 @@ fn apiservice_printer(columns: &mut Vec<Value>) -> CellsOf {
                 "True" => "True".to_string(),
                 other => format!("{other} ({})", s(c, "/reason")),
             });
-        vec![json!(meta_str(v, "name")), json!(service), json!(available), json!(age(v))]
+        vec![
+            json!(meta_str(v, "name")),
+            json!(service),
+            json!(available),
+            json!(age(v)),
+        ]
     })
 }
 

@@ -35,7 +35,17 @@ impl Target {
 /// Parses a proxy path; `None` for any other path.
 pub fn target(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let ["api", "v1", "namespaces", ns, kind @ ("pods" | "services"), id, "proxy", ..] = segs.as_slice() else {
+    let [
+        "api",
+        "v1",
+        "namespaces",
+        ns,
+        kind @ ("pods" | "services"),
+        id,
+        "proxy",
+        ..,
+    ] = segs.as_slice()
+    else {
         return None;
     };
     let parts: Vec<&str> = id.split(':').collect();
@@ -102,7 +112,10 @@ mod tests {
         let t = target("/api/v1/namespaces/podnet/pods/probe:8080/proxy/").unwrap();
         assert_eq!((t.service, t.name.as_str(), t.port.as_str()), (false, "probe", "8080"));
         let t = target("/api/v1/namespaces/kube-system/services/https:metrics-server:443/proxy/healthz").unwrap();
-        assert_eq!((t.service, t.name.as_str(), t.port.as_str()), (true, "metrics-server", "443"));
+        assert_eq!(
+            (t.service, t.name.as_str(), t.port.as_str()),
+            (true, "metrics-server", "443")
+        );
         assert_eq!(target("/api/v1/namespaces/x/pods/p/proxy").unwrap().port, "");
         assert!(target("/api/v1/namespaces/x/pods/p").is_none());
         assert!(target("/api/v1/namespaces/x/pods/p/log").is_none());

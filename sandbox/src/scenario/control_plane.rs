@@ -101,10 +101,16 @@ pub fn validate(s: &Scenario) -> Result<(), String> {
     let namespace_of = |w: &str| s.workloads.iter().find(|x| x.name == w).map(|x| x.namespace.clone());
     for h in &s.webhooks {
         if namespace_of(&h.workload).is_none() {
-            return Err(format!("webhook {}: workload {} is not in [[workloads]]", h.name, h.workload));
+            return Err(format!(
+                "webhook {}: workload {} is not in [[workloads]]",
+                h.name, h.workload
+            ));
         }
         if !matches!(h.kind.as_str(), "mutating" | "validating") {
-            return Err(format!("webhook {}: kind must be mutating or validating, not {}", h.name, h.kind));
+            return Err(format!(
+                "webhook {}: kind must be mutating or validating, not {}",
+                h.name, h.kind
+            ));
         }
         if !matches!(h.failure_policy.as_str(), "Fail" | "Ignore") {
             return Err(format!(
@@ -188,14 +194,24 @@ pub fn objects(s: &Scenario, created: &str, cluster_ip: impl Fn(u32) -> String) 
     for h in &s.webhooks {
         let ns = namespace_of(&h.workload);
         n += 1;
-        out.push((SERVICE, service(&h.service, &ns, &h.workload, h.target_port, &cluster_ip(n), created)));
-        let rt = if h.kind == "mutating" { MUTATING_WEBHOOK } else { VALIDATING_WEBHOOK };
+        out.push((
+            SERVICE,
+            service(&h.service, &ns, &h.workload, h.target_port, &cluster_ip(n), created),
+        ));
+        let rt = if h.kind == "mutating" {
+            MUTATING_WEBHOOK
+        } else {
+            VALIDATING_WEBHOOK
+        };
         out.push((rt, webhook_configuration(h, &ns, created)));
     }
     for a in &s.api_services {
         let ns = namespace_of(&a.workload);
         n += 1;
-        out.push((SERVICE, service(&a.service, &ns, &a.workload, a.target_port, &cluster_ip(n), created)));
+        out.push((
+            SERVICE,
+            service(&a.service, &ns, &a.workload, a.target_port, &cluster_ip(n), created),
+        ));
         out.push((APISERVICE, api_service(a, &ns, created)));
     }
     out
