@@ -156,15 +156,18 @@ pub async fn verify(aws: &AwsClients, kube: &kube::Client, x: &Expectations) -> 
 /// each one's pods (the control plane reaches the pod CIDR).
 async fn control_plane_reach(kube: &kube::Client, snap: &KubeSnapshot) -> Result<Check, KubeError> {
     let mut failures = Vec::new();
-    for c in snap.callbacks.iter().filter(|c| !c.pods.is_empty()) {
+    for c in &snap.callbacks {
         if c.available == Some(false) {
             failures.push(format!("{} is not Available", c.owner));
+        }
+        if c.pods.is_empty() {
+            continue;
         }
         if let Some(why) = crate::k8s::callbacks::unreachable(kube, c).await? {
             failures.push(format!("{} {} ({}): {why}", c.kind, c.name, c.owner));
         }
     }
-    let n = snap.callbacks.iter().filter(|c| !c.pods.is_empty()).count();
+    let n = snap.callbacks.len();
     Ok(check(
         "control-plane.reach",
         format!("the control plane reaches all {n} webhooks and aggregated APIs served in the cluster"),

@@ -248,3 +248,60 @@ fn with_recognition_off_the_gate_costs_little() {
         gated.as_secs_f64() / ungated.as_secs_f64()
     );
 }
+
+/// The gate's bound runs out: apply stops at control-plane-reach, resumable,
+/// with no node replaced and the probe removed; once the block is
+/// recognised, `podnet resume` finishes the migration.
+#[test]
+fn a_gate_that_times_out_stops_cleanly_and_resume_finishes() {
+    let sb = seed_with_recognition(24 * 60);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = ec2_state(&sb);
+    let plan = tempfile::NamedTempFile::new().expect("a temp file");
+    let text_of_plan = std::fs::read_to_string(repo().join(SEED_PLAN)).expect("the seed plan");
+    // The seed plan has no [waits] table: one is appended.
+    std::fs::write(
+        plan.path(),
+        format!("{text_of_plan}\n[waits]\ncontrol_plane_reach = \"15s\"\n"),
+    )
+    .expect("write");
+    let o = podnet(&sb, dir.path(), plan.path(), &["apply", "--auto-approve"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("still does not reach 100.64.0.0/16"), "{out}");
+    assert!(out.contains("up to five hours"), "{out}");
+    assert!(out.contains("podnet resume"), "{out}");
+    let nodes = kubectl_json(&sb, &["get", "nodes"]);
+    let replaced = nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["spec"]["unschedulable"] == true)
+        .count();
+    assert_eq!(replaced, 0, "no node was cordoned");
+    let pods = kubectl_json(
+        &sb,
+        &["get", "pods", "-n", "kube-system", "-l", "app=podnet-cidr-probe"],
+    );
+    assert_eq!(pods["items"].as_array().map(Vec::len), Some(0), "the probe pod is gone");
+    let pools = kubectl_json(&sb, &["get", "nodepools"]);
+    assert!(
+        !pools.to_string().contains("\"podnet-cidr-probe\""),
+        "the probe NodePool is gone"
+    );
+    assert!(
+        sb.control_plane().unreachable().is_empty(),
+        "{:#?}",
+        sb.control_plane().unreachable()
+    );
+
+    sb.set_cidr_recognition(Duration::ZERO);
+    let o = podnet(&sb, dir.path(), plan.path(), &["resume", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        sb.control_plane().unreachable().is_empty(),
+        "{:#?}",
+        sb.control_plane().unreachable()
+    );
+    assert_migrated(&sb, dir.path(), &before);
+}

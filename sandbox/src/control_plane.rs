@@ -119,7 +119,7 @@ impl ControlPlane {
         lock(&self.late)
             .iter()
             .filter(|l| l.cidr.contains(&ip))
-            .all(|l| now >= l.at + delay)
+            .all(|l| now >= l.at.saturating_add(delay))
     }
 
     /// Late blocks not recognised yet, with the simulated time left.
@@ -128,8 +128,8 @@ impl ControlPlane {
         let delay = self.delay();
         lock(&self.late)
             .iter()
-            .filter(|l| now < l.at + delay)
-            .map(|l| (l.cidr, l.at + delay - now))
+            .filter(|l| now < l.at.saturating_add(delay))
+            .map(|l| (l.cidr, l.at.saturating_add(delay) - now))
             .collect()
     }
 

@@ -125,7 +125,9 @@ fn up(
         state_dir: Some(state_dir.clone()),
         controllers: !frozen,
         ec2_lag: hostile.ec2_lag.map(std::time::Duration::from_secs),
-        cidr_recognition: hostile.cidr_recognition.map(|m| std::time::Duration::from_secs(m * 60)),
+        cidr_recognition: hostile
+            .cidr_recognition
+            .map(|m| std::time::Duration::from_secs(m.saturating_mul(60))),
         ..Default::default()
     })
     .context("starting the sandbox")?;

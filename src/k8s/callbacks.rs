@@ -136,12 +136,30 @@ fn backing(svc: Option<&Service>, ns: &str, pods: &[PodSummary]) -> Vec<(String,
         .collect()
 }
 
+/// A list the identity may not read is empty here: the permission check
+/// that follows discovery names it as missing, instead of discovery
+/// failing before any report.
+async fn readable<K>(
+    list: impl std::future::Future<Output = Result<Option<Vec<K>>, KubeError>>,
+) -> Result<Option<Vec<K>>, KubeError> {
+    match list.await {
+        Err(e) if e.status == Some(403) => Ok(None),
+        other => other,
+    }
+}
+
 /// Every Service-backed webhook and APIService, with its pods.
 pub async fn discover(client: &Client, pods: &[PodSummary]) -> Result<Vec<Callback>, KubeError> {
     let (mutating, validating, apis) = tokio::try_join!(
-        list_crd::<MutatingWebhookConfiguration>(client, "MutatingWebhookConfigurations"),
-        list_crd::<ValidatingWebhookConfiguration>(client, "ValidatingWebhookConfigurations"),
-        list_crd::<APIService>(client, "APIServices"),
+        readable(list_crd::<MutatingWebhookConfiguration>(
+            client,
+            "MutatingWebhookConfigurations"
+        )),
+        readable(list_crd::<ValidatingWebhookConfiguration>(
+            client,
+            "ValidatingWebhookConfigurations"
+        )),
+        readable(list_crd::<APIService>(client, "APIServices")),
     )?;
     let hooks = hooks(&mutating.unwrap_or_default(), &validating.unwrap_or_default());
     // (name, spec) of the Service-backed ones; local APIServices are the
@@ -231,17 +249,29 @@ pub async fn unreachable(client: &Client, c: &Callback) -> Result<Option<String>
         "/api/v1/namespaces/{}/services/https:{}:{}/proxy/",
         c.service_namespace, c.service_name, c.port
     );
-    let req = http::Request::get(&path).body(Vec::new()).map_err(|e| KubeError {
-        class: crate::error_class::ErrorClass::Invalid,
-        action: format!("GET {path}"),
-        message: e.to_string(),
-        status: None,
-    })?;
-    match client.request_text(req).await {
+    // Only the proxy's own dial and endpoint failures (502-504) say "not
+    // reached"; any other answer came from the pods (metrics-server answers
+    // an anonymous GET / with 403). A 429 is the API server's priority and
+    // fairness: asked again.
+    let answer = super::retry_when(
+        &format!("GET {path}"),
+        || {
+            let req = http::Request::get(&path).body(Vec::new());
+            async move {
+                let req = req.map_err(kube::Error::HttpError)?;
+                client.request_text(req).await
+            }
+        },
+        |e| matches!(e, kube::Error::Api(s) if s.code == 429),
+    )
+    .await;
+    match answer {
         Ok(_) => Ok(None),
-        Err(kube::Error::Api(s)) if (502..=504).contains(&s.code) => Ok(Some(s.message.clone())),
-        Err(kube::Error::Api(s)) if s.code < 500 && s.code != 401 && s.code != 403 => Ok(None),
-        Err(e) => Err(KubeError::from_kube(format!("GET {path}"), e)),
+        Err(e) => match e.status {
+            Some(code) if (502..=504).contains(&code) => Ok(Some(e.message)),
+            Some(code) if code != 429 => Ok(None),
+            _ => Err(e),
+        },
     }
 }
 

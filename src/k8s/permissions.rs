@@ -75,6 +75,15 @@ pub const NEEDS: &[Need] = &[
         "services",
         "find the pods behind webhooks and aggregated APIs",
     ),
+    Need {
+        subresource: "proxy",
+        ..need(
+            "get",
+            "",
+            "services",
+            "check the API server reaches webhooks and aggregated APIs",
+        )
+    },
     need(
         "create",
         "crd.k8s.amazonaws.com",
@@ -119,6 +128,12 @@ pub const NEEDS: &[Need] = &[
         "karpenter.sh",
         "nodepools",
         "remove the probe's temporary NodePool",
+    ),
+    karpenter(
+        "get",
+        "karpenter.sh",
+        "nodepools",
+        "copy a NodePool's template for the probe",
     ),
     karpenter("create", "", "pods", "start the control-plane reach probe"),
     karpenter(

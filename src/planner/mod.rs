@@ -88,6 +88,8 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         .iter()
         .flat_map(|k| k.nodepools.iter().map(|p| p.name.clone()))
         .filter(|p| r.node_pools.selects(p))
+        // A probe pool left by an interrupted gate is podnet's, not a pool to migrate.
+        .filter(|p| p != crate::steps::reach_gate::PROBE)
         .collect();
     let karpenter_batches = karpenter_batches(d, &node_pools, &expect, r.batch_size);
     let (reach_gate, reach_findings) = reach::plan(spec, d, &expect, &node_pools);

@@ -1,7 +1,7 @@
 //! The control plane and the new CIDR, planned: which admission webhooks and
 //! aggregated APIs are served by pods the migration moves (each a finding
 //! saying what breaks if the API server cannot reach them), and the
-//! `control-plane-reach` gate that keeps every pod off the new block until
+//! `control-plane-reach` gate that holds node replacement until
 //! the control plane reaches it. EKS: "It can take a cluster up to five
 //! hours for a CIDR block that you associated with a VPC to be recognized"
 //! (<https://docs.aws.amazon.com/eks/latest/userguide/network-reqs.html>).
@@ -72,7 +72,7 @@ pub fn plan(
             Finding::note(
                 "control-plane.callback",
                 reason,
-                "nothing to do: control-plane-reach holds every pod off the new block until the control plane reaches it",
+                "nothing to do: control-plane-reach holds node replacement until the control plane reaches the block (a node Karpenter launches for a scale-up meanwhile uses it already)",
             )
         } else {
             Finding::warning(

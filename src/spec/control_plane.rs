@@ -50,6 +50,12 @@ impl Default for ControlPlaneSection {
     }
 }
 
+impl ControlPlaneSection {
+    pub fn is_default(&self) -> bool {
+        *self == ControlPlaneSection::default()
+    }
+}
+
 /// A DNS-1123 label, as Kubernetes requires of a namespace name.
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()

@@ -262,3 +262,19 @@ fn problems_render_with_path_and_fix() {
     assert!(s.starts_with("replacement.batch_size: "), "{s}");
     assert!(s.contains("fix: "), "{s}");
 }
+
+/// A plan approved before `[control_plane]` existed must keep its
+/// fingerprint: the section is left out of the spec at its default.
+#[test]
+fn the_default_control_plane_section_is_not_in_the_fingerprint() {
+    let spec = parse(&repo_file("plans/seed-ap-northeast-2.toml"), &Overrides::default()).unwrap();
+    let json = serde_json::to_string(&spec).unwrap();
+    assert!(!json.contains("control_plane"), "{json}");
+    assert!(!json.contains("control_plane_reach"), "{json}");
+    let gated_off = format!(
+        "{}\n[control_plane]\ngate = false\n",
+        repo_file("plans/seed-ap-northeast-2.toml")
+    );
+    let spec = parse(&gated_off, &Overrides::default()).unwrap();
+    assert!(serde_json::to_string(&spec).unwrap().contains("control_plane"));
+}

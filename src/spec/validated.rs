@@ -155,6 +155,12 @@ pub struct Spec {
     pub karpenter: KarpenterSection,
     pub replacement: ReplacementSpec,
     pub waits: super::Waits,
+    /// Left out at its default, so a migration approved before the section
+    /// existed keeps its fingerprint and resumes.
+    #[serde(
+        default,
+        skip_serializing_if = "super::control_plane::ControlPlaneSection::is_default"
+    )]
     pub control_plane: super::control_plane::ControlPlaneSection,
 }
 

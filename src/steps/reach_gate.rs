@@ -77,20 +77,19 @@ fn kube(env: &Env) -> Result<&Client, StepError> {
         .ok_or_else(|| StepError::failed("no Kubernetes client"))
 }
 
-/// The probe NodePool: the source pool's node template, tainted and
-/// labelled for the probe alone, small limits, emptied when unused.
+/// The probe NodePool: the source pool's node template (node class,
+/// requirements), with the probe's taint instead of the pool's own (the
+/// probe tolerates only its own; nothing else tolerates it), labelled for
+/// the probe alone, small limits, emptied when unused.
 pub fn probe_nodepool(source: &Value) -> Value {
     let mut spec = source
         .pointer("/spec/template/spec")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    let mut taints = spec
-        .get("taints")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    taints.push(json!({"key": TAINT, "value": "true", "effect": "NoSchedule"}));
-    spec["taints"] = Value::Array(taints);
+    spec["taints"] = json!([{"key": TAINT, "value": "true", "effect": "NoSchedule"}]);
+    if let Some(m) = spec.as_object_mut() {
+        m.remove("startupTaints");
+    }
     json!({
         "apiVersion": "karpenter.sh/v1",
         "kind": "NodePool",
@@ -198,10 +197,17 @@ impl ControlPlaneReach {
             let why = match client.request_text(req).await {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(s)) if matches!(s.code, 502..=504) => s.message.clone(),
-                Err(kube::Error::Api(s)) if s.code == 401 && refused < 3 => {
-                    refused += 1;
-                    tokio::time::sleep(env.waits.poll).await;
+                Err(kube::Error::Api(s)) if (s.code == 401 && refused < 3) || s.code == 429 => {
+                    refused += u32::from(s.code == 401);
+                    tokio::time::sleep(env.waits.poll.max(Duration::from_secs(1))).await;
                     continue;
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    return Err(StepError::new(
+                        ErrorClass::NotFound,
+                        format!("the probe pod {}/{PROBE} is gone (evicted?)", self.inputs.namespace),
+                    )
+                    .hint("`podnet resume` starts a new probe"));
                 }
                 Err(e) if matches!(&e, kube::Error::Api(s) if s.code < 500) => {
                     return Err(KubeError::from_kube(format!("GET {path}"), e).into());
@@ -209,6 +215,7 @@ impl ControlPlaneReach {
                 Err(e) => e.to_string(),
             };
             refused = 0;
+            self.probe_still_running(client).await?;
             let waited = started.elapsed();
             if waited >= bound {
                 return Err(self.timed_out(ip, bound, &why));
@@ -226,6 +233,15 @@ impl ControlPlaneReach {
         }
     }
 
+    /// A probe that stopped running would look unreachable for hours.
+    async fn probe_still_running(&self, client: &Client) -> Result<(), StepError> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &self.inputs.namespace);
+        let pod = with_retry(&format!("get pod {PROBE}"), || pods.get_opt(PROBE)).await?;
+        probe_running(pod.as_ref()).map_err(|state| {
+            StepError::failed(format!("the probe stopped: {state}")).hint("`podnet resume` starts a new probe")
+        })
+    }
+
     fn timed_out(&self, ip: &str, bound: Duration, why: &str) -> StepError {
         StepError::new(
             ErrorClass::Timeout,
@@ -236,8 +252,8 @@ impl ControlPlaneReach {
             ),
         )
         .hint(
-            "EKS documents up to five hours for a newly associated CIDR block to be recognized; no pod has moved \
-             yet — run `podnet resume` later (or raise [waits] control_plane_reach)",
+            "EKS documents up to five hours for a newly associated CIDR block to be recognized; no node has been \
+             replaced yet — run `podnet resume` later (or raise [waits] control_plane_reach)",
         )
     }
 
@@ -300,7 +316,7 @@ impl Unit<Env> for ControlPlaneReach {
 
     async fn observe(&self, _env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
         let why = format!(
-            "proves the API server reaches {} before any pod moves there ({}); removed after",
+            "proves the API server reaches {} before any node is replaced ({}); removed after",
             self.inputs.cidr,
             self.inputs.at_risk.join("; ")
         );
@@ -325,8 +341,9 @@ impl Unit<Env> for ControlPlaneReach {
     async fn apply(&self, env: &Env, _ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let client = kube(env)?;
         let started = Instant::now();
-        self.launch_probe(client, env).await?;
         let outcome = async {
+            // Server-side applies: a re-run after a kill finds the same probe.
+            self.launch_probe(client, env).await?;
             let ip = self.probe_ip(client, env).await?;
             self.await_reach(client, env, &ip, started).await?;
             Ok::<String, StepError>(ip)
@@ -334,8 +351,19 @@ impl Unit<Env> for ControlPlaneReach {
         .await;
         // Removed whatever happened: a probe node left for hours costs money.
         let removed = self.remove_probe(client).await;
-        let ip = outcome?;
-        removed?;
+        let ip = match (outcome, removed) {
+            (Ok(ip), Ok(())) => ip,
+            (Ok(_), Err(e)) | (Err(e), Ok(())) => return Err(e),
+            (Err(e), Err(cleanup)) => {
+                return Err(StepError {
+                    message: format!(
+                        "{}; removing the probe failed too ({}): delete NodePool {PROBE} and pod {}/{PROBE} by hand",
+                        e.message, cleanup.message, self.inputs.namespace
+                    ),
+                    ..e
+                });
+            }
+        };
         Ok(ReachOutput {
             probe_ip: ip,
             waited_secs: started.elapsed().as_secs(),
@@ -368,8 +396,12 @@ mod tests {
         let np = probe_nodepool(&source);
         assert_eq!(np["spec"]["template"]["spec"]["nodeClassRef"]["name"], "default");
         let taints = np["spec"]["template"]["spec"]["taints"].as_array().unwrap();
-        assert_eq!(taints.len(), 2);
-        assert_eq!(taints[1]["key"], TAINT);
+        assert_eq!(
+            taints.len(),
+            1,
+            "the pool's own taint would keep the probe off: {taints:?}"
+        );
+        assert_eq!(taints[0]["key"], TAINT);
         assert_eq!(np["spec"]["template"]["metadata"]["labels"][TAINT], "true");
     }
 

@@ -135,9 +135,21 @@ fn labels(v: &Value) -> Option<&Map<String, Value>> {
 /// Is this webhook called for this object? The namespace selector applies
 /// to namespaced objects (through their namespace's labels) and to
 /// Namespaces themselves; cluster-scoped objects always pass it.
-fn webhook_matches(inner: &Inner, webhook: &Value, op: &str, rt_idx: usize, sub: Option<&str>, obj: &Value) -> bool {
+/// On an update the object selector is matched against the old object and
+/// the new one, and either matching calls the webhook.
+fn webhook_matches(
+    inner: &Inner,
+    webhook: &Value,
+    op: &str,
+    rt_idx: usize,
+    sub: Option<&str>,
+    obj: &Value,
+    old: Option<&Value>,
+) -> bool {
     let rt = resources::get(rt_idx);
-    if !rules_match(webhook, op, rt, sub) || !selector_matches(webhook, "objectSelector", labels(obj)) {
+    let selected = selector_matches(webhook, "objectSelector", labels(obj))
+        || old.is_some_and(|o| selector_matches(webhook, "objectSelector", labels(o)));
+    if !rules_match(webhook, op, rt, sub) || !selected {
         return false;
     }
     if rt_idx == NAMESPACE {
@@ -190,6 +202,7 @@ pub(crate) fn admit(
     sub: Option<Subresource>,
     op: &str,
     obj: &Value,
+    old: Option<&Value>,
 ) -> Result<(), ApiError> {
     // The API server never calls webhooks for webhook configurations.
     if rt_idx == MUTATING_WEBHOOK || rt_idx == VALIDATING_WEBHOOK {
@@ -203,7 +216,7 @@ pub(crate) fn admit(
                 continue;
             };
             for hook in hooks {
-                if !webhook_matches(inner, hook, op, rt_idx, sub, obj) {
+                if !webhook_matches(inner, hook, op, rt_idx, sub, obj, old) {
                     continue;
                 }
                 let Some(failure) = call_failure(inner, cp.as_deref(), hook) else {

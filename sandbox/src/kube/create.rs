@@ -59,10 +59,11 @@ pub(crate) fn create_locked(
     let v = roundtrip(rt, v)?;
     validate(rt_idx, &v)?;
     let key: Key = (ns.clone(), name.clone());
+    // The API server calls webhooks before storage answers AlreadyExists.
+    admission::admit(inner, rt_idx, None, "CREATE", &v, None)?;
     if inner.get(rt_idx, &ns, &name).is_some() {
         return Err(ApiError::already_exists(rt, &name));
     }
-    admission::admit(inner, rt_idx, None, "CREATE", &v)?;
     if opts.dry_run {
         return Ok(Stored::new(v, inner.rv));
     }

@@ -57,7 +57,7 @@ pub(crate) fn finish_update(
     if v == old.value {
         return Ok(old.clone());
     }
-    admission::admit(inner, rt_idx, sub, "UPDATE", &v)?;
+    admission::admit(inner, rt_idx, sub, "UPDATE", &v, Some(&old.value))?;
     if opts.dry_run {
         return Ok(Stored::new(v, inner.rv));
     }

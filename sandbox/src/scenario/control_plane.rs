@@ -38,7 +38,7 @@ impl Default for ControlPlaneSpec {
 
 impl ControlPlaneSpec {
     pub fn recognition(&self) -> Duration {
-        Duration::from_secs(self.cidr_recognition_minutes * 60)
+        Duration::from_secs(self.cidr_recognition_minutes.saturating_mul(60))
     }
 }
 

@@ -301,9 +301,14 @@ async fn pick_zone(
 ) -> Option<(String, String)> {
     let first = &compatible[0].value["spec"];
     let zones = subnets_by_zone(ctx, nodeclass).await;
+    // Karpenter's subnet provider launches into the zone's subnet with the
+    // most available addresses and leaves out subnets with none (an
+    // instance there would fail `InsufficientFreeAddressesInSubnet`).
+    let has_room = |id: &str| ctx.ipam().subnet(id).is_none_or(|s| s.free() > 0);
     zones
         .iter()
         .filter(|(z, _)| node_selected(&synthetic_node(np, z, &itype.name), first))
+        .filter(|(_, id)| has_room(id))
         .min_by_key(|(z, _)| {
             mine.iter()
                 .filter(|c| {
