@@ -90,37 +90,56 @@ struct Hook {
     service: ServiceReference,
 }
 
+/// One webhook as both configuration kinds spell it: the kind, its name,
+/// failure policy, rules and Service.
+type WebhookParts<'a> = (
+    &'static str,
+    &'a str,
+    Option<&'a String>,
+    Option<&'a Vec<RuleWithOperations>>,
+    Option<&'a ServiceReference>,
+);
+
 fn hooks(mutating: &[MutatingWebhookConfiguration], validating: &[ValidatingWebhookConfiguration]) -> Vec<Hook> {
-    let mut out = Vec::new();
+    let name_of = |m: &'_ Option<String>| m.clone().unwrap_or_default();
+    let mut parts: Vec<(String, WebhookParts<'_>)> = Vec::new();
     for c in mutating {
         for w in c.webhooks.iter().flatten() {
-            if let Some(svc) = &w.client_config.service {
-                out.push(Hook {
-                    kind: "MutatingWebhookConfiguration",
-                    config: c.metadata.name.clone().unwrap_or_default(),
-                    name: w.name.clone(),
-                    policy: Some(w.failure_policy.clone().unwrap_or_else(|| "Fail".into())),
-                    scope: rules_text(w.rules.as_ref()),
-                    service: svc.clone(),
-                });
-            }
+            let p = (
+                "MutatingWebhookConfiguration",
+                w.name.as_str(),
+                w.failure_policy.as_ref(),
+                w.rules.as_ref(),
+                w.client_config.service.as_ref(),
+            );
+            parts.push((name_of(&c.metadata.name), p));
         }
     }
     for c in validating {
         for w in c.webhooks.iter().flatten() {
-            if let Some(svc) = &w.client_config.service {
-                out.push(Hook {
-                    kind: "ValidatingWebhookConfiguration",
-                    config: c.metadata.name.clone().unwrap_or_default(),
-                    name: w.name.clone(),
-                    policy: Some(w.failure_policy.clone().unwrap_or_else(|| "Fail".into())),
-                    scope: rules_text(w.rules.as_ref()),
-                    service: svc.clone(),
-                });
-            }
+            let p = (
+                "ValidatingWebhookConfiguration",
+                w.name.as_str(),
+                w.failure_policy.as_ref(),
+                w.rules.as_ref(),
+                w.client_config.service.as_ref(),
+            );
+            parts.push((name_of(&c.metadata.name), p));
         }
     }
-    out
+    parts
+        .into_iter()
+        .filter_map(|(config, (kind, name, policy, rules, service))| {
+            Some(Hook {
+                kind,
+                config,
+                name: name.to_string(),
+                policy: Some(policy.cloned().unwrap_or_else(|| "Fail".into())),
+                scope: rules_text(rules),
+                service: service?.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The Service's selected pods (`None` for a Service without a selector:
@@ -311,6 +330,39 @@ mod tests {
         let got = backing(Some(&svc), "kube-system", &pods);
         assert_eq!(got, vec![("kube-system/ms-1".to_string(), Some("n1".to_string()))]);
         assert!(backing(None, "kube-system", &pods).is_empty());
+    }
+
+    #[test]
+    fn service_webhooks_of_both_kinds_are_read_and_url_ones_left_out() {
+        let m: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "lbc"},
+            "webhooks": [
+                {"name": "mpod.elbv2.k8s.aws", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                 "clientConfig": {"service": {"name": "svc", "namespace": "kube-system"}},
+                 "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]},
+                {"name": "external.example.com", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                 "clientConfig": {"url": "https://example.com/hook"}}
+            ]
+        }))
+        .unwrap();
+        let v: ValidatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "policy"},
+            "webhooks": [{"name": "validate.kyverno.svc", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                "failurePolicy": "Ignore", "clientConfig": {"service": {"name": "kyverno", "namespace": "kyverno"}}}]
+        }))
+        .unwrap();
+        let got = hooks(&[m], &[v]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].kind, got[0].config.as_str()),
+            ("MutatingWebhookConfiguration", "lbc")
+        );
+        assert_eq!(got[0].policy.as_deref(), Some("Fail"), "the API's default");
+        assert_eq!(got[0].scope, "CREATE pods");
+        assert_eq!(
+            (got[1].kind, got[1].policy.as_deref()),
+            ("ValidatingWebhookConfiguration", Some("Ignore"))
+        );
     }
 
     #[test]

@@ -10,14 +10,10 @@
 
 use serde_json::{Value, json};
 
-use super::{Ctx, edit};
+use super::{Ctx, edit, s};
 use crate::kube::admission::{Reach, service_reach};
 use crate::kube::ops::now_rfc3339;
 use crate::kube::resources::{APISERVICE, SERVICE};
-
-fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
-}
 
 /// `(status, reason, message)` of the `Available` condition.
 fn judge(ctx: &Ctx, api: &Value) -> (&'static str, &'static str, String) {

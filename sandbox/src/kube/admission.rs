@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use super::derived::pod_ready;
 use super::resources::{
     self, MUTATING_WEBHOOK, NAMESPACE, POD, ResourceType, SERVICE, Subresource, VALIDATING_WEBHOOK,
 };
@@ -50,12 +51,10 @@ fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
-fn pod_ready(p: &Value) -> bool {
-    s(p, "/status/phase") == "Running"
-        && p.pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .is_some_and(|cs| cs.iter().any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True"))
-        && p.pointer("/metadata/deletionTimestamp").is_none()
+/// A ready endpoint: Running, Ready, not terminating (as the EndpointSlice
+/// controller lists it).
+fn endpoint_ready(p: &Value) -> bool {
+    s(p, "/status/phase") == "Running" && pod_ready(p) && p.pointer("/metadata/deletionTimestamp").is_none()
 }
 
 /// The ready endpoints of Service `ns/name` (its selector's ready pods) and
@@ -70,7 +69,7 @@ pub(crate) fn service_reach(inner: &Inner, cp: Option<&ControlPlane>, ns: &str, 
     let sel = LabelSelector::from_json(&json!({"matchLabels": sel})).unwrap_or_else(|_| LabelSelector::everything());
     let ips: Vec<Ipv4Addr> = inner
         .iter_ns(POD, Some(ns))
-        .filter(|p| sel.matches_object(&p.value) && pod_ready(&p.value))
+        .filter(|p| sel.matches_object(&p.value) && endpoint_ready(&p.value))
         .filter_map(|p| s(&p.value, "/status/podIP").parse().ok())
         .collect();
     match ips.first() {
