@@ -16,7 +16,8 @@ networking on a secondary CIDR (100.64.0.0/16 by default): associate the CIDR, a
 security groups your pods call, create per-AZ pod subnets, apply ENIConfigs, configure
 Karpenter, enable custom networking on the vpc-cni addon, replace every node, and verify.
 
-Start with a plan file (plans/example.toml is a commented template):
+Start with a plan file: `podnet init --cluster NAME --region REGION` writes one from the
+cluster (plans/example.toml documents every key):
   podnet -f my-cluster.toml validate     # check the file, offline
   podnet -f my-cluster.toml plan         # read-only: discover, check, show every change
   podnet -f my-cluster.toml apply        # confirm, then run step by step, checkpointed
@@ -100,6 +101,14 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Discover the cluster (read-only) and write a commented plan file for it: the secondary CIDR,
+    /// pod subnets per AZ, every security group that admits the node subnets, Karpenter as found.
+    #[command(after_help = "\
+Examples:
+  podnet init --cluster my-cluster --region eu-west-1                 # writes podnet.toml
+  podnet init --cluster my-cluster --region eu-west-1 -f my-cluster.toml
+  podnet init --cluster my-cluster --region eu-west-1 --force         # replace an existing file")]
+    Init(InitArgs),
     /// Discover the cluster, run preflight checks, and show every change and its capacity impact (read-only).
     Plan(PlanArgs),
     /// Show the plan, ask for confirmation, then run it step by step with a journal.
@@ -116,6 +125,13 @@ pub enum Command {
     Validate,
     /// Release the apply lock left behind by a podnet that is no longer running.
     Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Replace the plan file when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -257,22 +257,30 @@ pub async fn prepare(env: &Env, spec: &Spec) -> Result<PlanDocument, MigrationEr
     doc
 }
 
-async fn prepare_phases(env: &Env, spec: &Spec) -> Result<PlanDocument, MigrationError> {
-    let progress = |m: &str| env.progress.phase(m);
-    let kube = env.kube.as_ref().ok_or_else(|| {
+fn kube_client(env: &Env) -> Result<&kube::Client, MigrationError> {
+    env.kube.as_ref().ok_or_else(|| {
         MigrationError::Kube(k8s::KubeError {
             class: crate::engine::ErrorClass::Invalid,
             action: "connect".into(),
             message: "no Kubernetes client".into(),
             status: None,
         })
-    })?;
-    let d = discovery::discover(&env.aws, kube, spec, env.progress.as_ref())
+    })
+}
+
+/// One read-only pass over the cluster (what `plan` and `init` start from).
+pub async fn discover(env: &Env, spec: &Spec) -> Result<discovery::Discovery, MigrationError> {
+    discovery::discover(&env.aws, kube_client(env)?, spec, env.progress.as_ref())
         .await
         .map_err(|e| MigrationError::Discovery {
             hint: e.hint(),
             error: Box::new(e),
-        })?;
+        })
+}
+
+async fn prepare_phases(env: &Env, spec: &Spec) -> Result<PlanDocument, MigrationError> {
+    let progress = |m: &str| env.progress.phase(m);
+    let d = discover(env, spec).await?;
     let planned = planner::plan(spec, &d);
     let mut doc = PlanDocument {
         cluster: spec.cluster.clone(),
@@ -288,7 +296,7 @@ async fn prepare_phases(env: &Env, spec: &Spec) -> Result<PlanDocument, Migratio
         spec_fingerprint: fingerprint(spec),
     };
     progress("checking Kubernetes permissions");
-    let perms = k8s::permissions::check(kube, env.kube_user.clone(), d.kube.karpenter.is_some()).await?;
+    let perms = k8s::permissions::check(kube_client(env)?, env.kube_user.clone(), d.kube.karpenter.is_some()).await?;
     doc.findings.extend(permission_findings(&perms));
     if planned.has_errors() || doc.has_errors() {
         return Ok(doc);

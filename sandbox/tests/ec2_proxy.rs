@@ -162,3 +162,67 @@ print(boto3.client("ec2").describe_subnets(SubnetIds=["{subnet}"])["Subnets"][0]
     assert!(run.ok, "{}", run.stderr);
     assert_eq!(run.stdout.trim(), subnet);
 }
+
+/// Deletes EC2 refuses while something depends on the resource, as boto3
+/// sees them (moto alone performs both): a subnet holding a network
+/// interface, and a VPC CIDR block holding a subnet. Once the dependency is
+/// gone, both go through.
+#[test]
+fn deletes_with_dependencies_are_refused_as_ec2_refuses_them() {
+    let sb = common::sandbox();
+    let vpc = sb.world().vpc_id.clone();
+    let script = format!(
+        r#"
+import boto3, json, botocore
+ec2 = boto3.client("ec2")
+def code(f):
+    try:
+        f()
+        return "ok"
+    except botocore.exceptions.ClientError as e:
+        return "%s %s: %s" % (e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"], e.response["Error"]["Message"])
+out = {{}}
+a = ec2.associate_vpc_cidr_block(VpcId="{vpc}", CidrBlock="100.64.0.0/16")["CidrBlockAssociation"]["AssociationId"]
+s = ec2.create_subnet(VpcId="{vpc}", CidrBlock="100.64.1.0/24", AvailabilityZone="ap-northeast-2a")["Subnet"]["SubnetId"]
+eni = ec2.create_network_interface(SubnetId=s, Description="aws-K8S-i-0123")["NetworkInterface"]["NetworkInterfaceId"]
+out["subnet_with_eni"] = code(lambda: ec2.delete_subnet(SubnetId=s))
+out["block_with_subnet"] = code(lambda: ec2.disassociate_vpc_cidr_block(AssociationId=a))
+ec2.delete_network_interface(NetworkInterfaceId=eni)
+out["subnet_alone"] = code(lambda: ec2.delete_subnet(SubnetId=s))
+out["block_alone"] = code(lambda: ec2.disassociate_vpc_cidr_block(AssociationId=a))
+print(json.dumps(out))
+"#
+    );
+    let out = common::python(&sb, &script);
+    assert!(out.ok, "{}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(
+        v["subnet_with_eni"],
+        format!(
+            "400 DependencyViolation: The subnet '{}' has dependencies and cannot be deleted.",
+            v["subnet_with_eni"].as_str().unwrap().split('\'').nth(1).unwrap_or("?")
+        ),
+        "{v}"
+    );
+    assert!(v["subnet_with_eni"].as_str().unwrap().contains("'subnet-"), "{v}");
+    assert_eq!(
+        v["block_with_subnet"],
+        format!("400 InvalidCidrBlock.InUse: The vpc {vpc} currently has a subnet within CIDR block 100.64.0.0/16"),
+        "{v}"
+    );
+    assert_eq!(v["subnet_alone"], "ok", "{v}");
+    assert_eq!(v["block_alone"], "ok", "{v}");
+    let refused: Vec<(String, u16)> = sb
+        .calls()
+        .iter()
+        .filter(|c| c.service == Service::Ec2 && c.status == 400)
+        .map(|c| (c.action.clone(), c.status))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("DeleteSubnet".to_string(), 400),
+            ("DisassociateVpcCidrBlock".to_string(), 400)
+        ]
+    );
+}

@@ -2,6 +2,7 @@
 //! result to the [`Printer`]. The process exit code is an [`ExitStatus`].
 
 mod apply;
+mod init;
 mod max_pods;
 mod plan;
 mod resume;
@@ -126,6 +127,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<ExitStatus> {
         printer: Arc::new(printer),
     };
     match cli.command {
+        Command::Init(args) => init::run(&ctx, &args).await,
         Command::Validate => validate::run(&ctx),
         Command::MaxPods(args) => max_pods::run(&ctx, &args).await,
         Command::Status => status::run(&ctx),

@@ -33,6 +33,11 @@ pub struct SgSuggestion {
     pub group_name: String,
     /// `tcp 3306`, …
     pub ports: String,
+    /// The rule's EC2 `IpProtocol` (tcp, udp, icmp or -1) and port range,
+    /// as a `[[security_group_patch]]` would repeat them.
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
     /// The node-side block the group admits today.
     pub admits: String,
     /// The plan file already patches it.
@@ -407,6 +412,9 @@ fn suggestions(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> Vec<SgSu
                 group_id: g.id.clone(),
                 group_name: g.name.clone(),
                 ports,
+                protocol: r.protocol.clone(),
+                from_port: r.from_port,
+                to_port: r.to_port,
                 admits: src.to_string(),
                 planned,
                 done,
@@ -417,4 +425,4 @@ fn suggestions(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> Vec<SgSu
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -22,12 +22,10 @@ pub use waits::{Waits, WaitsSection};
 /// Why a plan file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read plan file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Not a `#[source]`: the message already says it, and `{:#}` would
+    /// print it twice.
+    #[error("cannot read plan file {}: {cause}{}", path.display(), read_hint(cause))]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("plan file {path} is invalid:\n{}", render(.problems))]
     Invalid { path: PathBuf, problems: Vec<Problem> },
 }
@@ -36,17 +34,25 @@ impl SpecError {
     /// Every problem, for structured output.
     pub fn problems(&self) -> Vec<Problem> {
         match self {
-            SpecError::Read { path, source } => vec![Problem::new(
+            SpecError::Read { path, cause } => vec![Problem::new(
                 "",
-                format!("cannot read {}: {source}", path.display()),
-                if source.kind() == std::io::ErrorKind::NotFound {
-                    "pass the plan with -f/--file (plans/example.toml is a commented starting point)"
+                format!("cannot read {}: {cause}", path.display()),
+                if cause.kind() == std::io::ErrorKind::NotFound {
+                    "pass the plan with -f/--file, or write one from your cluster with `podnet init --cluster NAME --region REGION`"
                 } else {
                     "check the path and its permissions"
                 },
             )],
             SpecError::Invalid { problems, .. } => problems.clone(),
         }
+    }
+}
+
+fn read_hint(cause: &std::io::Error) -> &'static str {
+    if cause.kind() == std::io::ErrorKind::NotFound {
+        "\n  hint: pass the plan with -f/--file, or write one from your cluster with `podnet init --cluster NAME --region REGION`"
+    } else {
+        ""
     }
 }
 
@@ -60,9 +66,9 @@ fn render(problems: &[Problem]) -> String {
 
 /// Reads, parses and validates a plan file.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Spec, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| SpecError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     parse(&text, overrides).map_err(|problems| SpecError::Invalid {
         path: path.to_path_buf(),

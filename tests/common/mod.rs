@@ -264,7 +264,24 @@ fn env_of(container: &Value) -> BTreeMap<String, String> {
 /// clients, plus: nothing created twice, one addon update, no node left
 /// cordoned, `podnet verify` passes and `podnet plan` has nothing left to do.
 pub fn assert_migrated(sb: &Sandbox, state: &std::path::Path, before: &Ec2State) {
-    let plan = repo().join(SEED_PLAN);
+    let seed_subnets = [
+        ("ap-northeast-2a", "100.64.1.0/24"),
+        ("ap-northeast-2c", "100.64.2.0/24"),
+    ];
+    assert_migrated_to(sb, state, &repo().join(SEED_PLAN), before, &seed_subnets, 2);
+}
+
+/// [`assert_migrated`] for the seed cluster migrated by any plan: its pod
+/// subnets per zone and how many ingress rules it adds.
+pub fn assert_migrated_to(
+    sb: &Sandbox,
+    state: &std::path::Path,
+    plan: &Path,
+    before: &Ec2State,
+    pod_subnets: &[(&str, &str)],
+    rules: usize,
+) {
+    let plan = plan.to_path_buf();
 
     // Pods: every running pod that is not hostNetwork has a 100.64 address,
     // and none is left pending.
@@ -319,13 +336,11 @@ pub fn assert_migrated(sb: &Sandbox, state: &std::path::Path, before: &Ec2State)
         })
         .collect();
     got.sort();
-    assert_eq!(
-        got,
-        vec![
-            ("ap-northeast-2a".to_string(), subnet(&ec2, "100.64.1.0/24").id.clone()),
-            ("ap-northeast-2c".to_string(), subnet(&ec2, "100.64.2.0/24").id.clone()),
-        ]
-    );
+    let want: Vec<(String, String)> = pod_subnets
+        .iter()
+        .map(|(az, cidr)| (az.to_string(), subnet(&ec2, cidr).id.clone()))
+        .collect();
+    assert_eq!(got, want);
 
     // The addon: custom networking merged into the existing configuration.
     let addon = aws_json(
@@ -373,9 +388,13 @@ pub fn assert_migrated(sb: &Sandbox, state: &std::path::Path, before: &Ec2State)
         .filter(|s| !before.subnets.iter().any(|b| b.id == s.id))
         .map(|s| s.cidr.as_str())
         .collect();
-    assert_eq!(new_subnets, ["100.64.1.0/24", "100.64.2.0/24"]);
+    let mut want: Vec<&str> = pod_subnets.iter().map(|(_, c)| *c).collect();
+    want.sort();
+    let mut new_subnets = new_subnets;
+    new_subnets.sort();
+    assert_eq!(new_subnets, want);
     let new_rules: Vec<&String> = ec2.sg_rules.iter().filter(|r| !before.sg_rules.contains(r)).collect();
-    assert_eq!(new_rules.len(), 2, "{new_rules:#?}");
+    assert_eq!(new_rules.len(), rules, "{new_rules:#?}");
 
     // One addon update, however often podnet was killed.
     let updates: Vec<_> = sb

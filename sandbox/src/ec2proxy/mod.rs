@@ -6,8 +6,10 @@
 //!
 //! One request is changed on its way: `CreateLaunchTemplateVersion` with a
 //! `SourceVersion` gets the source version's launch template data, which EC2
-//! copies and moto does not (`source_version`). With a lag set, answers are
-//! as eventually consistent as EC2's (`consistency`).
+//! copies and moto does not (`source_version`). Two deletes moto performs
+//! are refused as EC2 refuses them while something depends on the resource
+//! (`dependencies`). With a lag set, answers are as eventually consistent as
+//! EC2's (`consistency`).
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use crate::calls::{CallLog, Service, ec2_mutating};
 
 pub mod consistency;
+mod dependencies;
 mod source_version;
 
 pub use consistency::Consistency;
@@ -191,6 +194,27 @@ async fn inherit_source(upstream: &str, headers: &HeaderMap, body: Bytes) -> Byt
     }
 }
 
+/// EC2's refusal of a guarded delete, from what moto holds; `None` lets it
+/// through (also when moto cannot be read).
+async fn refuse_dependent(upstream: &str, headers: &HeaderMap, g: &dependencies::Guarded) -> Option<(String, String)> {
+    let read = |pairs: Vec<(String, String)>| async move {
+        let body = Bytes::from(source_version::encode(&pairs));
+        match send(upstream, &Method::POST, "/", headers, body).await {
+            Ok((head, bytes)) if head.status.is_success() => String::from_utf8(bytes.to_vec()).ok(),
+            _ => None,
+        }
+    };
+    match g {
+        dependencies::Guarded::DeleteSubnet { subnet_id } => {
+            dependencies::subnet_refusal(subnet_id, &read(dependencies::first_read(g)).await?)
+        }
+        dependencies::Guarded::DisassociateVpcCidrBlock { association_id } => {
+            let (vpc, block) = dependencies::association(association_id, &read(dependencies::first_read(g)).await?)?;
+            dependencies::block_refusal(&vpc, block, &read(dependencies::subnets_read(&vpc)).await?)
+        }
+    }
+}
+
 async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
@@ -210,6 +234,13 @@ async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
     if is_form
         && st.consistency.lag().is_some()
         && let Some((code, message)) = st.consistency.refuse(&action, &source_version::form_pairs(&body))
+    {
+        st.calls.record(Service::Ec2, &action, mutating, 400, false, &path);
+        return xml_response(400, ec2_error_body(&code, &message));
+    }
+    if is_form
+        && let Some(g) = dependencies::guarded(&action, &source_version::form_pairs(&body))
+        && let Some((code, message)) = refuse_dependent(&st.upstream, &parts.headers, &g).await
     {
         st.calls.record(Service::Ec2, &action, mutating, 400, false, &path);
         return xml_response(400, ec2_error_body(&code, &message));

@@ -1,6 +1,6 @@
 //! Planner rules on a hand-built discovery of the reference scenario.
 
-mod seed;
+pub(crate) mod seed;
 
 use serde_json::json;
 

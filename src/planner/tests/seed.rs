@@ -13,15 +13,15 @@ use crate::discovery::Discovery;
 use crate::k8s::snapshot::*;
 use crate::spec::{self, Overrides, Spec};
 
-pub(super) fn net(s: &str) -> ipnet::Ipv4Net {
+pub(crate) fn net(s: &str) -> ipnet::Ipv4Net {
     s.parse().unwrap()
 }
 
-pub(super) fn tags(pairs: &[(&str, &str)]) -> Tags {
+pub(crate) fn tags(pairs: &[(&str, &str)]) -> Tags {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-pub(super) fn subnet(id: &str, cidr: &str, az: &str, t: &[(&str, &str)]) -> SubnetInfo {
+pub(crate) fn subnet(id: &str, cidr: &str, az: &str, t: &[(&str, &str)]) -> SubnetInfo {
     SubnetInfo {
         id: id.into(),
         vpc_id: "vpc-1".into(),
@@ -33,7 +33,7 @@ pub(super) fn subnet(id: &str, cidr: &str, az: &str, t: &[(&str, &str)]) -> Subn
     }
 }
 
-pub(super) fn rule(proto: &str, from: i32, to: i32, source: RuleSource) -> IngressRule {
+pub(crate) fn rule(proto: &str, from: i32, to: i32, source: RuleSource) -> IngressRule {
     IngressRule {
         rule_id: None,
         protocol: proto.into(),
@@ -44,7 +44,7 @@ pub(super) fn rule(proto: &str, from: i32, to: i32, source: RuleSource) -> Ingre
     }
 }
 
-pub(super) fn sg(id: &str, name: &str, ingress: Vec<IngressRule>) -> SecurityGroupInfo {
+pub(crate) fn sg(id: &str, name: &str, ingress: Vec<IngressRule>) -> SecurityGroupInfo {
     SecurityGroupInfo {
         id: id.into(),
         name: name.into(),
@@ -55,7 +55,7 @@ pub(super) fn sg(id: &str, name: &str, ingress: Vec<IngressRule>) -> SecurityGro
     }
 }
 
-pub(super) fn node(name: &str, az: &str, ip: &str, itype: &str, ng: Option<&str>, np: Option<&str>) -> NodeSummary {
+pub(crate) fn node(name: &str, az: &str, ip: &str, itype: &str, ng: Option<&str>, np: Option<&str>) -> NodeSummary {
     NodeSummary {
         name: name.into(),
         zone: Some(az.into()),
@@ -75,7 +75,7 @@ pub(super) fn node(name: &str, az: &str, ip: &str, itype: &str, ng: Option<&str>
     }
 }
 
-pub(super) fn pod(ns: &str, name: &str, node: &str, app: &str) -> PodSummary {
+pub(crate) fn pod(ns: &str, name: &str, node: &str, app: &str) -> PodSummary {
     PodSummary {
         namespace: ns.into(),
         name: name.into(),
@@ -93,7 +93,7 @@ pub(super) fn pod(ns: &str, name: &str, node: &str, app: &str) -> PodSummary {
 }
 
 /// The reference scenario as discovery would see it.
-pub(super) fn seed() -> Discovery {
+pub(crate) fn seed() -> Discovery {
     let mut d = Discovery {
         cluster: seed_cluster(),
         vpc: seed_vpc(),
@@ -345,7 +345,7 @@ fn seed_aws_node() -> AwsNodeSummary {
     }
 }
 
-pub(super) fn seed_spec() -> Spec {
+pub(crate) fn seed_spec() -> Spec {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/plans/seed-ap-northeast-2.toml")).unwrap();
     spec::parse(&text, &Overrides::default()).unwrap()
 }
