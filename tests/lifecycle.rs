@@ -89,6 +89,34 @@ fn init_writes_a_plan_that_migrates_the_seed_cluster() {
         ("ap-northeast-2c", "100.64.128.0/17"),
     ];
     assert_migrated_to(&sb, &state, &file, &before, &subnets, patches);
+    assert_journal_records_the_cluster_before(&state);
+}
+
+/// What a rollback will undo: the journal says what podnet created and what
+/// each setting was before it changed it.
+fn assert_journal_records_the_cluster_before(state: &Path) {
+    let records = podnet::engine::journal::read(&state.join("journal.jsonl")).expect("the journal");
+    let s = podnet::engine::JournalState::from_records(&records);
+    let out = |step: &str| s.step(step).and_then(|x| x.outputs.clone()).unwrap_or_default();
+    assert_eq!(out("associate-cidr")["created"], true);
+    for sn in out("create-pod-subnets")["subnets"].as_array().expect("subnets") {
+        assert_eq!(sn["created"], true, "{sn}");
+    }
+    for e in out("apply-eniconfigs")["eniconfigs"].as_array().expect("eniconfigs") {
+        assert_eq!(e["created"], true, "{e}");
+    }
+    for r in out("patch-security-groups")["rules"].as_array().expect("rules") {
+        assert_eq!(r["created"], true, "{r}");
+    }
+    assert_eq!(
+        out("configure-karpenter")["reserved_enis_before"],
+        serde_json::json!({ "value": null })
+    );
+    // The seed's vpc-cni configuration, as sandbox/scenarios/seed.toml sets it.
+    assert_eq!(
+        out("enable-custom-networking")["configuration_values_before"]["value"],
+        r#"{"env":{"WARM_IP_TARGET":"2","MINIMUM_IP_TARGET":"4"}}"#
+    );
 }
 
 #[test]

@@ -51,7 +51,7 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<ExitStatus> {
         .filter(|f| f.severity != Severity::Note)
         .collect();
     p.json(&json!({
-        "file": file,
+        "file": file.display().to_string(),
         "cluster": cluster,
         "region": region,
         "secondary_cidr": draft.cidr.block,
@@ -125,26 +125,33 @@ fn problems(p: Vec<spec::Problem>) -> anyhow::Error {
     anyhow!("cannot write a plan for these arguments:\n{}", lines.join("\n"))
 }
 
-/// Creates the file (only if absent, unless `force`), so that two `init`s
-/// racing for one path cannot both write it.
+/// Writes the whole text to a temporary file beside `file`, then puts it in
+/// place: renamed over an existing file with `force`, else hard-linked,
+/// which fails if `file` exists (so two `init`s racing for one path cannot
+/// both write it). A failed write never leaves a half-written plan.
 fn write(file: &Path, text: &str, force: bool) -> Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true);
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".podnet-init")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
     if force {
-        o.create(true).truncate(true);
+        tmp.persist(file)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot write {}", file.display()))?;
     } else {
-        o.create_new(true);
-    }
-    let mut f = o.open(file).with_context(|| {
-        if force {
-            format!("cannot write {}", file.display())
-        } else {
+        std::fs::hard_link(tmp.path(), file).with_context(|| {
             format!(
                 "cannot create {} (pass --force to replace an existing file)",
                 file.display()
             )
-        }
-    })?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {}", file.display()))
+        })?;
+    }
+    Ok(())
 }

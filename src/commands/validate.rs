@@ -23,7 +23,7 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
                     parts.join(", ")
                 }
             };
-            p.json(&json!({ "file": file, "valid": true, "problems": [], "spec": spec }));
+            p.json(&json!({ "file": file.display().to_string(), "valid": true, "problems": [], "spec": spec }));
             p.out(format!(
                 "{} {} is valid",
                 paint(style::GREEN.bold(), "✓"),
@@ -37,7 +37,7 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
         }
         Err(e) => {
             let problems = e.problems();
-            p.json(&json!({ "file": file, "valid": false, "problems": problems }));
+            p.json(&json!({ "file": file.display().to_string(), "valid": false, "problems": problems }));
             p.out(format!(
                 "{} {} has {} problem{}:",
                 paint(style::RED.bold(), "✗"),

@@ -78,6 +78,9 @@ pub struct Draft {
     pub patches: Vec<PatchDraft>,
     /// Groups that admit the node subnets and already admit the pod CIDR.
     pub already_admitting: Vec<SgSuggestion>,
+    /// Rules a `[[security_group_patch]]` cannot express (a protocol other
+    /// than tcp, udp, icmp or all): left to a human, with a comment.
+    pub unpatchable: Vec<SgSuggestion>,
     /// `None`: the cluster runs no Karpenter controller podnet could find.
     pub karpenter: Option<KarpenterDraft>,
     pub node_groups: Vec<String>,
@@ -123,6 +126,7 @@ pub fn draft(cluster: &str, region: &str, d: &Discovery) -> Result<Draft, Vec<sp
         .collect();
     let (already_admitting, open): (Vec<SgSuggestion>, Vec<SgSuggestion>) =
         planned.suggestions.iter().cloned().partition(|s| s.done);
+    let (open, unpatchable) = patchable(open);
     let patches = open.into_iter().map(|s| patch_draft(d, &spec, s)).collect();
     let sizing_findings = planned
         .findings
@@ -141,11 +145,57 @@ pub fn draft(cluster: &str, region: &str, d: &Discovery) -> Result<Draft, Vec<sp
         subnets,
         patches,
         already_admitting,
+        unpatchable,
         karpenter: karpenter_draft(d),
         node_groups: d.nodegroups.iter().map(|g| g.name.clone()).collect(),
         addon: addon_line(d),
         sizing_findings,
     })
+}
+
+/// The suggestions a plan file can patch, each once: protocol numbers EC2
+/// may report for tcp, udp and icmp named, ICMP widened to every type (a
+/// patch cannot name one), and a rule another rule of the same group
+/// already covers left out; the rest apart.
+fn patchable(open: Vec<SgSuggestion>) -> (Vec<SgSuggestion>, Vec<SgSuggestion>) {
+    let mut keep: Vec<SgSuggestion> = Vec::new();
+    let mut other = Vec::new();
+    for mut s in open {
+        s.protocol = match crate::aws::ec2::protocol_name(&s.protocol) {
+            p @ ("tcp" | "udp" | "icmp" | "-1") => p.to_string(),
+            _ => {
+                other.push(s);
+                continue;
+            }
+        };
+        if s.protocol == "icmp" {
+            (s.from_port, s.to_port) = (Some(-1), Some(-1));
+        }
+        keep.push(s);
+    }
+    let rule = |s: &SgSuggestion| crate::aws::ec2::IngressRule {
+        rule_id: None,
+        protocol: s.protocol.clone(),
+        from_port: s.from_port,
+        to_port: s.to_port,
+        source: crate::aws::ec2::RuleSource::Cidr(Ipv4Net::default()),
+        description: None,
+    };
+    let mut out: Vec<SgSuggestion> = Vec::new();
+    for (i, s) in keep.iter().enumerate() {
+        // Covered by another of the group's: by a wider one, or by an equal
+        // one that comes first.
+        let covered = keep.iter().enumerate().any(|(j, t)| {
+            j != i
+                && t.group_id == s.group_id
+                && rule(t).covers(&s.protocol, s.from_port, s.to_port)
+                && (j < i || !rule(s).covers(&t.protocol, t.from_port, t.to_port))
+        });
+        if !covered {
+            out.push(s.clone());
+        }
+    }
+    (out, other)
 }
 
 /// 100.64.0.0/16 unless AWS would refuse it for this VPC (taken, a route
@@ -156,9 +206,16 @@ pub fn choose_cidr(d: &Discovery) -> CidrChoice {
     let shared: Ipv4Net = SHARED_SPACE.parse().expect("constant CIDR");
     let default: Ipv4Net = spec::model::DEFAULT_SECONDARY_CIDR.parse().expect("constant CIDR");
     let problems = |b: Ipv4Net| associate_cidr::problems(&d.vpc, &d.route_tables, b, usize::MAX);
-    if d.vpc.live_cidrs().contains(&default) {
+    // A block of shared space already on the VPC (an earlier attempt, or
+    // set up by hand) is used rather than spending quota on a second one.
+    let live = d.vpc.live_cidrs();
+    if let Some(block) = live
+        .iter()
+        .find(|b| **b == default)
+        .or_else(|| live.iter().find(|b| shared.contains(*b)))
+    {
         return CidrChoice {
-            block: default,
+            block: *block,
             why: format!("already associated with {}: podnet adopts it", d.vpc.id),
         };
     }

@@ -65,25 +65,34 @@ fn network(out: &mut String, d: &Draft) {
 }
 
 fn pod_subnets(out: &mut String, d: &Draft) {
-    let zones = d.subnets.len();
+    let zones: Vec<&str> = d.subnets.iter().map(|s| s.availability_zone.as_str()).collect();
+    // Explicit sizing needs at least one subnet: with none found, the file
+    // stays on auto and `plan` says what is missing.
+    let (why, sizing) = if zones.is_empty() {
+        (
+            "podnet found no availability zone with node subnets to size pod subnets for: `auto` sizes them at \
+             `plan` time, or set sizing = \"explicit\" and add one [[pod_subnets.subnet]] per zone your nodes run in."
+                .to_string(),
+            "auto",
+        )
+    } else {
+        (
+            format!(
+                "Sized by podnet: {} split evenly over {} (the zones with node subnets), written out so that this \
+                 file says exactly what `apply` creates. Change the blocks, or add a zone, as you need.",
+                d.cidr.block,
+                zones.join(", ")
+            ),
+            "explicit",
+        )
+    };
     let _ = write!(
         out,
-        "\n[pod_subnets]\n{}\nsizing = \"explicit\"\n\
+        "\n[pod_subnets]\n{}\nsizing = \"{sizing}\"\n\
          # Extra tags on every pod subnet (podnet always sets Name, podnet.io/cluster\n\
          # and kubernetes.io/role/cni=1). Default: none.\ntags = {{}}\n",
-        comment(&format!(
-            "Sized by podnet: {} split evenly over the {zones} availability zone(s) that have node subnets, \
-             written out so that this file says exactly what `apply` creates. Change the blocks, or add a zone, \
-             as you need.",
-            d.cidr.block
-        )),
+        comment(&why),
     );
-    if d.subnets.is_empty() {
-        out.push_str(
-            "# No availability zone with node subnets was found: add one\n\
-             # [[pod_subnets.subnet]] per zone your nodes run in.\n",
-        );
-    }
     for f in &d.sizing_findings {
         out.push_str(&comment(&format!("{}: {} ({})", f.id, f.reason, f.fix)));
         out.push('\n');
@@ -120,8 +129,16 @@ fn patches(out: &mut String, d: &Draft) {
         )));
         out.push('\n');
     }
+    for s in &d.unpatchable {
+        out.push_str(&comment(&format!(
+            "{} ({}) admits IP protocol {} from {}: a [[security_group_patch]] cannot express it; add the rule for \
+             {} by hand if pods need it.",
+            s.group_name, s.group_id, s.protocol, s.admits, d.cidr.block
+        )));
+        out.push('\n');
+    }
     if d.patches.is_empty() {
-        out.push_str("# None found: no security group in the VPC admits the node subnets by CIDR.\n");
+        out.push_str("# None to add: no security group in the VPC admits the node subnets by CIDR.\n");
     }
     for p in &d.patches {
         out.push_str(&patch(p, d));
@@ -135,10 +152,15 @@ fn patch(p: &PatchDraft, d: &Draft) -> String {
     } else {
         format!(", \"{}\"", p.group_description)
     };
+    let icmp = if s.protocol == "icmp" {
+        " A patch admits every ICMP type."
+    } else {
+        ""
+    };
     let mut t = format!(
         "\n[[security_group_patch]]\n{}\n",
         comment(&format!(
-            "{} ({}{what}) admits {} from {} today.",
+            "{} ({}{what}) admits {} from {} today.{icmp}",
             s.group_name,
             s.group_id,
             s.ports,
@@ -150,9 +172,12 @@ fn patch(p: &PatchDraft, d: &Draft) -> String {
     } else {
         let _ = writeln!(
             t,
-            "group_id = {}   # its name, {}, is not unique in the VPC",
+            "{}\ngroup_id = {}",
+            comment(&format!(
+                "By id: another group podnet read is also named {}.",
+                s.group_name
+            )),
             toml_str(&s.group_id),
-            s.group_name
         );
     }
     let protocol = if s.protocol == "-1" { "all" } else { s.protocol.as_str() };

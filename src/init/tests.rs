@@ -212,3 +212,73 @@ fn comments_wrap_and_strings_are_quoted() {
         assert_eq!(v["k"].as_str(), Some(raw));
     }
 }
+
+#[test]
+fn without_node_subnets_the_file_stays_on_auto_sizing_and_validates() {
+    let mut d = seed();
+    d.nodegroups.clear();
+    d.kube.nodes.clear();
+    d.kube.karpenter = None;
+    let (text, spec) = written(&d);
+    assert_eq!(spec.pod_subnets, PodSubnetPlan::Auto, "{text}");
+    assert!(text.contains("sizing = \"auto\""), "{text}");
+}
+
+#[test]
+fn protocols_are_named_icmp_widened_and_covered_rules_left_out() {
+    let mut d = seed();
+    let node = || RuleSource::Cidr(net("10.255.11.0/24"));
+    d.security_groups.push(sg(
+        "sg-0000cccc",
+        "mixed",
+        vec![
+            rule("6", 5432, 5432, node()),
+            rule("17", 53, 53, node()),
+            rule("1", 8, -1, node()),
+            rule("icmp", 0, -1, node()),
+            rule("50", -1, -1, node()),
+        ],
+    ));
+    d.security_groups.push(sg(
+        "sg-0000dddd",
+        "wide",
+        vec![rule("tcp", 443, 443, node()), rule("-1", -1, -1, node())],
+    ));
+    let (text, spec) = written(&d);
+    let mixed: Vec<String> = spec
+        .security_group_patches
+        .iter()
+        .filter(|p| format!("{:?}", p.target).contains("mixed"))
+        .map(|p| format!("{:?} {:?}", p.protocol, p.ports))
+        .collect();
+    assert_eq!(
+        mixed,
+        ["Tcp Some((5432, 5432))", "Udp Some((53, 53))", "Icmp None"],
+        "{text}"
+    );
+    let wide: Vec<String> = spec
+        .security_group_patches
+        .iter()
+        .filter(|p| format!("{:?}", p.target).contains("wide"))
+        .map(|p| format!("{:?}", p.protocol))
+        .collect();
+    assert_eq!(wide, ["All"], "all traffic covers tcp 443: {text}");
+    assert!(unwrapped(&text).contains("admits IP protocol 50 from"), "{text}");
+    let p = planner::plan(&spec, &d);
+    assert!(
+        p.suggestions.iter().all(|s| s.planned || s.done || s.protocol == "50"),
+        "{:#?}",
+        p.suggestions
+    );
+}
+
+#[test]
+fn another_block_of_shared_space_on_the_vpc_is_adopted() {
+    let mut d = seed();
+    d.vpc.cidr_associations.push(crate::aws::ec2::CidrAssociation {
+        association_id: "vpc-cidr-assoc-3".into(),
+        cidr: net("100.65.0.0/16"),
+        state: "associated".into(),
+    });
+    assert_eq!(choose_cidr(&d).block, net("100.65.0.0/16"));
+}

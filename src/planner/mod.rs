@@ -404,9 +404,12 @@ fn suggestions(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> Vec<SgSu
                 }
                 continue;
             }
-            let planned = inputs.security_group_patches.iter().any(|p| {
-                p.group_id == g.id && p.protocol == r.protocol && p.from_port == r.from_port && p.to_port == r.to_port
-            });
+            // Planned when a patch of the group admits at least these ports
+            // (an ICMP patch admits every type; `all` admits everything).
+            let planned = inputs
+                .security_group_patches
+                .iter()
+                .any(|p| p.group_id == g.id && p.as_rule().covers(&r.protocol, r.from_port, r.to_port));
             let done = !crate::steps::security_groups::admitting(g, &probe).is_empty();
             out.push(SgSuggestion {
                 group_id: g.id.clone(),

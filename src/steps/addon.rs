@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{Env, ids};
+use super::{Env, Prior, ids};
 use crate::aws::eks::{AddonUpdate, UpdateInfo};
 use crate::discovery::VPC_CNI_ADDON;
 use crate::engine::{Action, Change, ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
@@ -42,6 +42,14 @@ pub struct EnableCustomNetworkingOutputs {
     /// The addon's configuration values after the update.
     pub configuration_values: Option<String>,
     pub env: BTreeMap<String, String>,
+    /// The addon's configuration values before podnet's first attempt. `None`
+    /// for a self-managed aws-node, or in journals written before podnet
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration_values_before: Option<Prior<String>>,
+    /// A self-managed aws-node's values for the keys podnet set, before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemonset_env_before: Option<BTreeMap<String, Option<String>>>,
 }
 
 /// `current` with `env` merged into its `env` object; every other key kept.
@@ -133,9 +141,14 @@ impl EnableCustomNetworking {
         &self,
         env: &Env,
         client: &kube::Client,
+        ctx: &mut UnitCtx<'_, '_, EnableCustomNetworkingCheckpoint>,
     ) -> Result<EnableCustomNetworkingOutputs, StepError> {
         let rollout = |m: String| env.status(ids::ENABLE_CUSTOM_NETWORKING, &m);
         let have = daemonset_env(client).await?;
+        let before = ctx.once(
+            |c| &mut c.daemonset_env_before,
+            || self.cni.env.keys().map(|k| (k.clone(), have.get(k).cloned())).collect(),
+        )?;
         if self.cni.env.iter().any(|(k, v)| have.get(k) != Some(v)) {
             let env_list: Vec<Value> = self
                 .cni
@@ -156,6 +169,8 @@ impl EnableCustomNetworking {
             update_id: None,
             configuration_values: None,
             env: self.cni.env.clone(),
+            configuration_values_before: None,
+            daemonset_env_before: Some(before),
         })
     }
 
@@ -201,6 +216,9 @@ pub struct EnableCustomNetworkingCheckpoint {
     pub failed_updates: Vec<String>,
     pub client_request_token: Option<String>,
     pub update_id: Option<String>,
+    /// What the first attempt found, before any update.
+    pub configuration_before: Option<Prior<String>>,
+    pub daemonset_env_before: Option<BTreeMap<String, Option<String>>>,
 }
 
 impl Produces for EnableCustomNetworking {
@@ -270,7 +288,7 @@ impl Unit<Env> for EnableCustomNetworking {
         let client = kube(env)?.clone();
         let rollout = |m: String| env.status(ids::ENABLE_CUSTOM_NETWORKING, &m);
         if !self.cni.managed_addon {
-            return self.apply_self_managed(env, &client).await;
+            return self.apply_self_managed(env, &client, ctx).await;
         }
 
         // One token and one update per attempt; a failed update is recorded
@@ -288,6 +306,10 @@ impl Unit<Env> for EnableCustomNetworking {
                         StepError::new(ErrorClass::NotFound, "the vpc-cni addon is gone")
                             .hint("run `podnet plan` again")
                     })?;
+                ctx.once(
+                    |c| &mut c.configuration_before,
+                    || Prior::of(addon.configuration_values.clone()),
+                )?;
                 let merged = merged_config(addon.configuration_values.as_deref(), &self.cni.env)?;
                 let current = merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?;
                 if merged == current {
@@ -344,6 +366,8 @@ impl Unit<Env> for EnableCustomNetworking {
             update_id,
             configuration_values: config,
             env: self.cni.env.clone(),
+            configuration_values_before: ctx.checkpoint().configuration_before.clone(),
+            daemonset_env_before: None,
         };
         Ok(out)
     }

@@ -25,6 +25,10 @@ pub struct AssociateCidrOutputs {
     pub vpc_id: String,
     pub cidr: Ipv4Net,
     pub association_id: String,
+    /// podnet made the association (false: it was there before the first
+    /// attempt). `None` in journals written before podnet recorded it.
+    #[serde(default)]
+    pub created: Option<bool>,
 }
 
 /// The AWS association rules for `cidr` against the VPC as it is now.
@@ -73,11 +77,15 @@ impl AssociateCidr {
     }
 }
 
-/// What an interrupted attempt leaves: the association it created.
+/// What an interrupted attempt leaves: whether the block was associated
+/// before podnet's first attempt (recorded before any call that changes
+/// anything, so a later attempt cannot mistake podnet's own association for
+/// one it found), and the association it created.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct AssociateCidrCheckpoint {
     pub association_id: Option<String>,
+    pub found_before: Option<bool>,
 }
 
 impl Produces for AssociateCidr {
@@ -119,6 +127,7 @@ impl Unit<Env> for AssociateCidr {
 
     async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let vpc = env.aws.ec2.describe_vpc(&self.vpc_id).await?;
+        let found_before = ctx.once(|c| &mut c.found_before, || self.existing(&vpc).is_some())?;
         let association = match self.existing(&vpc) {
             Some(a) => a.clone(),
             None => {
@@ -148,6 +157,7 @@ impl Unit<Env> for AssociateCidr {
             vpc_id: self.vpc_id.clone(),
             cidr: self.cidr,
             association_id: association.association_id,
+            created: Some(!found_before),
         };
         Ok(out)
     }

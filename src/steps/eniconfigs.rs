@@ -37,6 +37,28 @@ pub struct AppliedEniConfig {
     pub name: String,
     pub subnet: String,
     pub security_groups: Vec<String>,
+    /// podnet created it (false: it existed before the first attempt).
+    /// `None` in journals written before podnet recorded it.
+    #[serde(default)]
+    pub created: Option<bool>,
+    /// An adopted ENIConfig's spec before podnet rewrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<FoundEniConfig>,
+}
+
+/// An ENIConfig as it was before podnet's first attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundEniConfig {
+    pub subnet: Option<String>,
+    pub security_groups: Vec<String>,
+}
+
+/// The planned ENIConfigs that existed before the first attempt, by name,
+/// recorded before anything is applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ApplyEniConfigsCheckpoint {
+    pub found_before: Option<std::collections::BTreeMap<String, FoundEniConfig>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -143,7 +165,7 @@ impl Produces for ApplyEniConfigs {
 
 #[async_trait]
 impl Unit<Env> for ApplyEniConfigs {
-    type Checkpoint = ();
+    type Checkpoint = ApplyEniConfigsCheckpoint;
 
     fn id(&self) -> &str {
         ids::APPLY_ENICONFIGS
@@ -207,6 +229,24 @@ impl Unit<Env> for ApplyEniConfigs {
         let client = kube(env)?;
         self.wait_crd(client, env).await?;
         let api: Api<EniConfig> = Api::all(client.clone());
+        if ctx.checkpoint().found_before.is_none() {
+            let mut found = std::collections::BTreeMap::new();
+            for e in &self.eniconfigs {
+                let name = &e.availability_zone;
+                if let Some(o) = with_retry(&format!("get ENIConfig {name}"), || api.get_opt(name)).await? {
+                    let (subnet, security_groups) = current(&o);
+                    found.insert(
+                        name.clone(),
+                        FoundEniConfig {
+                            subnet,
+                            security_groups,
+                        },
+                    );
+                }
+            }
+            ctx.save(|c| c.found_before = Some(found))?;
+        }
+        let found_before = ctx.checkpoint().found_before.clone().unwrap_or_default();
         let mut out = ApplyEniConfigsOutputs::default();
         for (e, subnet) in self.subnets(env, ctx).await? {
             let name = e.availability_zone.clone();
@@ -220,6 +260,8 @@ impl Unit<Env> for ApplyEniConfigs {
                 name: name.clone(),
                 subnet: subnet.clone(),
                 security_groups: self.security_groups.clone(),
+                created: Some(!found_before.contains_key(&name)),
+                found: found_before.get(&name).cloned(),
             };
             if let Some(o) = with_retry(&format!("get ENIConfig {name}"), || api.get_opt(&name)).await? {
                 let have = current(&o);

@@ -5,13 +5,15 @@
 //! Helm-managed controller gets the values snippet that keeps the next
 //! `helm upgrade` from undoing it. No Karpenter: skipped, saying so.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Env, ids};
+use super::{Env, Prior, ids};
 use crate::engine::{Action, Change, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
 use crate::k8s::crds::Ec2NodeClass;
 use crate::k8s::{self, ops, with_retry};
@@ -44,6 +46,21 @@ pub struct ConfigureKarpenterOutputs {
     pub node_classes: Vec<String>,
     /// Helm values to keep in sync, when Helm manages the controller.
     pub helm_values: Option<String>,
+    /// RESERVED_ENIS on the controller before podnet set it. `None` when
+    /// skipped, or in journals written before podnet recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_enis_before: Option<Prior<String>>,
+    /// `spec.kubelet.maxPods` of each EC2NodeClass podnet set, before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pods_before: Option<BTreeMap<String, Option<u32>>>,
+}
+
+/// What the first attempt found, recorded before it changes anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ConfigureKarpenterCheckpoint {
+    pub reserved_enis_before: Option<Prior<String>>,
+    pub max_pods_before: Option<BTreeMap<String, Option<u32>>>,
 }
 
 pub fn helm_snippet(reserved_enis: u32) -> String {
@@ -99,7 +116,7 @@ impl Produces for ConfigureKarpenter {
 
 #[async_trait]
 impl Unit<Env> for ConfigureKarpenter {
-    type Checkpoint = ();
+    type Checkpoint = ConfigureKarpenterCheckpoint;
 
     fn id(&self) -> &str {
         ids::CONFIGURE_KARPENTER
@@ -153,7 +170,7 @@ impl Unit<Env> for ConfigureKarpenter {
         Ok(plan)
     }
 
-    async fn apply(&self, env: &Env, _ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
+    async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let Some(k) = &self.karpenter else {
             let out = ConfigureKarpenterOutputs {
                 skipped: true,
@@ -165,6 +182,20 @@ impl Unit<Env> for ConfigureKarpenter {
         let api: Api<Deployment> = Api::namespaced(client.clone(), &k.namespace);
         let what = format!("{}/{}", k.namespace, k.deployment);
         let d = with_retry(&format!("get Deployment {what}"), || api.get(&k.deployment)).await?;
+        let classes = k.node_classes(client).await?;
+        let reserved_before = ctx.once(
+            |c| &mut c.reserved_enis_before,
+            || Prior::of(env_value(&d, &k.container, "RESERVED_ENIS")),
+        )?;
+        let max_pods_before = ctx.once(
+            |c| &mut c.max_pods_before,
+            || {
+                classes
+                    .iter()
+                    .map(|nc| (nc.metadata.name.clone().unwrap_or_default(), max_pods_of(nc)))
+                    .collect()
+            },
+        )?;
         let want = k.reserved_enis.to_string();
         if env_value(&d, &k.container, "RESERVED_ENIS").as_deref() != Some(want.as_str()) {
             env.status(self.id(), &format!("setting RESERVED_ENIS={want} on {what}"));
@@ -182,9 +213,9 @@ impl Unit<Env> for ConfigureKarpenter {
         let mut patched = Vec::new();
         if let Some(max) = k.max_pods {
             let nc_api: Api<Ec2NodeClass> = Api::all(client.clone());
-            for nc in k.node_classes(client).await? {
+            for nc in &classes {
                 let n = nc.metadata.name.clone().unwrap_or_default();
-                if max_pods_of(&nc) != Some(max) {
+                if max_pods_of(nc) != Some(max) {
                     let body = json!({
                         "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass",
                         "metadata": { "name": n },
@@ -212,6 +243,8 @@ impl Unit<Env> for ConfigureKarpenter {
             max_pods: k.max_pods,
             node_classes: patched,
             helm_values: k.helm_managed.then(|| helm_snippet(k.reserved_enis)),
+            reserved_enis_before: Some(reserved_before),
+            max_pods_before: k.max_pods.map(|_| max_pods_before),
         };
         Ok(out)
     }

@@ -85,6 +85,20 @@ impl Env {
     }
 }
 
+/// A setting as podnet found it before its first attempt changed it
+/// (`value: None`: it was not set), recorded in the unit's checkpoint before
+/// the change and in its output after: what a rollback puts back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prior<T> {
+    pub value: Option<T>,
+}
+
+impl<T> Prior<T> {
+    pub fn of(value: Option<T>) -> Self {
+        Prior { value }
+    }
+}
+
 /// One pod subnet to create (or find again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodSubnetInput {
@@ -111,6 +125,18 @@ pub struct SgPatchInput {
 }
 
 impl SgPatchInput {
+    /// The ingress rule this patch adds, as EC2 would list it.
+    pub fn as_rule(&self) -> crate::aws::ec2::IngressRule {
+        crate::aws::ec2::IngressRule {
+            rule_id: None,
+            protocol: self.protocol.clone(),
+            from_port: self.from_port,
+            to_port: self.to_port,
+            source: crate::aws::ec2::RuleSource::Cidr(self.cidr),
+            description: None,
+        }
+    }
+
     pub fn ports_label(&self) -> String {
         match (self.protocol.as_str(), self.from_port, self.to_port) {
             ("-1", _, _) => "all traffic".to_string(),

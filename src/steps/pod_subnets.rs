@@ -28,11 +28,72 @@ pub struct PodSubnet {
     /// The explicit association (none when the target is the main table and
     /// the subnet uses it implicitly).
     pub association_id: Option<String>,
+    /// podnet created the subnet (false: it existed before the first
+    /// attempt and was adopted). `None` in journals written before podnet
+    /// recorded it.
+    #[serde(default)]
+    pub created: Option<bool>,
+    /// An adopted subnet as it was before podnet tagged or associated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<FoundSubnet>,
+}
+
+/// A subnet that existed before podnet's first attempt, as it was then: what
+/// a rollback puts back instead of deleting it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundSubnet {
+    pub subnet_id: String,
+    /// Its values for the tag keys podnet sets (a key it lacked is absent).
+    pub tags: Tags,
+    /// The route table it was explicitly associated with (none: it used
+    /// the main table implicitly).
+    pub route_table_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CreatePodSubnetsOutputs {
     pub subnets: Vec<PodSubnet>,
+}
+
+/// The planned subnets that existed before the first attempt, by CIDR,
+/// recorded before anything is created or changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct CreatePodSubnetsCheckpoint {
+    pub found_before: Option<std::collections::BTreeMap<String, FoundSubnet>>,
+}
+
+impl CreatePodSubnets {
+    fn found_before(
+        &self,
+        subnets: &[SubnetInfo],
+        rts: &[RouteTableInfo],
+    ) -> std::collections::BTreeMap<String, FoundSubnet> {
+        self.subnets
+            .iter()
+            .filter_map(|want| {
+                let s = subnets.iter().find(|s| s.cidr == want.cidr)?;
+                let tags = s
+                    .tags
+                    .iter()
+                    .filter(|(k, _)| want.tags.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let route_table_id = rts
+                    .iter()
+                    .find(|rt| rt.association_for(&s.id).is_some())
+                    .map(|rt| rt.id.clone());
+                Some((
+                    want.cidr.to_string(),
+                    FoundSubnet {
+                        subnet_id: s.id.clone(),
+                        tags,
+                        route_table_id,
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 /// Where one subnet stands.
@@ -110,7 +171,7 @@ impl Produces for CreatePodSubnets {
 
 #[async_trait]
 impl Unit<Env> for CreatePodSubnets {
-    type Checkpoint = ();
+    type Checkpoint = CreatePodSubnetsCheckpoint;
 
     fn id(&self) -> &str {
         ids::CREATE_POD_SUBNETS
@@ -180,11 +241,12 @@ impl Unit<Env> for CreatePodSubnets {
         Ok(plan)
     }
 
-    async fn apply(&self, env: &Env, _ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
+    async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let (mut subnets, rts) = tokio::try_join!(
             env.aws.ec2.describe_subnets(&self.vpc_id),
             env.aws.ec2.describe_route_tables(&self.vpc_id)
         )?;
+        let found_before = ctx.once(|c| &mut c.found_before, || self.found_before(&subnets, &rts))?;
         let mut out = CreatePodSubnetsOutputs::default();
         for want in &self.subnets {
             let subnet = match find(&subnets, want)? {
@@ -268,6 +330,8 @@ impl Unit<Env> for CreatePodSubnets {
                 subnet_id: subnet.id.clone(),
                 route_table_id: want.route_table_id.clone(),
                 association_id,
+                created: Some(!found_before.contains_key(&want.cidr.to_string())),
+                found: found_before.get(&want.cidr.to_string()).cloned(),
             });
         }
         Ok(out)

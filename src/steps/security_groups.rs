@@ -27,8 +27,18 @@ pub struct PatchedRule {
     pub cidr: Ipv4Net,
     /// Ids of the rules that admit it (`sgr-…`), when EC2 reports them.
     pub rule_ids: Vec<String>,
-    /// podnet added the rule (false: it was already there).
+    /// podnet added the rule (false: the group admitted the pod CIDR on
+    /// these ports before podnet's first attempt).
     pub created: bool,
+}
+
+/// The patches (by [`resource_name`]) whose group already admitted the pod
+/// CIDR before the first attempt changed anything: what a later attempt
+/// finds in place is podnet's own unless it is listed here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct PatchSecurityGroupsCheckpoint {
+    pub admitted_before: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -67,7 +77,7 @@ impl Produces for PatchSecurityGroups {
 
 #[async_trait]
 impl Unit<Env> for PatchSecurityGroups {
-    type Checkpoint = ();
+    type Checkpoint = PatchSecurityGroupsCheckpoint;
 
     fn id(&self) -> &str {
         ids::PATCH_SECURITY_GROUPS
@@ -108,18 +118,29 @@ impl Unit<Env> for PatchSecurityGroups {
         Ok(plan)
     }
 
-    async fn apply(&self, env: &Env, _ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
+    async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, Self::Checkpoint>) -> Result<Self::Output, StepError> {
         let mut out = PatchSecurityGroupsOutputs::default();
         if self.patches.is_empty() {
             return Ok(out);
         }
         let mut groups = env.aws.ec2.describe_security_groups(&self.vpc_id).await?;
+        let before = ctx.once(
+            |c| &mut c.admitted_before,
+            || {
+                self.patches
+                    .iter()
+                    .filter(|p| group(&groups, p).is_ok_and(|g| !admitting(g, p).is_empty()))
+                    .map(resource_name)
+                    .collect()
+            },
+        )?;
+        let ours = |p: &SgPatchInput| !before.contains(&resource_name(p));
         let mut added_any = false;
         for p in &self.patches {
             let g = group(&groups, p)?;
             let have: Vec<String> = admitting(g, p).iter().filter_map(|r| r.rule_id.clone()).collect();
             if !admitting(g, p).is_empty() {
-                out.rules.push(rule(p, have, false));
+                out.rules.push(rule(p, have, ours(p)));
                 continue;
             }
             env.status(self.id(), &format!("authorizing {}", resource_name(p)));
@@ -136,7 +157,7 @@ impl Unit<Env> for PatchSecurityGroups {
                     out.rules.push(rule(p, ids, true));
                 }
                 // Someone (or an earlier, interrupted attempt) added it since we looked.
-                Err(e) if e.is_code("InvalidPermission.Duplicate") => out.rules.push(rule(p, vec![], false)),
+                Err(e) if e.is_code("InvalidPermission.Duplicate") => out.rules.push(rule(p, vec![], ours(p))),
                 Err(e) => return Err(e.into()),
             }
         }

@@ -72,19 +72,31 @@ pub fn association(association_id: &str, vpcs_answer: &str) -> Option<(String, I
     let nodes = text_nodes(vpcs_answer);
     let vpc = nodes
         .iter()
-        .find(|(path, _)| path.ends_with("vpcSet/item/vpcId"))
+        .find(|(path, _)| plain(path).ends_with("vpcSet/item/vpcId"))
         .map(|(_, v)| v.clone())?;
-    let at = nodes
+    let (at, _) = nodes
         .iter()
-        .position(|(path, v)| path.ends_with("cidrBlockAssociationSet/item/associationId") && v == association_id)?;
-    // The item's cidrBlock follows its associationId.
-    let block = nodes[at..]
+        .find(|(path, v)| plain(path).ends_with("cidrBlockAssociationSet/item/associationId") && v == association_id)?;
+    // The cidrBlock of the same item.
+    let item = at.rsplit_once('/')?.0;
+    let block = nodes
         .iter()
-        .find(|(path, _)| path.ends_with("cidrBlockAssociationSet/item/cidrBlock"))?
+        .find(|(path, _)| {
+            path.rsplit_once('/')
+                .is_some_and(|(parent, leaf)| parent == item && leaf == "cidrBlock")
+        })?
         .1
         .parse()
         .ok()?;
     Some((vpc, block))
+}
+
+/// A path without its item numbers.
+fn plain(path: &str) -> String {
+    path.split('/')
+        .map(|c| c.split_once('#').map_or(c, |(name, _)| name))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The `DescribeSubnets` request for the VPC's subnets.
@@ -112,12 +124,19 @@ pub fn block_refusal(vpc_id: &str, block: Ipv4Net, subnets_answer: &str) -> Opti
     })
 }
 
-/// Every text node of an XML document with its element path (`a/b/c`).
+/// Every text node of an XML document with its element path (`a/b/c`),
+/// each `item` numbered in document order (`item#3`) so that two members of
+/// a list never share a path.
 fn text_nodes(xml: &str) -> Vec<(String, String)> {
     let mut path: Vec<String> = vec![];
+    let mut items = 0;
     let mut out = vec![];
     for token in Tokenizer::from(xml) {
         match token {
+            Ok(Token::ElementStart { local, .. }) if local.as_str() == "item" => {
+                items += 1;
+                path.push(format!("item#{items}"));
+            }
             Ok(Token::ElementStart { local, .. }) => path.push(local.as_str().to_string()),
             Ok(Token::ElementEnd {
                 end: ElementEnd::Close(..) | ElementEnd::Empty,
@@ -139,7 +158,7 @@ fn text_nodes(xml: &str) -> Vec<(String, String)> {
 fn texts(xml: &str, name: &str) -> Vec<String> {
     text_nodes(xml)
         .into_iter()
-        .filter(|(path, _)| path.rsplit('/').next() == Some(name))
+        .filter(|(path, _)| plain(path).rsplit('/').next() == Some(name))
         .map(|(_, v)| v)
         .collect()
 }
@@ -160,6 +179,12 @@ mod tests {
             Some(("vpc-1".to_string(), "100.64.0.0/16".parse().unwrap()))
         );
         assert_eq!(association("a-9", VPCS), None);
+        // An item without its block never borrows the next item's.
+        let odd = "<r><vpcSet><item><vpcId>vpc-1</vpcId><cidrBlockAssociationSet>\
+                   <item><associationId>a-1</associationId></item>\
+                   <item><associationId>a-2</associationId><cidrBlock>100.64.0.0/16</cidrBlock></item>\
+                   </cidrBlockAssociationSet></item></vpcSet></r>";
+        assert_eq!(association("a-1", odd), None);
     }
 
     #[test]

@@ -238,8 +238,13 @@ async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
         st.calls.record(Service::Ec2, &action, mutating, 400, false, &path);
         return xml_response(400, ec2_error_body(&code, &message));
     }
+    let params = || {
+        let mut p = source_version::form_pairs(parts.uri.query().unwrap_or_default().as_bytes());
+        p.extend(source_version::form_pairs(&body));
+        p
+    };
     if is_form
-        && let Some(g) = dependencies::guarded(&action, &source_version::form_pairs(&body))
+        && let Some(g) = dependencies::guarded(&action, &params())
         && let Some((code, message)) = refuse_dependent(&st.upstream, &parts.headers, &g).await
     {
         st.calls.record(Service::Ec2, &action, mutating, 400, false, &path);

@@ -132,7 +132,7 @@ impl IngressRule {
         if self.protocol == "-1" {
             return true;
         }
-        if self.protocol != protocol {
+        if protocol_name(&self.protocol) != protocol_name(protocol) {
             return false;
         }
         match (self.from_port, self.to_port, from, to) {
@@ -143,6 +143,17 @@ impl IngressRule {
             (None, None, _, _) => true,
             _ => false,
         }
+    }
+}
+
+/// An `IpProtocol` by name where EC2 has one: rules created with a protocol
+/// number (`6`, `17`, `1`) may be listed with it (moto does).
+pub fn protocol_name(p: &str) -> &str {
+    match p {
+        "6" => "tcp",
+        "17" => "udp",
+        "1" => "icmp",
+        other => other,
     }
 }
 

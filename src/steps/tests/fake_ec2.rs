@@ -118,6 +118,11 @@ impl FakeEc2 {
         }
     }
 
+    /// Changes the world before a run (what someone else already did).
+    pub fn edit(&self, f: impl FnOnce(&mut World)) {
+        f(&mut self.world.lock().expect("world"));
+    }
+
     pub fn world(&self) -> World {
         self.world.lock().expect("world").clone()
     }

@@ -111,6 +111,15 @@ fn kube_steps(cluster: &str) -> Vec<Box<dyn Step<Env>>> {
 /// failed step is run again with its checkpoint, as `podnet resume` does,
 /// after the sandbox's faults are cleared. Returns how many resumes it took.
 async fn run(sb: &Sandbox, env: &Env, steps: &[Box<dyn Step<Env>>]) -> Result<usize, StepError> {
+    run_outputs(sb, env, steps).await.map(|(resumes, _)| resumes)
+}
+
+/// [`run`], with every step's recorded output.
+async fn run_outputs(
+    sb: &Sandbox,
+    env: &Env,
+    steps: &[Box<dyn Step<Env>>],
+) -> Result<(usize, BTreeMap<String, Recorded>), StepError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = Mutex::new(Journal::open(&dir.path().join("journal.jsonl")).expect("journal").0);
     let mut outputs: BTreeMap<String, Recorded> = BTreeMap::new();
@@ -132,7 +141,19 @@ async fn run(sb: &Sandbox, env: &Env, steps: &[Box<dyn Step<Env>>]) -> Result<us
         };
         outputs.insert(step.id().to_string(), out);
     }
-    Ok(resumes)
+    Ok((resumes, outputs))
+}
+
+/// What the outputs record of the cluster before podnet changed it.
+fn befores(outputs: &BTreeMap<String, Recorded>) -> Value {
+    serde_json::json!({
+        "eniconfigs": outputs["apply-eniconfigs"]["eniconfigs"]
+            .as_array()
+            .map(|a| a.iter().map(|e| (e["name"].clone(), e["created"].clone(), e["found"].clone())).collect::<Vec<_>>()),
+        "reserved_enis": outputs["configure-karpenter"]["reserved_enis_before"],
+        "max_pods": outputs["configure-karpenter"]["max_pods_before"],
+        "addon": outputs["enable-custom-networking"]["configuration_values_before"],
+    })
 }
 
 /// What the steps leave behind, read back from the sandbox.
@@ -190,7 +211,20 @@ async fn the_kubernetes_steps_run_twice_change_nothing_and_resume_from_a_failure
     let env = env(&sb, Arc::new(FakeEc2::seed())).await;
     let steps = kube_steps(sb.cluster_name());
     sb.clear_calls();
-    assert_eq!(run(&sb, &env, &steps).await.expect("a clean run"), 0);
+    let (resumes, outputs) = run_outputs(&sb, &env, &steps).await.expect("a clean run");
+    assert_eq!(resumes, 0);
+    let want_befores = befores(&outputs);
+    assert_eq!(
+        want_befores["reserved_enis"],
+        serde_json::json!({ "value": null }),
+        "{want_befores}"
+    );
+    assert_eq!(
+        want_befores["eniconfigs"],
+        serde_json::json!([["ap-northeast-2a", true, null], ["ap-northeast-2c", true, null]])
+    );
+    assert!(want_befores["addon"]["value"].is_string(), "{want_befores}");
+    assert!(want_befores["max_pods"].is_object(), "{want_befores}");
     let want_writes = writes(&sb);
     assert!(
         want_writes.iter().filter(|a| *a == "UpdateAddon").count() == 1,
@@ -229,9 +263,14 @@ async fn the_kubernetes_steps_run_twice_change_nothing_and_resume_from_a_failure
         let env = env_for(&sb).await;
         sb.clear_calls();
         sb.inject_fault(Fault::new(service, action.clone(), 1, status, code).after(*nth - 1));
-        let resumes = run(&sb, &env, &kube_steps(sb.cluster_name()))
+        let (resumes, outputs) = run_outputs(&sb, &env, &kube_steps(sb.cluster_name()))
             .await
             .unwrap_or_else(|e| panic!("{action} #{nth}: the resumed run failed: {e}"));
+        assert_eq!(
+            befores(&outputs),
+            want_befores,
+            "{action} #{nth}: recorded another before"
+        );
         // A read the reference run made only because of timing (one more
         // watch while a rollout finished) may not come again.
         if !sb.calls().iter().any(|c| c.injected) {

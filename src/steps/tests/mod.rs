@@ -141,7 +141,16 @@ fn ec2_steps() -> Vec<Box<dyn Step<Env>>> {
 /// Runs the steps as the engine does (outputs passed on, each step's
 /// checkpoint carried to its next attempt); a failed step is run again, as
 /// `podnet resume` would, up to `resumes` times in all.
-async fn run(ec2: &Arc<FakeEc2>, steps: &[Box<dyn Step<Env>>], mut resumes: usize) -> Result<(), StepError> {
+async fn run(ec2: &Arc<FakeEc2>, steps: &[Box<dyn Step<Env>>], resumes: usize) -> Result<(), StepError> {
+    run_outputs(ec2, steps, resumes).await.map(|_| ())
+}
+
+/// [`run`], keeping every step's recorded output.
+async fn run_outputs(
+    ec2: &Arc<FakeEc2>,
+    steps: &[Box<dyn Step<Env>>],
+    mut resumes: usize,
+) -> Result<BTreeMap<String, Recorded>, StepError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = Mutex::new(Journal::open(&dir.path().join("journal.jsonl")).expect("journal").0);
     let env = env(ec2.clone());
@@ -168,7 +177,89 @@ async fn run(ec2: &Arc<FakeEc2>, steps: &[Box<dyn Step<Env>>], mut resumes: usiz
         };
         outputs.insert(step.id().to_string(), out);
     }
-    Ok(())
+    Ok(outputs)
+}
+
+/// What the outputs say podnet created, step by step: the record a
+/// rollback undoes.
+fn created(outputs: &BTreeMap<String, Recorded>) -> Vec<String> {
+    let flag = |v: &Recorded| v["created"].to_string();
+    let mut out = vec![format!("association {}", flag(&outputs["associate-cidr"]))];
+    for r in outputs["patch-security-groups"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.push(format!("rule {} {}", r["group_id"], flag(r)));
+    }
+    for sn in outputs["create-pod-subnets"]["subnets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.push(format!("subnet {} {} found {}", sn["cidr"], flag(sn), sn["found"]));
+    }
+    out
+}
+
+/// The seed with some of the plan already in place: sg-vpce admits
+/// 100.64.0.0/10 on 443, and 100.64.2.0/24 exists, untagged, on the main
+/// table.
+fn partly_there() -> Arc<FakeEc2> {
+    let ec2 = Arc::new(FakeEc2::seed());
+    ec2.edit(|w| {
+        let g = w.groups.iter_mut().find(|g| g.id == "sg-vpce").expect("sg-vpce");
+        g.ingress.push(crate::aws::ec2::IngressRule {
+            rule_id: Some("sgr-wide".into()),
+            protocol: "tcp".into(),
+            from_port: Some(443),
+            to_port: Some(443),
+            source: crate::aws::ec2::RuleSource::Cidr(net("100.64.0.0/10")),
+            description: None,
+        });
+        let mut sn = w.subnets[1].clone();
+        sn.id = "subnet-theirs".into();
+        sn.cidr = net("100.64.2.0/24");
+        w.subnets.push(sn);
+    });
+    ec2
+}
+
+#[tokio::test]
+async fn outputs_record_what_podnet_created_and_what_it_found() {
+    let outputs = run_outputs(&partly_there(), &ec2_steps(), 0)
+        .await
+        .expect("a clean run");
+    assert_eq!(
+        created(&outputs),
+        [
+            "association true",
+            "rule \"sg-rds\" true",
+            "rule \"sg-vpce\" false",
+            "subnet \"100.64.1.0/24\" true found null",
+            "subnet \"100.64.2.0/24\" false found {\"route_table_id\":null,\"subnet_id\":\"subnet-theirs\",\"tags\":{}}",
+        ]
+    );
+}
+
+/// A unit that fails after its own side effect and is run again must not
+/// take what it made for something it found: every step failed at each
+/// call in turn records the same as an uninterrupted run.
+#[tokio::test]
+async fn a_resumed_step_records_what_it_created_as_an_uninterrupted_one() {
+    let ec2 = partly_there();
+    let want = created(&run_outputs(&ec2, &ec2_steps(), 0).await.expect("a clean run"));
+    let calls = ec2.calls();
+    for at in 0..calls {
+        for lost in [false, true] {
+            let ec2 = partly_there();
+            ec2.fail(Fault { at, lost });
+            let outputs = run_outputs(&ec2, &ec2_steps(), 1)
+                .await
+                .unwrap_or_else(|e| panic!("call {at} (lost: {lost}): {e}"));
+            assert_eq!(created(&outputs), want, "call {at} (lost: {lost})");
+        }
+    }
 }
 
 /// The end state, calls and mutations of an uninterrupted run.
