@@ -135,7 +135,13 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct PlanArgs {}
+pub struct PlanArgs {
+    /// Show the rollback instead: the recorded apply undone in reverse, from its journal
+    /// (read-only; stops with an error naming anything podnet did not create that it would
+    /// have to remove).
+    #[arg(long)]
+    pub rollback: bool,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {

@@ -25,6 +25,7 @@ pub mod migration;
 pub mod network;
 pub mod output;
 pub mod planner;
+pub mod rollback;
 pub mod spec;
 pub mod steps;
 pub mod verify;

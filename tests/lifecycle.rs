@@ -90,6 +90,78 @@ fn init_writes_a_plan_that_migrates_the_seed_cluster() {
     ];
     assert_migrated_to(&sb, &state, &file, &before, &subnets, patches);
     assert_journal_records_the_cluster_before(&state);
+    plan_rollback_shows_the_reverse_and_stops_on_a_rule_added_by_hand(&sb, &state, &file);
+}
+
+/// `plan --rollback` after the apply: read-only, every podnet change
+/// undone in reverse; a rule for the pod CIDR that someone added by hand
+/// stops it, named.
+fn plan_rollback_shows_the_reverse_and_stops_on_a_rule_added_by_hand(
+    sb: &podnet_sandbox::Sandbox,
+    state: &Path,
+    file: &Path,
+) {
+    sb.clear_calls();
+    let o = podnet(sb, state, file, &["plan", "--rollback", "--output", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert_eq!(doc["findings"], serde_json::json!([]), "{doc}");
+    let deletes = |step: &str| -> Vec<String> {
+        doc["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["step"] == step)
+            .map(|s| {
+                s["changes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["action"] == "delete")
+                    .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(deletes("remove-pod-subnets").len(), 2, "{doc}");
+    assert_eq!(deletes("revoke-security-group-rules").len(), 2, "{doc}");
+    assert_eq!(deletes("remove-eniconfigs").len(), 2, "{doc}");
+    assert_eq!(deletes("disassociate-cidr").len(), 1, "{doc}");
+    assert_eq!(all_mutations(sb), Vec::<String>::new(), "plan --rollback is read-only");
+
+    let rds = aws_json(
+        sb,
+        &[
+            "ec2",
+            "describe-security-groups",
+            "--filters",
+            "Name=group-name,Values=podnet-demo-rds",
+        ],
+    );
+    let rds = rds["SecurityGroups"][0]["GroupId"]
+        .as_str()
+        .expect("the RDS group")
+        .to_string();
+    aws_json(
+        sb,
+        &[
+            "ec2",
+            "authorize-security-group-ingress",
+            "--group-id",
+            &rds,
+            "--ip-permissions",
+            "IpProtocol=tcp,FromPort=5432,ToPort=5432,IpRanges=[{CidrIp=100.64.0.0/16}]",
+        ],
+    );
+    sb.clear_calls();
+    let o = podnet(sb, state, file, &["plan", "--rollback"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("rollback.foreign-rule") && t.contains(&rds) && t.contains("5432"),
+        "{t}"
+    );
+    assert_eq!(all_mutations(sb), Vec::<String>::new(), "nothing deleted");
 }
 
 /// What a rollback will undo: the journal says what podnet created and what

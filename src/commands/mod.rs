@@ -132,6 +132,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<ExitStatus> {
         Command::MaxPods(args) => max_pods::run(&ctx, &args).await,
         Command::Status => status::run(&ctx),
         Command::Unlock(args) => unlock::run(&ctx, &args),
+        Command::Plan(args) if args.rollback => plan::rollback(&ctx).await,
         Command::Plan(_) => plan::run(&ctx).await,
         Command::Apply(args) => apply::run(&ctx, &args).await,
         Command::Resume(args) => resume::run(&ctx, &args).await,

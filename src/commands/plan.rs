@@ -1,5 +1,6 @@
 //! `podnet plan`: discover, run preflight, show every change and the
-//! capacity impact. Read-only. Exit 0 no changes, 2 changes pending, 1 error.
+//! capacity impact; with `--rollback`, the recorded apply undone. Read-only.
+//! Exit 0 no changes, 2 changes pending, 1 error.
 
 use anyhow::Result;
 
@@ -20,6 +21,37 @@ pub async fn run(ctx: &Context) -> Result<ExitStatus> {
     Ok(if doc.has_errors() {
         ExitStatus::Failure
     } else if doc.changes_pending {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// `podnet plan --rollback`: the apply recorded in the state directory,
+/// undone in reverse, against the cluster as it is now.
+pub async fn rollback(ctx: &Context) -> Result<ExitStatus> {
+    let p = &ctx.printer;
+    let spec = ctx.spec()?;
+    let state = ctx.state_dir_for(&spec)?;
+    let (inputs, record) = crate::rollback::applied(&state)?;
+    let env = migration::connect(&ctx.target(&spec.cluster, &spec.region), RunProgress::new(p.clone())).await?;
+    let d = migration::discover(&env, &spec).await;
+    env.progress.phase_done();
+    let plan = crate::rollback::plan::plan(&inputs, &record, &d?);
+    p.json(&serde_json::json!({
+        "rollback": true,
+        "cluster": spec.cluster,
+        "region": spec.region,
+        "findings": plan.findings,
+        "steps": plan.steps,
+    }));
+    for l in plan_view::render_rollback(&spec.cluster, &plan) {
+        p.out(l);
+    }
+    let changes = plan.steps.iter().any(|s| s.has_changes());
+    Ok(if plan.has_errors() {
+        ExitStatus::Failure
+    } else if changes {
         ExitStatus::Changes
     } else {
         ExitStatus::Success

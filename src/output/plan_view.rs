@@ -108,11 +108,15 @@ fn discovery_section(doc: &PlanDocument, out: &mut Vec<String>) {
 }
 
 fn findings_section(doc: &PlanDocument, out: &mut Vec<String>) {
+    findings_list(&doc.findings, out);
+}
+
+fn findings_list(findings: &[crate::planner::Finding], out: &mut Vec<String>) {
     out.push(heading("Preflight"));
-    if doc.findings.is_empty() {
+    if findings.is_empty() {
         out.push(format!("  {} no findings", paint(style::GREEN, "✓")));
     }
-    for f in &doc.findings {
+    for f in findings {
         let tag = match f.severity {
             Severity::Error => paint(style::RED.bold(), "error  "),
             Severity::Warning => paint(style::YELLOW.bold(), "warning"),
@@ -157,9 +161,13 @@ fn suggestions_section(doc: &PlanDocument, out: &mut Vec<String>) {
 }
 
 fn steps_section(doc: &PlanDocument, out: &mut Vec<String>) {
-    if !doc.steps.is_empty() {
+    step_list(&doc.steps, out);
+}
+
+fn step_list(steps: &[crate::engine::StepPlan], out: &mut Vec<String>) {
+    if !steps.is_empty() {
         out.push(heading("Steps"));
-        for (i, s) in doc.steps.iter().enumerate() {
+        for (i, s) in steps.iter().enumerate() {
             let mark = if s.has_changes() { "" } else { " (no changes)" };
             out.push(format!(
                 "{}. {} — {}{}",
@@ -272,4 +280,27 @@ fn summary_line(doc: &PlanDocument, out: &mut Vec<String>) {
             paint(style::GREEN.bold(), "No changes:")
         ));
     }
+}
+
+/// `plan --rollback`: what stops it, then each reverse step's changes.
+pub fn render_rollback(cluster: &str, plan: &crate::rollback::RollbackPlan) -> Vec<String> {
+    let mut out = vec![
+        heading(&format!("Rollback of the migration of {cluster}")),
+        String::new(),
+    ];
+    findings_list(&plan.findings, &mut out);
+    step_list(&plan.steps, &mut out);
+    let mut counts = crate::engine::ChangeCounts::default();
+    for step in &plan.steps {
+        counts.add(step.counts());
+    }
+    if plan.has_errors() {
+        out.push(paint(
+            style::RED.bold(),
+            "The rollback cannot run until the errors above are resolved; nothing was changed.",
+        ));
+    } else {
+        out.push(format!("{} {counts}.", heading("Rollback plan:")));
+    }
+    out
 }

@@ -57,6 +57,23 @@ pub fn admitting<'a>(group: &'a SecurityGroupInfo, p: &SgPatchInput) -> Vec<&'a 
         .collect()
 }
 
+/// The ids of the rules that admit the patch: for a rule podnet added, only
+/// those exactly as it writes them (the pod CIDR, the protocol, the ports),
+/// so that a rollback never revokes a wider rule someone else added.
+fn rule_ids(group: &SecurityGroupInfo, p: &SgPatchInput, ours: bool) -> Vec<String> {
+    admitting(group, p)
+        .into_iter()
+        .filter(|r| {
+            !ours
+                || (matches!(&r.source, RuleSource::Cidr(c) if *c == p.cidr)
+                    && crate::aws::ec2::protocol_name(&r.protocol) == crate::aws::ec2::protocol_name(&p.protocol)
+                    && r.from_port == p.from_port
+                    && r.to_port == p.to_port)
+        })
+        .filter_map(|r| r.rule_id.clone())
+        .collect()
+}
+
 fn group<'a>(groups: &'a [SecurityGroupInfo], p: &SgPatchInput) -> Result<&'a SecurityGroupInfo, StepError> {
     groups.iter().find(|g| g.id == p.group_id).ok_or_else(|| {
         StepError::new(
@@ -138,7 +155,7 @@ impl Unit<Env> for PatchSecurityGroups {
         let mut added_any = false;
         for p in &self.patches {
             let g = group(&groups, p)?;
-            let have: Vec<String> = admitting(g, p).iter().filter_map(|r| r.rule_id.clone()).collect();
+            let have = rule_ids(g, p, ours(p));
             if !admitting(g, p).is_empty() {
                 out.rules.push(rule(p, have, ours(p)));
                 continue;
@@ -168,7 +185,7 @@ impl Unit<Env> for PatchSecurityGroups {
                 if r.rule_ids.is_empty()
                     && let Ok(g) = group(&groups, p)
                 {
-                    r.rule_ids = admitting(g, p).iter().filter_map(|x| x.rule_id.clone()).collect();
+                    r.rule_ids = rule_ids(g, p, r.created);
                 }
             }
         }
