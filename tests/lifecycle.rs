@@ -189,18 +189,15 @@ fn assert_journal_records_the_cluster_before(state: &Path) {
         out("enable-custom-networking")["configuration_values_before"]["value"],
         r#"{"env":{"WARM_IP_TARGET":"2","MINIMUM_IP_TARGET":"4"}}"#
     );
+    assert_eq!(
+        out("enable-custom-networking")["env_before"],
+        serde_json::json!({ "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": null, "ENI_CONFIG_LABEL_DEF": null })
+    );
 }
 
 #[test]
 fn init_writes_a_plan_that_migrates_the_three_az_cluster() {
-    let scenario = Scenario::load(
-        repo()
-            .join("sandbox/scenarios/three-az.toml")
-            .to_str()
-            .expect("utf-8 path"),
-    )
-    .expect("three-az scenario");
-    let sb = start(scenario);
+    let sb = start(three_az());
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
     let file = dir.path().join("three-az.toml");

@@ -151,14 +151,7 @@ fn seed_aws_steps_apply_then_replan_and_reapply_change_nothing() {
 
 #[test]
 fn three_az_auto_sizing_carves_18s_in_each_az() {
-    let scenario = Scenario::load(
-        repo()
-            .join("sandbox/scenarios/three-az.toml")
-            .to_str()
-            .expect("utf-8 path"),
-    )
-    .expect("three-az scenario");
-    let sb = start(scenario);
+    let sb = start(three_az());
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = write_plan(
         dir.path(),

@@ -195,15 +195,15 @@ fn vpc_cni_step(rec: &ApplyRecord) -> StepPlan {
     let Some(a) = &rec.addon else {
         return plan.note("the apply did not change the vpc-cni configuration");
     };
-    if let Some(before) = &a.configuration_values_before {
-        return plan.with(
-            Change::new(Action::Update, "aws_eks_addon", "vpc-cni")
-                .change("configuration_values", &a.configuration_values, &before.value)
-                .because("one UpdateAddon; nodes already running keep their mode until replaced"),
-        );
-    }
-    let mut c = Change::new(Action::Update, "kubernetes_daemonset_env", "kube-system/aws-node");
-    for (k, was) in a.daemonset_env_before.iter().flatten() {
+    // Key by key: the keys podnet set go back to their values before (or
+    // away); every other key of the configuration stays as it is now.
+    let mut c = if a.configuration_values_before.is_some() {
+        Change::new(Action::Update, "aws_eks_addon", "vpc-cni")
+            .because("one UpdateAddon; nodes already running keep their mode until replaced")
+    } else {
+        Change::new(Action::Update, "kubernetes_daemonset_env", "kube-system/aws-node")
+    };
+    for (k, was) in a.env_before.iter().flatten() {
         c = c.change(format!("env.{k}"), a.env.get(k), was);
     }
     plan.with(c)

@@ -103,8 +103,7 @@ pub fn read(state: &JournalState) -> Result<ApplyRecord, RecordError> {
     }
     let addon: Option<EnableCustomNetworkingOutputs> = output(state, ids::ENABLE_CUSTOM_NETWORKING)?;
     if let Some(a) = &addon
-        && a.configuration_values_before.is_none()
-        && a.daemonset_env_before.is_none()
+        && a.env_before.is_none()
     {
         return Err(missing(
             ids::ENABLE_CUSTOM_NETWORKING,

@@ -47,9 +47,11 @@ pub struct EnableCustomNetworkingOutputs {
     /// recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration_values_before: Option<Prior<String>>,
-    /// A self-managed aws-node's values for the keys podnet set, before.
+    /// The values of the keys podnet set (`env`), before: in the addon's
+    /// configuration, or on a self-managed aws-node (`None`: unset). What a
+    /// rollback puts back, key by key, leaving every other key as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub daemonset_env_before: Option<BTreeMap<String, Option<String>>>,
+    pub env_before: Option<BTreeMap<String, Option<String>>>,
 }
 
 /// `current` with `env` merged into its `env` object; every other key kept.
@@ -137,6 +139,11 @@ impl EnableCustomNetworking {
     /// A VPC CNI that is not an EKS add-on: podnet owns the env entries it
     /// sets on the aws-node DaemonSet (server-side apply) and waits for the
     /// rollout.
+    /// The values podnet's keys have in `env` (`None`: not set).
+    fn keys_before(&self, env: &BTreeMap<String, String>) -> BTreeMap<String, Option<String>> {
+        self.cni.env.keys().map(|k| (k.clone(), env.get(k).cloned())).collect()
+    }
+
     async fn apply_self_managed(
         &self,
         env: &Env,
@@ -145,10 +152,7 @@ impl EnableCustomNetworking {
     ) -> Result<EnableCustomNetworkingOutputs, StepError> {
         let rollout = |m: String| env.status(ids::ENABLE_CUSTOM_NETWORKING, &m);
         let have = daemonset_env(client).await?;
-        let before = ctx.once(
-            |c| &mut c.daemonset_env_before,
-            || self.cni.env.keys().map(|k| (k.clone(), have.get(k).cloned())).collect(),
-        )?;
+        let before = ctx.once(|c| &mut c.env_before, || self.keys_before(&have))?;
         if self.cni.env.iter().any(|(k, v)| have.get(k) != Some(v)) {
             let env_list: Vec<Value> = self
                 .cni
@@ -170,7 +174,7 @@ impl EnableCustomNetworking {
             configuration_values: None,
             env: self.cni.env.clone(),
             configuration_values_before: None,
-            daemonset_env_before: Some(before),
+            env_before: Some(before),
         })
     }
 
@@ -218,7 +222,7 @@ pub struct EnableCustomNetworkingCheckpoint {
     pub update_id: Option<String>,
     /// What the first attempt found, before any update.
     pub configuration_before: Option<Prior<String>>,
-    pub daemonset_env_before: Option<BTreeMap<String, Option<String>>>,
+    pub env_before: Option<BTreeMap<String, Option<String>>>,
 }
 
 impl Produces for EnableCustomNetworking {
@@ -310,6 +314,8 @@ impl Unit<Env> for EnableCustomNetworking {
                     |c| &mut c.configuration_before,
                     || Prior::of(addon.configuration_values.clone()),
                 )?;
+                let found = env_of(&merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?);
+                ctx.once(|c| &mut c.env_before, || self.keys_before(&found))?;
                 let merged = merged_config(addon.configuration_values.as_deref(), &self.cni.env)?;
                 let current = merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?;
                 if merged == current {
@@ -367,7 +373,7 @@ impl Unit<Env> for EnableCustomNetworking {
             configuration_values: config,
             env: self.cni.env.clone(),
             configuration_values_before: ctx.checkpoint().configuration_before.clone(),
-            daemonset_env_before: None,
+            env_before: ctx.checkpoint().env_before.clone(),
         };
         Ok(out)
     }

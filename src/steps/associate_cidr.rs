@@ -156,8 +156,17 @@ impl Unit<Env> for AssociateCidr {
         let out = AssociateCidrOutputs {
             vpc_id: self.vpc_id.clone(),
             cidr: self.cidr,
+            // podnet's when the block was not there before the first attempt
+            // and no other association than the one podnet recorded holds it.
+            created: Some(
+                !found_before
+                    && ctx
+                        .checkpoint()
+                        .association_id
+                        .as_ref()
+                        .is_none_or(|id| *id == association.association_id),
+            ),
             association_id: association.association_id,
-            created: Some(!found_before),
         };
         Ok(out)
     }

@@ -51,6 +51,9 @@ pub struct AppliedEniConfig {
 pub struct FoundEniConfig {
     pub subnet: Option<String>,
     pub security_groups: Vec<String>,
+    /// Its labels (podnet's apply sets `app.kubernetes.io/managed-by`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The planned ENIConfigs that existed before the first attempt, by name,
@@ -235,11 +238,13 @@ impl Unit<Env> for ApplyEniConfigs {
                 let name = &e.availability_zone;
                 if let Some(o) = with_retry(&format!("get ENIConfig {name}"), || api.get_opt(name)).await? {
                     let (subnet, security_groups) = current(&o);
+                    let labels = o.labels().clone();
                     found.insert(
                         name.clone(),
                         FoundEniConfig {
                             subnet,
                             security_groups,
+                            labels,
                         },
                     );
                 }

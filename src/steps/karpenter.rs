@@ -196,6 +196,17 @@ impl Unit<Env> for ConfigureKarpenter {
                     .collect()
             },
         )?;
+        // A class that appeared since the first attempt: recorded as it is
+        // now, before podnet touches it.
+        let mut max_pods_before = max_pods_before;
+        for nc in &classes {
+            let n = nc.metadata.name.clone().unwrap_or_default();
+            if !max_pods_before.contains_key(&n) {
+                max_pods_before.insert(n, max_pods_of(nc));
+                let all = max_pods_before.clone();
+                ctx.save(|c| c.max_pods_before = Some(all))?;
+            }
+        }
         let want = k.reserved_enis.to_string();
         if env_value(&d, &k.container, "RESERVED_ENIS").as_deref() != Some(want.as_str()) {
             env.status(self.id(), &format!("setting RESERVED_ENIS={want} on {what}"));

@@ -29,6 +29,17 @@ pub fn start(scenario: Scenario) -> Sandbox {
     .expect("sandbox starts")
 }
 
+/// The three-AZ scenario (`sandbox/scenarios/three-az.toml`).
+pub fn three_az() -> Scenario {
+    Scenario::load(
+        repo()
+            .join("sandbox/scenarios/three-az.toml")
+            .to_str()
+            .expect("utf-8 path"),
+    )
+    .expect("three-az scenario")
+}
+
 pub fn podnet(sb: &Sandbox, state: &Path, plan: &Path, args: &[&str]) -> Output {
     podnet_with_env(sb, state, plan, args, &[])
 }

@@ -153,6 +153,7 @@ fn befores(outputs: &BTreeMap<String, Recorded>) -> Value {
         "reserved_enis": outputs["configure-karpenter"]["reserved_enis_before"],
         "max_pods": outputs["configure-karpenter"]["max_pods_before"],
         "addon": outputs["enable-custom-networking"]["configuration_values_before"],
+        "addon_env": outputs["enable-custom-networking"]["env_before"],
     })
 }
 
@@ -224,6 +225,11 @@ async fn the_kubernetes_steps_run_twice_change_nothing_and_resume_from_a_failure
         serde_json::json!([["ap-northeast-2a", true, null], ["ap-northeast-2c", true, null]])
     );
     assert!(want_befores["addon"]["value"].is_string(), "{want_befores}");
+    assert_eq!(
+        want_befores["addon_env"],
+        serde_json::json!({ "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": null, "ENI_CONFIG_LABEL_DEF": null }),
+        "{want_befores}"
+    );
     assert!(want_befores["max_pods"].is_object(), "{want_befores}");
     let want_writes = writes(&sb);
     assert!(
