@@ -201,8 +201,8 @@ impl Unit<Env> for ConfigureKarpenter {
         let mut max_pods_before = max_pods_before;
         for nc in &classes {
             let n = nc.metadata.name.clone().unwrap_or_default();
-            if !max_pods_before.contains_key(&n) {
-                max_pods_before.insert(n, max_pods_of(nc));
+            if let std::collections::btree_map::Entry::Vacant(e) = max_pods_before.entry(n) {
+                e.insert(max_pods_of(nc));
                 let all = max_pods_before.clone();
                 ctx.save(|c| c.max_pods_before = Some(all))?;
             }
