@@ -19,8 +19,11 @@ pub use render::render;
 
 /// Where podnet looks for a free secondary block: RFC 6598 shared space,
 /// which AWS associates next to any RFC 1918 primary and which is never
-/// routed between VPCs.
-const SHARED_SPACE: &str = "100.64.0.0/10";
+/// routed between VPCs. Checked at compile time.
+const SHARED_SPACE: Ipv4Net = Ipv4Net::new_assert(std::net::Ipv4Addr::new(100, 64, 0, 0), 10);
+
+/// `spec::model::DEFAULT_SECONDARY_CIDR`, as a network.
+const DEFAULT_BLOCK: Ipv4Net = Ipv4Net::new_assert(std::net::Ipv4Addr::new(100, 64, 0, 0), 16);
 
 /// The chosen secondary CIDR and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,8 +206,7 @@ fn patchable(open: Vec<SgSuggestion>) -> (Vec<SgSuggestion>, Vec<SgSuggestion>) 
 /// 100.64.0.0/10 it would accept. The per-VPC quota is left to `plan`: no
 /// other block avoids it.
 pub fn choose_cidr(d: &Discovery) -> CidrChoice {
-    let shared: Ipv4Net = SHARED_SPACE.parse().expect("constant CIDR");
-    let default: Ipv4Net = spec::model::DEFAULT_SECONDARY_CIDR.parse().expect("constant CIDR");
+    let (shared, default) = (SHARED_SPACE, DEFAULT_BLOCK);
     let problems = |b: Ipv4Net| associate_cidr::problems(&d.vpc, &d.route_tables, b, usize::MAX);
     // A block of shared space already on the VPC (an earlier attempt, or
     // set up by hand) is used rather than spending quota on a second one.

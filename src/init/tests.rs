@@ -282,3 +282,9 @@ fn another_block_of_shared_space_on_the_vpc_is_adopted() {
     });
     assert_eq!(choose_cidr(&d).block, net("100.65.0.0/16"));
 }
+
+#[test]
+fn the_default_block_is_the_specs_default() {
+    assert_eq!(DEFAULT_BLOCK.to_string(), spec::model::DEFAULT_SECONDARY_CIDR);
+    assert!(SHARED_SPACE.contains(&DEFAULT_BLOCK));
+}
