@@ -115,6 +115,14 @@ Examples:
     Apply(ApplyArgs),
     /// Continue an interrupted or failed apply from its journal (replays the saved plan; never re-plans).
     Resume(ResumeArgs),
+    /// Undo the recorded apply: settings back, nodes replaced off custom networking, and what
+    /// podnet created removed (journaled; run it again, or `podnet resume`, to continue).
+    #[command(after_help = "\
+Examples:
+  podnet plan --rollback                 # see what it would do (read-only)
+  podnet rollback                        # plan, confirm, run
+  podnet rollback --auto-approve         # no prompt (CI); continues an unfinished rollback")]
+    Rollback(RollbackArgs),
     /// Print the journal: every step, its state, times, outputs and last error.
     Status,
     /// Check that the cluster is fully on custom networking (exit 1 if not).
@@ -167,6 +175,16 @@ pub struct ResumeArgs {
     #[arg(long)]
     pub repair_journal: bool,
     /// Stop cleanly after this step; `podnet resume` continues.
+    #[arg(long, value_name = "STEP")]
+    pub stop_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Stop cleanly after this step; `podnet rollback` continues.
     #[arg(long, value_name = "STEP")]
     pub stop_after: Option<String>,
 }

@@ -38,6 +38,26 @@ pub struct Expectations {
     pub instance_types: BTreeMap<String, InstanceInfo>,
     /// Karpenter controller to check, and the values it must have.
     pub karpenter: Option<KarpenterExpectation>,
+    /// Which way nodes move: onto custom networking (`apply`) or off it
+    /// (`rollback`, where `cni_after` and `karpenter` hold the settings as
+    /// they were before the apply). Absent from plans saved before rollback.
+    #[serde(default, skip_serializing_if = "Direction::is_onto")]
+    pub direction: Direction,
+}
+
+/// Whether a replacement moves nodes onto custom networking or back off it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    #[default]
+    Onto,
+    OffAgain,
+}
+
+impl Direction {
+    fn is_onto(&self) -> bool {
+        *self == Direction::Onto
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,9 +88,25 @@ impl Expectations {
         node.labels.get(&self.eni_config_label).cloned()
     }
 
-    /// A node already runs under custom networking as planned.
+    /// A node already runs as planned: on its ENIConfig (or, rolling
+    /// back, on none).
     pub fn node_is_migrated(&self, node: &NodeSummary) -> bool {
-        node.eniconfig_label.is_some() && node.eniconfig_label == self.expected_eniconfig(node)
+        match self.direction {
+            Direction::Onto => node.eniconfig_label.is_some() && node.eniconfig_label == self.expected_eniconfig(node),
+            Direction::OffAgain => node.eniconfig_label.is_none(),
+        }
+    }
+
+    /// Why a new node is not yet as planned (see [`Self::node_is_migrated`]).
+    pub fn mode_problem(&self, node: &NodeSummary) -> String {
+        match self.direction {
+            Direction::Onto => format!("{} has no ENIConfig label (custom networking not in effect)", node.name),
+            Direction::OffAgain => format!(
+                "{} still carries ENIConfig label {} (custom networking still in effect)",
+                node.name,
+                node.eniconfig_label.as_deref().unwrap_or("?")
+            ),
+        }
     }
 }
 

@@ -162,6 +162,24 @@ fn plan_rollback_shows_the_reverse_and_stops_on_a_rule_added_by_hand(
         "{t}"
     );
     assert_eq!(all_mutations(sb), Vec::<String>::new(), "nothing deleted");
+
+    // `rollback` itself refuses before changing anything (the auto-sized
+    // pod subnets fill the block, so a foreign subnet in it is left to the
+    // planner's unit tests).
+    sb.clear_calls();
+    let o = podnet(sb, state, file, &["rollback", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("rollback.foreign-rule") && t.contains(&rds), "{t}");
+    assert_eq!(
+        all_mutations(sb),
+        Vec::<String>::new(),
+        "rollback refused before any change"
+    );
+    assert!(
+        !state.join("rollback").join("journal.jsonl").exists(),
+        "no rollback journal"
+    );
 }
 
 /// What a rollback will undo: the journal says what podnet created and what

@@ -22,6 +22,11 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
     if let Some(prev) = &guard.took_over {
         p.warn(format!("took over the lock left by {prev}, which is no longer running"));
     }
+    if super::rollback::unfinished(&crate::rollback::saga::state_dir(&state))?.is_some() {
+        bail!(
+            "a rollback of this cluster is unfinished: finish it with `podnet rollback` (or `podnet resume`) before applying again"
+        );
+    }
     match session::begin_apply(&state, args.replan)? {
         Previous::None => {}
         Previous::Finished(to) => p.info(format!(

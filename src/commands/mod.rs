@@ -6,6 +6,7 @@ mod init;
 mod max_pods;
 mod plan;
 mod resume;
+mod rollback;
 mod status;
 mod unlock;
 mod validate;
@@ -136,6 +137,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<ExitStatus> {
         Command::Plan(_) => plan::run(&ctx).await,
         Command::Apply(args) => apply::run(&ctx, &args).await,
         Command::Resume(args) => resume::run(&ctx, &args).await,
+        Command::Rollback(args) => rollback::run(&ctx, &args).await,
         Command::Verify => verify::run(&ctx).await,
     }
 }

@@ -31,6 +31,18 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
     if let Some(prev) = &guard.took_over {
         p.warn(format!("took over the lock left by {prev}, which is no longer running"));
     }
+    // An unfinished rollback is what `resume` continues: its step errors
+    // say "run `podnet resume`" like apply's.
+    let rstate = crate::rollback::saga::state_dir(&state);
+    if let Some(saved) = super::rollback::unfinished(&rstate)? {
+        let args = crate::cli::RollbackArgs {
+            auto_approve: args.auto_approve,
+            stop_after: args.stop_after.clone(),
+        };
+        let status = super::rollback::continue_saved(ctx, &args, &rstate, &saved).await?;
+        drop(guard);
+        return Ok(status);
+    }
     let plan_file = PlanFile {
         path: &ctx.global.file,
         current: file_spec.as_ref().ok(),

@@ -85,6 +85,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
             reserved_enis: k.reserved_enis,
             max_pods: k.max_pods,
         }),
+        direction: Default::default(),
     };
     let r = &spec.replacement;
     let node_pools: Vec<String> = d
@@ -151,7 +152,12 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
 /// The Karpenter nodes still to replace, sorted by name, in batches: what
 /// `replace-karpenter-nodes/batch-N` replaces (BRIEF.md: nodes never switch
 /// to custom networking, they are replaced).
-fn karpenter_batches(d: &Discovery, node_pools: &[String], expect: &Expectations, batch_size: u32) -> Vec<Vec<String>> {
+pub(crate) fn karpenter_batches(
+    d: &Discovery,
+    node_pools: &[String],
+    expect: &Expectations,
+    batch_size: u32,
+) -> Vec<Vec<String>> {
     let mut old: Vec<String> = d
         .kube
         .nodes

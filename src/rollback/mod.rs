@@ -1,10 +1,16 @@
 //! Rollback: the migration undone, back to the cluster as it was before
 //! `apply`, built only from what the apply's journal recorded (`record`) and
-//! the cluster as it is now (`plan`). This part plans it; `podnet plan
-//! --rollback` shows it.
+//! the cluster as it is now (`plan`, what `podnet plan --rollback` shows),
+//! and run by the engine as its own journaled saga (`saga`): settings put
+//! back (`restore`), nodes replaced off custom networking, then what the
+//! apply created removed (`remove`).
 
+pub mod eniconfigs;
 pub mod plan;
 pub mod record;
+pub mod remove;
+pub mod restore;
+pub mod saga;
 
 use std::path::PathBuf;
 

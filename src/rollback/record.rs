@@ -16,7 +16,7 @@ use crate::steps::pod_subnets::{CreatePodSubnetsOutputs, PodSubnet};
 use crate::steps::security_groups::{PatchSecurityGroupsOutputs, PatchedRule};
 
 /// The apply's record, unit by unit (`None`: the unit did not run).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApplyRecord {
     pub association: Option<AssociateCidrOutputs>,
     pub rules: Vec<PatchedRule>,

@@ -94,7 +94,7 @@ pub fn merged_config(current: Option<&str>, env: &BTreeMap<String, String>) -> R
     Ok(v)
 }
 
-fn env_of(config: &Value) -> BTreeMap<String, String> {
+pub fn env_of(config: &Value) -> BTreeMap<String, String> {
     config["env"]
         .as_object()
         .map(|m| {
@@ -111,7 +111,7 @@ fn kube(env: &Env) -> Result<&kube::Client, StepError> {
         .ok_or_else(|| StepError::failed("no Kubernetes client"))
 }
 
-async fn daemonset_env(client: &kube::Client) -> Result<BTreeMap<String, String>, StepError> {
+pub async fn daemonset_env(client: &kube::Client) -> Result<BTreeMap<String, String>, StepError> {
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
     let ds = with_retry("get DaemonSet kube-system/aws-node", || api.get("aws-node")).await?;
     Ok(ds
@@ -177,36 +177,34 @@ impl EnableCustomNetworking {
             env_before: Some(before),
         })
     }
+}
 
-    /// Waits until the update leaves `InProgress`; returns it whatever its end.
-    async fn wait_update(&self, env: &Env, update_id: &str) -> Result<UpdateInfo, StepError> {
-        let deadline = Instant::now() + env.waits.addon_update;
-        loop {
-            let u = env
-                .aws
-                .eks
-                .describe_update(&self.cluster, update_id, None, Some(VPC_CNI_ADDON))
-                .await?;
-            if u.is_done() {
-                return Ok(u);
-            }
-            if Instant::now() >= deadline {
-                return Err(StepError::new(
-                    ErrorClass::Timeout,
-                    format!(
-                        "the vpc-cni addon update {update_id} is still {} after {}",
-                        u.status,
-                        humantime::format_duration(env.waits.addon_update)
-                    ),
-                )
-                .hint("run `podnet resume` to keep waiting (or raise waits.addon_update in the plan file)"));
-            }
-            env.status(
-                self.id(),
-                &format!("waiting for addon update {update_id} ({})", u.status),
-            );
-            tokio::time::sleep(env.waits.poll).await;
+/// Waits until the vpc-cni addon update `update_id` leaves `InProgress`;
+/// returns it whatever its end. `step` names the unit in progress lines.
+pub async fn wait_addon_update(env: &Env, cluster: &str, update_id: &str, step: &str) -> Result<UpdateInfo, StepError> {
+    let deadline = Instant::now() + env.waits.addon_update;
+    loop {
+        let u = env
+            .aws
+            .eks
+            .describe_update(cluster, update_id, None, Some(VPC_CNI_ADDON))
+            .await?;
+        if u.is_done() {
+            return Ok(u);
         }
+        if Instant::now() >= deadline {
+            return Err(StepError::new(
+                ErrorClass::Timeout,
+                format!(
+                    "the vpc-cni addon update {update_id} is still {} after {}",
+                    u.status,
+                    humantime::format_duration(env.waits.addon_update)
+                ),
+            )
+            .hint("run `podnet resume` to keep waiting (or raise waits.addon_update in the plan file)"));
+        }
+        env.status(step, &format!("waiting for addon update {update_id} ({})", u.status));
+        tokio::time::sleep(env.waits.poll).await;
     }
 }
 
@@ -342,7 +340,7 @@ impl Unit<Env> for EnableCustomNetworking {
             }
         };
         if let Some(id) = &update_id {
-            let u = self.wait_update(env, id).await?;
+            let u = wait_addon_update(env, &self.cluster, id, self.id()).await?;
             if u.status != "Successful" {
                 ctx.save(|c| {
                     c.failed_updates.push(id.clone());

@@ -193,15 +193,37 @@ pub fn build(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
     units
 }
 
+/// What node replacement needs, in either direction (onto custom
+/// networking for `apply`, off it again for `rollback`).
+pub struct Replacements<'a> {
+    pub cluster: &'a str,
+    pub node_pools: &'a [String],
+    pub drain: &'a replace_nodes::DrainSettings,
+    pub expect: &'a crate::verify::Expectations,
+    pub karpenter_batches: &'a [Vec<String>],
+    pub node_groups: &'a [replace_nodes::NodeGroupRoll],
+}
+
+fn replacement_units(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
+    replacements(&Replacements {
+        cluster: &inputs.cluster,
+        node_pools: &inputs.node_pools,
+        drain: &inputs.drain,
+        expect: &inputs.expect,
+        karpenter_batches: &inputs.karpenter_batches,
+        node_groups: &inputs.node_groups,
+    })
+}
+
 /// One unit per planned Karpenter batch and per managed node group, each
 /// family closed by its `finish` unit.
-fn replacement_units(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
+pub fn replacements(r: &Replacements<'_>) -> Vec<Box<dyn Step<Env>>> {
     let replacement = replace_nodes::karpenter::Replacement {
-        node_pools: inputs.node_pools.clone(),
-        drain: inputs.drain.clone(),
-        expect: inputs.expect.clone(),
+        node_pools: r.node_pools.to_vec(),
+        drain: r.drain.clone(),
+        expect: r.expect.clone(),
     };
-    let batches = &inputs.karpenter_batches;
+    let batches = r.karpenter_batches;
     let mut units: Vec<Box<dyn Step<Env>>> = Vec::new();
     for (i, nodes) in batches.iter().enumerate() {
         units.push(Box::new(replace_nodes::ReplaceBatch::new(
@@ -213,12 +235,12 @@ fn replacement_units(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
     }
     units.push(Box::new(replace_nodes::FinishReplacement::new(batches, replacement)));
     let rolls = replace_nodes::node_groups::Rolls {
-        cluster: inputs.cluster.clone(),
-        node_pools: inputs.node_pools.clone(),
-        expect: inputs.expect.clone(),
+        cluster: r.cluster.to_string(),
+        node_pools: r.node_pools.to_vec(),
+        expect: r.expect.clone(),
     };
-    let names: Vec<String> = inputs.node_groups.iter().map(|g| g.name.clone()).collect();
-    for (i, g) in inputs.node_groups.iter().enumerate() {
+    let names: Vec<String> = r.node_groups.iter().map(|g| g.name.clone()).collect();
+    for (i, g) in r.node_groups.iter().enumerate() {
         units.push(Box::new(replace_nodes::RollNodeGroup::new(
             g.clone(),
             names[..i].to_vec(),

@@ -49,4 +49,16 @@ pub trait Ec2Api: Send + Sync {
     ) -> Result<String, AwsError>;
     /// The launch template's id from its name.
     async fn launch_template_id(&self, name: &str) -> Result<String, AwsError>;
+
+    // What a rollback removes.
+    async fn describe_network_interfaces(&self, subnet_ids: &[String]) -> Result<Vec<NetworkInterfaceInfo>, AwsError>;
+    async fn delete_network_interface(&self, eni_id: &str) -> Result<(), AwsError>;
+    /// Revokes exactly these rules of the group, by id.
+    async fn revoke_ingress(&self, group_id: &str, rule_ids: &[String]) -> Result<(), AwsError>;
+    async fn delete_subnet(&self, subnet_id: &str) -> Result<(), AwsError>;
+    /// Returns the association's state after the call.
+    async fn disassociate_vpc_cidr_block(&self, association_id: &str) -> Result<String, AwsError>;
+    async fn delete_tags(&self, resource_id: &str, keys: &[String]) -> Result<(), AwsError>;
+    /// Removes an explicit subnet association: the subnet uses the main table again.
+    async fn disassociate_route_table(&self, association_id: &str) -> Result<(), AwsError>;
 }

@@ -188,6 +188,47 @@ pub struct NewIngress {
     pub description: String,
 }
 
+/// A network interface in a subnet podnet is about to delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInterfaceInfo {
+    pub id: String,
+    pub subnet_id: String,
+    /// `available`, `in-use`, `attaching`, `detaching`, …
+    pub status: String,
+    pub description: String,
+    /// The instance it is attached to, if any.
+    pub attached_to: Option<String>,
+    /// `interface` for the ones the VPC CNI makes.
+    pub interface_type: String,
+    /// Made by an AWS service for itself (a load balancer, a NAT gateway).
+    pub requester_managed: bool,
+    pub tags: Tags,
+}
+
+/// How the VPC CNI marks the ENIs it makes: `eniDescriptionPrefix`,
+/// `eniNodeTagKey` and `eniClusterTagKey` in amazon-vpc-cni-k8s
+/// `pkg/awsutils/awsutils.go`.
+pub const CNI_ENI_DESCRIPTION_PREFIX: &str = "aws-K8S-";
+pub const CNI_ENI_NODE_TAG: &str = "node.k8s.amazonaws.com/instance_id";
+pub const CNI_ENI_CLUSTER_TAG: &str = "cluster.k8s.amazonaws.com/name";
+
+impl NetworkInterfaceInfo {
+    /// Whether this is an ENI the VPC CNI made for `cluster` that no
+    /// instance holds any more: the only kind a rollback may delete. Each
+    /// mark is required (the CNI's description and node tag, the cluster
+    /// tag naming no other cluster, detached, an ordinary interface no AWS
+    /// service manages), so a guess never deletes someone's interface.
+    pub fn is_detached_cni_eni(&self, cluster: &str) -> bool {
+        self.status == "available"
+            && self.attached_to.is_none()
+            && !self.requester_managed
+            && self.interface_type == "interface"
+            && self.description.starts_with(CNI_ENI_DESCRIPTION_PREFIX)
+            && self.tags.contains_key(CNI_ENI_NODE_TAG)
+            && self.tags.get(CNI_ENI_CLUSTER_TAG).is_none_or(|c| c == cluster)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +241,64 @@ mod tests {
             to_port: to,
             source: RuleSource::Cidr("10.0.0.0/24".parse().unwrap()),
             description: None,
+        }
+    }
+
+    fn eni() -> NetworkInterfaceInfo {
+        NetworkInterfaceInfo {
+            id: "eni-1".into(),
+            subnet_id: "subnet-1".into(),
+            status: "available".into(),
+            description: "aws-K8S-i-0abc".into(),
+            attached_to: None,
+            interface_type: "interface".into(),
+            requester_managed: false,
+            tags: [
+                (CNI_ENI_NODE_TAG.to_string(), "i-0abc".to_string()),
+                (CNI_ENI_CLUSTER_TAG.to_string(), "prod".to_string()),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn only_a_detached_cni_eni_of_this_cluster_is_deletable() {
+        assert!(eni().is_detached_cni_eni("prod"));
+        assert!(!eni().is_detached_cni_eni("other"));
+        let untagged_cluster = NetworkInterfaceInfo {
+            tags: [(CNI_ENI_NODE_TAG.to_string(), "i-0abc".to_string())].into(),
+            ..eni()
+        };
+        assert!(untagged_cluster.is_detached_cni_eni("prod"));
+        let variants = [
+            NetworkInterfaceInfo {
+                status: "in-use".into(),
+                attached_to: Some("i-0abc".into()),
+                ..eni()
+            },
+            NetworkInterfaceInfo {
+                attached_to: Some("i-0abc".into()),
+                ..eni()
+            },
+            NetworkInterfaceInfo {
+                description: "ELB app/prod/123".into(),
+                ..eni()
+            },
+            NetworkInterfaceInfo {
+                requester_managed: true,
+                ..eni()
+            },
+            NetworkInterfaceInfo {
+                interface_type: "efa".into(),
+                ..eni()
+            },
+            NetworkInterfaceInfo {
+                tags: Tags::new(),
+                ..eni()
+            },
+        ];
+        for v in variants {
+            assert!(!v.is_detached_cni_eni("prod"), "{v:?}");
         }
     }
 

@@ -113,17 +113,14 @@ fn new_node_problems(fresh: &[&NodeSummary], expect: &Expectations) -> Result<Ve
         if !n.ready {
             problems.push(format!("{} is not Ready", n.name));
         } else if !expect.node_is_migrated(n) {
-            problems.push(format!(
-                "{} has no ENIConfig label (custom networking not in effect)",
-                n.name
-            ));
+            problems.push(expect.mode_problem(n));
         } else if let Some(want) = expect.expected_pods(n)
             && n.capacity_pods != Some(want)
         {
             return Err(StepError::new(
                     ErrorClass::Failed,
                     format!(
-                        "new node {} ({}) reports capacity.pods {} but custom networking gives it {want}",
+                        "new node {} ({}) reports capacity.pods {} but the planned networking gives it {want}",
                         n.name,
                         n.instance_type.as_deref().unwrap_or("?"),
                         n.capacity_pods.map(|c| c.to_string()).unwrap_or_else(|| "unset".into())

@@ -1,9 +1,11 @@
 //! An in-memory [`Ec2Api`] for step contract tests: one VPC with its CIDR
 //! associations, subnets, route tables and security groups, refusing what
 //! EC2 refuses with EC2's codes (`InvalidSubnet.Conflict`,
-//! `InvalidPermission.Duplicate`, `Resource.AlreadyAssociated`), a new CIDR
-//! association `associating` until it has been described once (EC2 answers
-//! `associating` first), and one injectable fault: call number N fails with
+//! `InvalidPermission.Duplicate`, `Resource.AlreadyAssociated`,
+//! `DependencyViolation` for a subnet that still holds ENIs,
+//! `InvalidCidrBlock.InUse` for a block that still holds subnets), a CIDR
+//! association `associating` (or `disassociating`) until it has been
+//! described once (EC2 answers that first), and one injectable fault: call number N fails with
 //! a 503 either before its effect or after it (the answer lost on the way
 //! back, the case idempotency is for).
 
@@ -14,8 +16,8 @@ use ipnet::Ipv4Net;
 
 use crate::aws::AwsError;
 use crate::aws::ec2::{
-    CidrAssociation, Ec2Api, IngressRule, NewIngress, RouteTableAssociation, RouteTableInfo, RuleSource,
-    SecurityGroupInfo, SubnetInfo, Tags, VpcEndpointInfo, VpcInfo,
+    CidrAssociation, Ec2Api, IngressRule, NetworkInterfaceInfo, NewIngress, RouteTableAssociation, RouteTableInfo,
+    RuleSource, SecurityGroupInfo, SubnetInfo, Tags, VpcEndpointInfo, VpcInfo,
 };
 use crate::capacity::InstanceInfo;
 use crate::error_class::ErrorClass;
@@ -28,6 +30,7 @@ pub struct World {
     pub subnets: Vec<SubnetInfo>,
     pub route_tables: Vec<RouteTableInfo>,
     pub groups: Vec<SecurityGroupInfo>,
+    pub enis: Vec<NetworkInterfaceInfo>,
     next_id: u32,
 }
 
@@ -108,6 +111,7 @@ impl FakeEc2 {
                 table("rtb-c", Some("subnet-c"), false),
             ],
             groups: vec![group("sg-rds", "rds"), group("sg-vpce", "vpce")],
+            enis: vec![],
             next_id: 0,
         };
         FakeEc2 {
@@ -216,6 +220,8 @@ impl Ec2Api for FakeEc2 {
                     a.state = "associated".into();
                 }
             }
+            // A disassociated block leaves the VPC's list once it is done.
+            w.vpc.cidr_associations.retain(|a| a.state != "disassociating");
             seen
         })
     }
@@ -389,5 +395,112 @@ impl Ec2Api for FakeEc2 {
 
     async fn launch_template_id(&self, _name: &str) -> Result<String, AwsError> {
         Err(refused("DescribeLaunchTemplates", ErrorClass::Invalid, "NotModelled"))
+    }
+
+    async fn describe_network_interfaces(&self, subnet_ids: &[String]) -> Result<Vec<NetworkInterfaceInfo>, AwsError> {
+        self.read("DescribeNetworkInterfaces", |w| {
+            w.enis
+                .iter()
+                .filter(|e| subnet_ids.contains(&e.subnet_id))
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn delete_network_interface(&self, eni_id: &str) -> Result<(), AwsError> {
+        const OP: &str = "DeleteNetworkInterface";
+        self.mutate(OP, |w| {
+            let i = w
+                .enis
+                .iter()
+                .position(|e| e.id == eni_id)
+                .ok_or_else(|| refused(OP, ErrorClass::NotFound, "InvalidNetworkInterfaceID.NotFound"))?;
+            if w.enis[i].attached_to.is_some() {
+                return Err(refused(OP, ErrorClass::Invalid, "InvalidParameterValue"));
+            }
+            w.enis.remove(i);
+            Ok(())
+        })
+    }
+
+    async fn revoke_ingress(&self, group_id: &str, rule_ids: &[String]) -> Result<(), AwsError> {
+        const OP: &str = "RevokeSecurityGroupIngress";
+        self.mutate(OP, |w| {
+            let g = w
+                .groups
+                .iter_mut()
+                .find(|g| g.id == group_id)
+                .ok_or_else(|| refused(OP, ErrorClass::NotFound, "InvalidGroup.NotFound"))?;
+            let known = |id: &String| g.ingress.iter().any(|r| r.rule_id.as_ref() == Some(id));
+            if !rule_ids.iter().all(known) {
+                return Err(refused(OP, ErrorClass::NotFound, "InvalidSecurityGroupRuleId.NotFound"));
+            }
+            g.ingress
+                .retain(|r| !r.rule_id.as_ref().is_some_and(|id| rule_ids.contains(id)));
+            Ok(())
+        })
+    }
+
+    async fn delete_subnet(&self, subnet_id: &str) -> Result<(), AwsError> {
+        const OP: &str = "DeleteSubnet";
+        self.mutate(OP, |w| {
+            let i = w
+                .subnets
+                .iter()
+                .position(|s| s.id == subnet_id)
+                .ok_or_else(|| refused(OP, ErrorClass::NotFound, "InvalidSubnetID.NotFound"))?;
+            if w.enis.iter().any(|e| e.subnet_id == subnet_id) {
+                return Err(refused(OP, ErrorClass::Conflict, "DependencyViolation"));
+            }
+            w.subnets.remove(i);
+            for rt in &mut w.route_tables {
+                rt.associations.retain(|a| a.subnet_id.as_deref() != Some(subnet_id));
+            }
+            Ok(())
+        })
+    }
+
+    async fn disassociate_vpc_cidr_block(&self, association_id: &str) -> Result<String, AwsError> {
+        const OP: &str = "DisassociateVpcCidrBlock";
+        self.mutate(OP, |w| {
+            let a = w
+                .vpc
+                .cidr_associations
+                .iter()
+                .position(|a| a.association_id == association_id && a.is_live())
+                .ok_or_else(|| refused(OP, ErrorClass::NotFound, "InvalidVpcCidrBlockAssociationID.NotFound"))?;
+            let cidr = w.vpc.cidr_associations[a].cidr;
+            if w.subnets.iter().any(|s| cidr.contains(&s.cidr)) {
+                return Err(refused(OP, ErrorClass::Conflict, "InvalidCidrBlock.InUse"));
+            }
+            w.vpc.cidr_associations[a].state = "disassociating".into();
+            Ok("disassociating".to_string())
+        })
+    }
+
+    async fn delete_tags(&self, resource_id: &str, keys: &[String]) -> Result<(), AwsError> {
+        const OP: &str = "DeleteTags";
+        self.mutate(OP, |w| {
+            let s = w
+                .subnets
+                .iter_mut()
+                .find(|s| s.id == resource_id)
+                .ok_or_else(|| refused(OP, ErrorClass::NotFound, "InvalidID"))?;
+            s.tags.retain(|k, _| !keys.contains(k));
+            Ok(())
+        })
+    }
+
+    async fn disassociate_route_table(&self, association_id: &str) -> Result<(), AwsError> {
+        const OP: &str = "DisassociateRouteTable";
+        self.mutate(OP, |w| {
+            for rt in &mut w.route_tables {
+                if let Some(i) = rt.associations.iter().position(|a| a.id == association_id && !a.main) {
+                    rt.associations.remove(i);
+                    return Ok(());
+                }
+            }
+            Err(refused(OP, ErrorClass::NotFound, "InvalidAssociationID.NotFound"))
+        })
     }
 }

@@ -8,6 +8,7 @@
 
 mod fake_ec2;
 mod kube_steps;
+mod rollback_ec2;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -116,6 +117,7 @@ fn ec2_steps() -> Vec<Box<dyn Step<Env>>> {
         tags: Tags::from([
             ("Name".to_string(), format!("pods-{az}")),
             ("kubernetes.io/role/cni".to_string(), "1".to_string()),
+            (crate::spec::OWNER_TAG.to_string(), "prod".to_string()),
         ]),
     };
     vec![

@@ -1,0 +1,163 @@
+//! `podnet rollback` as the engine runs it: [`RollbackInputs`] is the
+//! approved reverse plan (the apply's record, the replacement settings, the
+//! nodes to move back), saved in the rollback's own state directory so an
+//! interrupted rollback is resumed exactly as approved; [`build`] turns it
+//! into units in the safe reverse order: settings back before nodes are
+//! replaced (a node keeps the networking mode it started with), nodes
+//! replaced before ENIConfigs go, ENIs and rules before subnets, subnets
+//! before the CIDR block.
+
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::eniconfigs::RemoveEniConfigs;
+use super::record::ApplyRecord;
+use super::remove::{DeletePodEnis, DisassociateCidr, RemovePodSubnets, RevokeRules};
+use super::restore::{RestoreKarpenter, RestoreVpcCni};
+use crate::discovery::Discovery;
+use crate::engine::{StateDir, Step};
+use crate::steps::replace_nodes::{DrainSettings, NodeGroupRoll};
+use crate::steps::{Env, MigrationInputs, Replacements, Waits, replacements};
+use crate::verify::{Direction, Expectations};
+
+/// The rollback's state: a directory of its own beside the apply's, with
+/// its own plan, journal and archive.
+pub fn state_dir(apply_state: &StateDir) -> StateDir {
+    StateDir::at(apply_state.root().join("rollback"))
+}
+
+/// Everything the reverse units are built from; saved with the approved
+/// rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackInputs {
+    pub cluster: String,
+    pub region: String,
+    pub vpc_id: String,
+    pub secondary_cidr: Ipv4Net,
+    pub record: ApplyRecord,
+    /// The Karpenter controller's container the apply set `RESERVED_ENIS` on.
+    pub karpenter_container: String,
+    pub vpc_cni_managed_addon: bool,
+    pub resolve_conflicts: String,
+    pub node_pools: Vec<String>,
+    /// The Karpenter nodes still on custom networking, in batches.
+    pub karpenter_batches: Vec<Vec<String>>,
+    pub node_groups: Vec<NodeGroupRoll>,
+    pub drain: DrainSettings,
+    /// What a node off custom networking looks like, from the settings the
+    /// apply recorded as they were before it.
+    pub expect: Expectations,
+    pub waits: Waits,
+    /// The apply's plan file, for messages.
+    pub plan_file: Option<PathBuf>,
+}
+
+/// Nodes as they were before the apply: no ENIConfig, the max pods of the
+/// CNI without custom networking and of Karpenter's settings before.
+fn expectations_before(inputs: &MigrationInputs, rec: &ApplyRecord) -> Expectations {
+    let mut x = inputs.expect.clone();
+    x.direction = Direction::OffAgain;
+    x.cni_after.custom_networking = false;
+    if let (Some(k), Some(r)) = (x.karpenter.as_mut(), rec.karpenter.as_ref().filter(|r| !r.skipped)) {
+        k.reserved_enis = r
+            .reserved_enis_before
+            .as_ref()
+            .and_then(|p| p.value.as_deref())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        // One maxPods for every class, or none to check against.
+        let befores: Vec<Option<u32>> = r.max_pods_before.iter().flatten().map(|(_, v)| *v).collect();
+        k.max_pods = match befores.split_first() {
+            Some((first, rest)) if rest.iter().all(|v| v == first) => *first,
+            _ => None,
+        };
+    }
+    x
+}
+
+impl RollbackInputs {
+    /// The reverse of the apply `inputs` recorded in `rec`, against the
+    /// cluster as discovered now.
+    pub fn new(inputs: &MigrationInputs, rec: ApplyRecord, d: &Discovery, plan_file: Option<PathBuf>) -> Self {
+        let expect = expectations_before(inputs, &rec);
+        let karpenter_batches =
+            crate::planner::karpenter_batches(d, &inputs.node_pools, &expect, inputs.drain.batch_size);
+        RollbackInputs {
+            cluster: inputs.cluster.clone(),
+            region: inputs.region.clone(),
+            vpc_id: inputs.vpc_id.clone(),
+            secondary_cidr: inputs.secondary_cidr,
+            record: rec,
+            karpenter_container: inputs
+                .karpenter
+                .as_ref()
+                .map(|k| k.container.clone())
+                .unwrap_or_else(|| "controller".into()),
+            vpc_cni_managed_addon: inputs.vpc_cni.managed_addon,
+            resolve_conflicts: inputs.vpc_cni.resolve_conflicts.clone(),
+            node_pools: inputs.node_pools.clone(),
+            karpenter_batches,
+            node_groups: inputs.node_groups.clone(),
+            drain: inputs.drain.clone(),
+            expect,
+            waits: inputs.waits,
+            plan_file,
+        }
+    }
+}
+
+/// A rollback's units, as the engine runs them.
+pub type Units = Vec<Box<dyn Step<Env>>>;
+
+/// The rollback's units, in order.
+pub fn build(r: &RollbackInputs) -> Units {
+    let rec = &r.record;
+    let mut units: Vec<Box<dyn Step<Env>>> = vec![
+        Box::new(RestoreKarpenter {
+            record: rec.karpenter.clone(),
+            container: r.karpenter_container.clone(),
+        }),
+        Box::new(RestoreVpcCni {
+            cluster: r.cluster.clone(),
+            record: rec.addon.clone(),
+            managed_addon: r.vpc_cni_managed_addon,
+            resolve_conflicts: r.resolve_conflicts.clone(),
+        }),
+    ];
+    units.extend(replacements(&Replacements {
+        cluster: &r.cluster,
+        node_pools: &r.node_pools,
+        drain: &r.drain,
+        expect: &r.expect,
+        karpenter_batches: &r.karpenter_batches,
+        node_groups: &r.node_groups,
+    }));
+    units.push(Box::new(RemoveEniConfigs {
+        eniconfigs: rec.eniconfigs.clone(),
+    }));
+    units.push(Box::new(DeletePodEnis {
+        cluster: r.cluster.clone(),
+        subnet_ids: rec
+            .subnets
+            .iter()
+            .filter(|s| s.created == Some(true))
+            .map(|s| s.subnet_id.clone())
+            .collect(),
+    }));
+    units.push(Box::new(RevokeRules {
+        vpc_id: r.vpc_id.clone(),
+        rules: rec.rules.clone(),
+    }));
+    units.push(Box::new(RemovePodSubnets {
+        vpc_id: r.vpc_id.clone(),
+        subnets: rec.subnets.clone(),
+    }));
+    units.push(Box::new(DisassociateCidr {
+        vpc_id: r.vpc_id.clone(),
+        association: rec.association.clone(),
+        cidr: r.secondary_cidr,
+    }));
+    units
+}

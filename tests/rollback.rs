@@ -1,0 +1,192 @@
+//! `podnet rollback` by the podnet binary against a sandbox: the seed
+//! migration applied, then undone. The end state is read with kubectl, the
+//! AWS CLI and moto's own client, never through podnet, and compared with
+//! the cluster as it was before the apply.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use podnet_sandbox::{Sandbox, Scenario};
+use serde_json::Value;
+
+/// The vpc-cni addon's configuration, key by key (none: `{}`).
+fn addon_config(sb: &Sandbox) -> Value {
+    let a = aws_json(
+        sb,
+        &[
+            "eks",
+            "describe-addon",
+            "--cluster-name",
+            "podnet-demo",
+            "--addon-name",
+            "vpc-cni",
+        ],
+    );
+    match a["addon"]["configurationValues"].as_str().map(str::trim) {
+        None | Some("") => serde_json::json!({}),
+        Some(text) => serde_json::from_str(text).expect("configuration values are JSON"),
+    }
+}
+
+/// The live CIDR blocks, without ones EC2 still lists as disassociated.
+fn live(state: &Ec2State) -> Vec<(String, String)> {
+    state
+        .cidrs
+        .iter()
+        .filter(|(_, s)| s != "disassociated" && s != "disassociating")
+        .cloned()
+        .collect()
+}
+
+/// Everything the "done when" lists for a rollback, with
+/// independent clients.
+fn assert_rolled_back(sb: &Sandbox, before: &Ec2State, config_before: &Value) {
+    let pods = kubectl_json(sb, &["get", "pods", "-A"]);
+    let mut on_node_subnets = 0;
+    for p in pods["items"].as_array().expect("pods") {
+        let name = format!("{}/{}", p["metadata"]["namespace"], p["metadata"]["name"]);
+        let phase = p["status"]["phase"].as_str().unwrap_or("");
+        assert_ne!(phase, "Pending", "{name} is still pending: {}", p["status"]);
+        if phase != "Running" {
+            continue;
+        }
+        let ip = p["status"]["podIP"].as_str().unwrap_or("");
+        assert!(ip.starts_with("10.255."), "{name} runs on {ip}");
+        on_node_subnets += 1;
+    }
+    assert!(on_node_subnets >= 100, "only {on_node_subnets} pods running");
+
+    let nodes = kubectl_json(sb, &["get", "nodes"]);
+    for n in nodes["items"].as_array().expect("nodes") {
+        let name = n["metadata"]["name"].as_str().unwrap_or("?");
+        let labels = &n["metadata"]["labels"];
+        assert!(
+            labels.get("vpc.amazonaws.com/eniConfig").is_none(),
+            "{name} still carries an eniConfig label: {labels}"
+        );
+        assert_ne!(n["spec"]["unschedulable"], true, "{name} left cordoned");
+    }
+
+    assert_eq!(
+        &addon_config(sb),
+        config_before,
+        "the vpc-cni configuration, key by key"
+    );
+    let eniconfigs = kubectl_json(sb, &["get", "eniconfigs.crd.k8s.amazonaws.com"]);
+    assert_eq!(eniconfigs["items"], serde_json::json!([]), "no ENIConfig is left");
+
+    let after = ec2_state(sb);
+    assert_eq!(live(&after), live(before), "only the VPC's own CIDR blocks");
+    assert_eq!(after.subnets, before.subnets, "the subnets as before");
+    assert_eq!(after.sg_rules, before.sg_rules, "the security group rules as before");
+    let enis = aws_json(
+        sb,
+        &[
+            "ec2",
+            "describe-network-interfaces",
+            "--filters",
+            "Name=addresses.private-ip-address,Values=100.64.*",
+        ],
+    );
+    assert_eq!(enis["NetworkInterfaces"], serde_json::json!([]), "no ENI in 100.64");
+}
+
+fn apply(sb: &Sandbox, state: &Path, plan: &Path) {
+    let o = podnet(sb, state, plan, &["apply", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// The seed cluster with room in its node subnets for the nodes the
+/// migration added: the seed's own subnets are nearly full (about 15 free
+/// addresses each), and after the apply Karpenter runs twice the nodes
+/// (custom networking gives each fewer pods), each of which takes a primary
+/// address and a warm pool from the node subnets once it is back on them.
+fn seed_with_room() -> Scenario {
+    let mut s = Scenario::seed();
+    for z in &mut s.zones {
+        z.other_tenant_ips = 60;
+    }
+    s
+}
+
+#[test]
+fn rollback_returns_the_seed_cluster_to_its_node_subnets() {
+    let sb = start(seed_with_room());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    let before = ec2_state(&sb);
+    let config_before = addon_config(&sb);
+    apply(&sb, dir.path(), &plan);
+    assert_ne!(addon_config(&sb), config_before, "the apply changed the vpc-cni");
+
+    let o = podnet(&sb, dir.path(), &plan, &["plan", "--rollback"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = podnet(&sb, dir.path(), &plan, &["rollback", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("Rollback complete"), "{}", text(&o));
+    assert_rolled_back(&sb, &before, &config_before);
+
+    // Again: nothing left to undo, so no call that changes anything.
+    sb.clear_calls();
+    let o = podnet(&sb, dir.path(), &plan, &["rollback", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("Nothing to roll back"), "{}", text(&o));
+    assert_eq!(
+        all_mutations(&sb),
+        Vec::<String>::new(),
+        "a second rollback changes nothing"
+    );
+}
+
+/// Kills `podnet rollback` at `points` in turn (one per run), continues it
+/// after each (with `rollback`, or `resume`, alternately), and ends with a
+/// run that is not killed.
+#[test]
+fn rollback_killed_at_a_spread_of_journal_points_and_continued() {
+    let points = [
+        "restore-vpc-cni:progress:update-id",
+        "replace-karpenter-nodes:progress:replaced",
+        "remove-eniconfigs:succeeded",
+        "delete-pod-subnet-enis:started",
+        "disassociate-cidr:started",
+    ];
+    let sb = start(seed_with_room());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    let before = ec2_state(&sb);
+    let config_before = addon_config(&sb);
+    apply(&sb, dir.path(), &plan);
+    for (i, point) in points.iter().enumerate() {
+        let cmd: &[&str] = if i % 2 == 0 {
+            &["rollback", "--auto-approve"]
+        } else {
+            &["resume", "--auto-approve"]
+        };
+        let o = podnet_with_env(&sb, dir.path(), &plan, cmd, &[("PODNET_CRASH_AT", point)]);
+        assert_eq!(
+            o.status.code(),
+            None,
+            "podnet was to be killed at {point}: {}",
+            text(&o)
+        );
+        assert!(
+            text(&o).contains(&format!("killing this process (SIGKILL) after {point}")),
+            "{}",
+            text(&o)
+        );
+        // An apply is refused while the rollback is unfinished.
+        let a = podnet(&sb, dir.path(), &plan, &["apply", "--auto-approve"]);
+        assert_eq!(a.status.code(), Some(1), "{}", text(&a));
+        assert!(
+            text(&a).contains("rollback of this cluster is unfinished"),
+            "{}",
+            text(&a)
+        );
+    }
+    let o = podnet(&sb, dir.path(), &plan, &["rollback", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("Continuing the rollback"), "{}", text(&o));
+    assert_rolled_back(&sb, &before, &config_before);
+}
