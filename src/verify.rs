@@ -89,11 +89,11 @@ impl Expectations {
     }
 
     /// A node already runs as planned: on its ENIConfig (or, rolling
-    /// back, on none).
+    /// back, on none and not marked for replacement by `restore-vpc-cni`).
     pub fn node_is_migrated(&self, node: &NodeSummary) -> bool {
         match self.direction {
             Direction::Onto => node.eniconfig_label.is_some() && node.eniconfig_label == self.expected_eniconfig(node),
-            Direction::OffAgain => node.eniconfig_label.is_none(),
+            Direction::OffAgain => node.eniconfig_label.is_none() && node.replace_mark.is_none(),
         }
     }
 
@@ -102,9 +102,10 @@ impl Expectations {
         match self.direction {
             Direction::Onto => format!("{} has no ENIConfig label (custom networking not in effect)", node.name),
             Direction::OffAgain => format!(
-                "{} still carries ENIConfig label {} (custom networking still in effect)",
+                "{} still runs custom networking (ENIConfig label {}, rollback mark {})",
                 node.name,
-                node.eniconfig_label.as_deref().unwrap_or("?")
+                node.eniconfig_label.as_deref().unwrap_or("none"),
+                node.replace_mark.as_deref().unwrap_or("none")
             ),
         }
     }

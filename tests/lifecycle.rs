@@ -105,7 +105,15 @@ fn plan_rollback_shows_the_reverse_and_stops_on_a_rule_added_by_hand(
     let o = podnet(sb, state, file, &["plan", "--rollback", "--output", "json"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
-    assert_eq!(doc["findings"], serde_json::json!([]), "{doc}");
+    // Only the estimate that the seed's nearly full node subnets may not
+    // hold the pods coming back (a warning); nothing that stops it.
+    let findings: Vec<&serde_json::Value> = doc["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["id"] != "rollback.node-subnet-capacity")
+        .collect();
+    assert!(findings.is_empty(), "{doc}");
     let deletes = |step: &str| -> Vec<String> {
         doc["steps"]
             .as_array()

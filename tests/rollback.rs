@@ -67,6 +67,10 @@ fn assert_rolled_back(sb: &Sandbox, before: &Ec2State, config_before: &Value) {
             "{name} still carries an eniConfig label: {labels}"
         );
         assert_ne!(n["spec"]["unschedulable"], true, "{name} left cordoned");
+        assert!(
+            n["metadata"]["annotations"].get("podnet.io/replace").is_none(),
+            "{name} was marked for replacement and is still there"
+        );
     }
 
     assert_eq!(
@@ -123,10 +127,46 @@ fn rollback_returns_the_seed_cluster_to_its_node_subnets() {
 
     let o = podnet(&sb, dir.path(), &plan, &["plan", "--rollback"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // Settings first, stopped there: aws-node restarted with custom
+    // networking off took the eniConfig label off every node (ipamd's
+    // nodeInit), the nodes still run their pods on 100.64 addresses, and
+    // podnet's mark says which nodes to replace.
+    let o = podnet(
+        &sb,
+        dir.path(),
+        &plan,
+        &["rollback", "--auto-approve", "--stop-after", "restore-karpenter"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let nodes = kubectl_json(&sb, &["get", "nodes"]);
+    for n in nodes["items"].as_array().expect("nodes") {
+        let meta = &n["metadata"];
+        assert!(meta["labels"].get("vpc.amazonaws.com/eniConfig").is_none(), "{meta}");
+        assert_eq!(
+            meta["annotations"]["podnet.io/replace"], "off-custom-networking",
+            "{meta}"
+        );
+    }
+    let pods = kubectl_json(&sb, &["get", "pods", "-A"]);
+    assert!(
+        pods["items"]
+            .as_array()
+            .expect("pods")
+            .iter()
+            .any(|p| p["status"]["podIP"]
+                .as_str()
+                .is_some_and(|ip| ip.starts_with("100.64."))),
+        "pods keep their addresses until their node is replaced"
+    );
     let o = podnet(&sb, dir.path(), &plan, &["rollback", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("Rollback complete"), "{}", text(&o));
     assert_rolled_back(&sb, &before, &config_before);
+
+    // The apply it undid cannot be resumed.
+    let o = podnet(&sb, dir.path(), &plan, &["resume", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("was rolled back"), "{}", text(&o));
 
     // Again: nothing left to undo, so no call that changes anything.
     sb.clear_calls();
@@ -175,6 +215,13 @@ fn rollback_killed_at_a_spread_of_journal_points_and_continued() {
             text(&o).contains(&format!("killing this process (SIGKILL) after {point}")),
             "{}",
             text(&o)
+        );
+        // Status shows the rollback in flight and how to continue it.
+        let st = podnet(&sb, dir.path(), &plan, &["status"]);
+        let st_out = String::from_utf8_lossy(&st.stdout).to_string();
+        assert!(
+            st_out.contains("Rollback: ") && st_out.contains("Continue the rollback with `podnet rollback`"),
+            "{st_out}"
         );
         // An apply is refused while the rollback is unfinished.
         let a = podnet(&sb, dir.path(), &plan, &["apply", "--auto-approve"]);

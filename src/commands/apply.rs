@@ -22,10 +22,22 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
     if let Some(prev) = &guard.took_over {
         p.warn(format!("took over the lock left by {prev}, which is no longer running"));
     }
-    if super::rollback::unfinished(&crate::rollback::saga::state_dir(&state))?.is_some() {
+    let rstate = crate::rollback::saga::state_dir(&state);
+    if super::rollback::unfinished(&rstate)?.is_some() {
         bail!(
             "a rollback of this cluster is unfinished: finish it with `podnet rollback` (or `podnet resume`) before applying again"
         );
+    }
+    if super::rollback::finished(&rstate)? {
+        // The migration was rolled back: its journal (however far it got)
+        // and the rollback's are history; this apply starts afresh.
+        let rolled_back = rstate.archive()?;
+        let applied = state.archive()?;
+        p.info(format!(
+            "The last migration was rolled back; its journals are archived in {} and {}.",
+            applied.display(),
+            rolled_back.display()
+        ));
     }
     match session::begin_apply(&state, args.replan)? {
         Previous::None => {}

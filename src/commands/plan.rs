@@ -28,16 +28,13 @@ pub async fn run(ctx: &Context) -> Result<ExitStatus> {
 }
 
 /// `podnet plan --rollback`: the apply recorded in the state directory,
-/// undone in reverse, against the cluster as it is now.
+/// undone in reverse, against the cluster as it is now: exactly what
+/// `podnet rollback` would show and run.
 pub async fn rollback(ctx: &Context) -> Result<ExitStatus> {
     let p = &ctx.printer;
     let spec = ctx.spec()?;
     let state = ctx.state_dir_for(&spec)?;
-    let (inputs, record) = crate::rollback::applied(&state)?;
-    let env = migration::connect(&ctx.target(&spec.cluster, &spec.region), RunProgress::new(p.clone())).await?;
-    let d = migration::discover(&env, &spec).await;
-    env.progress.phase_done();
-    let plan = crate::rollback::plan::plan(&inputs, &record, &d?);
+    let plan = super::rollback::prepare(ctx, &spec, &state).await?.plan;
     p.json(&serde_json::json!({
         "rollback": true,
         "cluster": spec.cluster,

@@ -34,6 +34,12 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
     // An unfinished rollback is what `resume` continues: its step errors
     // say "run `podnet resume`" like apply's.
     let rstate = crate::rollback::saga::state_dir(&state);
+    if super::rollback::finished(&rstate)? {
+        bail!(
+            "the migration in {} was rolled back: there is nothing to resume; run `podnet apply` to migrate again",
+            state.root().display()
+        );
+    }
     if let Some(saved) = super::rollback::unfinished(&rstate)? {
         let args = crate::cli::RollbackArgs {
             auto_approve: args.auto_approve,

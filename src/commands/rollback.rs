@@ -19,6 +19,7 @@ use crate::output::progress::RunProgress;
 use crate::output::{paint, style};
 use crate::rollback::saga::{self, RollbackInputs};
 use crate::rollback::{self as rb, RollbackPlan};
+use crate::spec::Spec;
 use crate::steps::Env;
 
 pub async fn run(ctx: &Context, args: &RollbackArgs) -> Result<ExitStatus> {
@@ -33,23 +34,14 @@ pub async fn run(ctx: &Context, args: &RollbackArgs) -> Result<ExitStatus> {
     let rstate = saga::state_dir(&state);
     let status = match unfinished(&rstate)? {
         Some(saved) => continue_saved(ctx, args, &rstate, &saved).await?,
-        None => {
-            if rstate.has_journal() {
-                let to = rstate.archive()?;
-                p.info(format!(
-                    "The previous rollback finished; its journal is archived in {}.",
-                    to.display()
-                ));
-            }
-            plan_and_run(ctx, args, &state, &rstate).await?
-        }
+        None => plan_and_run(ctx, args, &state, &rstate).await?,
     };
     drop(guard);
     Ok(status)
 }
 
 /// The rollback plan saved in `rstate` when its journal is unfinished (a
-/// finished one is archived before a new rollback is planned).
+/// finished one is archived only once a new rollback is approved).
 pub(super) fn unfinished(rstate: &StateDir) -> Result<Option<SavedPlan>> {
     if !rstate.has_journal() {
         return Ok(None);
@@ -65,6 +57,15 @@ pub(super) fn unfinished(rstate: &StateDir) -> Result<Option<SavedPlan>> {
             rstate.root().display()
         ),
     }
+}
+
+/// Whether a rollback journaled in `rstate` finished: the apply it undid is
+/// over, and nothing of it may be resumed.
+pub(super) fn finished(rstate: &StateDir) -> Result<bool> {
+    if !rstate.has_journal() {
+        return Ok(false);
+    }
+    Ok(JournalState::from_records(&journal::read(&rstate.journal_path())?).is_complete())
 }
 
 fn load(saved: &SavedPlan) -> Result<(RollbackInputs, saga::Units)> {
@@ -99,20 +100,36 @@ pub(super) async fn continue_saved(
     execute(ctx, env, &inputs, &units, rstate, saved, args).await
 }
 
-async fn plan_and_run(ctx: &Context, args: &RollbackArgs, state: &StateDir, rstate: &StateDir) -> Result<ExitStatus> {
-    let p = &ctx.printer;
-    let spec = ctx.spec()?;
+/// A rollback planned against the cluster as it is now: the findings of
+/// the record-based check, and each unit's observation of what is left to
+/// undo (the record-based preview when the findings stop it, since the
+/// units would refuse anyway). What `plan --rollback` shows and
+/// `rollback` runs.
+pub(super) struct Prepared {
+    pub env: Env,
+    pub inputs: RollbackInputs,
+    pub units: saga::Units,
+    pub plan: RollbackPlan,
+}
+
+pub(super) async fn prepare(ctx: &Context, spec: &Spec, state: &StateDir) -> Result<Prepared> {
     let (inputs, record) = rb::applied(state)?;
-    let env = migration::connect(&ctx.target(&spec.cluster, &spec.region), RunProgress::new(p.clone())).await?;
-    let d = migration::discover(&env, &spec).await;
+    let env = migration::connect(
+        &ctx.target(&spec.cluster, &spec.region),
+        RunProgress::new(ctx.printer.clone()),
+    )
+    .await?;
+    let d = migration::discover(&env, spec).await;
     env.progress.phase_done();
     let d = d?;
-    let findings = rb::plan::plan(&inputs, &record, &d).findings;
+    let preview = rb::plan::plan(&inputs, &record, &d);
     let rinputs = RollbackInputs::new(&inputs, record, &d, Some(ctx.plan_file()));
     let units = saga::build(&rinputs);
-    let mut steps = vec![];
-    if !findings.iter().any(|f| f.severity == crate::planner::Severity::Error) {
+    let steps = if preview.has_errors() {
+        preview.steps
+    } else {
         let outputs = Default::default();
+        let mut steps = vec![];
         for u in &units {
             let plan = u
                 .observe(&env, &StepCtx::planning(u.id(), &outputs))
@@ -120,17 +137,37 @@ async fn plan_and_run(ctx: &Context, args: &RollbackArgs, state: &StateDir, rsta
                 .map_err(|e| anyhow::anyhow!("cannot plan {}: {}", u.id(), e.before_any_change()))?;
             steps.push(plan);
         }
-    }
-    let plan = RollbackPlan { findings, steps };
+        steps
+    };
+    Ok(Prepared {
+        env,
+        inputs: rinputs,
+        units,
+        plan: RollbackPlan {
+            findings: preview.findings,
+            steps,
+        },
+    })
+}
+
+async fn plan_and_run(ctx: &Context, args: &RollbackArgs, state: &StateDir, rstate: &StateDir) -> Result<ExitStatus> {
+    let p = &ctx.printer;
+    let spec = ctx.spec()?;
+    let Prepared {
+        env,
+        inputs,
+        units,
+        plan,
+    } = prepare(ctx, &spec, state).await?;
     for l in plan_view::render_rollback(&spec.cluster, &plan) {
         p.out(l);
     }
     if plan.has_errors() {
-        p.json(&json!({ "rollback": true, "findings": plan.findings, "applied": false, "reason": "errors" }));
+        p.json(&json!({ "rollback": true, "findings": plan.findings, "steps": plan.steps, "applied": false, "reason": "errors" }));
         return Ok(ExitStatus::Failure);
     }
     if !plan.steps.iter().any(|s| s.has_changes()) {
-        p.json(&json!({ "rollback": true, "steps": plan.steps, "applied": false, "reason": "no changes" }));
+        p.json(&json!({ "rollback": true, "findings": plan.findings, "steps": plan.steps, "applied": false, "reason": "no changes" }));
         p.info("Nothing to roll back: the cluster is as it was before the apply.");
         return Ok(ExitStatus::Success);
     }
@@ -143,12 +180,22 @@ async fn plan_and_run(ctx: &Context, args: &RollbackArgs, state: &StateDir, rsta
         Some(ctx.plan_file()),
         engine::fingerprint(&spec),
         plan.steps.clone(),
-        serde_json::to_value(&rinputs)?,
+        serde_json::to_value(&inputs)?,
     );
     rstate.ensure()?;
+    // A finished earlier rollback stays in place until this one is
+    // approved: while it is there, `resume` and `apply` know the migration
+    // was undone.
+    if rstate.has_journal() {
+        let to = rstate.archive()?;
+        p.info(format!(
+            "The previous rollback's journal is archived in {}.",
+            to.display()
+        ));
+    }
     rstate.save_plan(&saved)?;
     p.info(format!("\nRolling back (journal: {})", rstate.journal_path().display()));
-    execute(ctx, env, &rinputs, &units, rstate, &saved, args).await
+    execute(ctx, env, &inputs, &units, rstate, &saved, args).await
 }
 
 fn confirm(ctx: &Context, args: &RollbackArgs, question: &str) -> Result<bool> {

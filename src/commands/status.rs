@@ -1,6 +1,6 @@
 //! `podnet status`: what the journal says: every unit, its state, times,
 //! outputs and last error, the unit in flight, and whether the apply lock
-//! is held. Where the migration stands is the engine's [`Overview`]; this
+//! is held; and a rollback's units when one was journaled. Where the migration stands is the engine's [`Overview`]; this
 //! module only prints it.
 use anyhow::Result;
 use jiff::Timestamp;
@@ -43,6 +43,7 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     let overview = Overview::of(&folded, saved.as_ref());
     let phase = overview.phase.as_str();
     let steps = &overview.units;
+    let rollback = rollback_overview(&state);
     p.json(&json!({
         "state_dir": state.root(),
         "migration": phase,
@@ -53,6 +54,11 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
         "steps": steps,
         "in_flight": overview.in_flight,
         "lock": lock_json,
+        "rollback": rollback.as_ref().map(|r| json!({
+            "phase": r.phase.as_str(),
+            "steps": r.units,
+            "in_flight": r.in_flight,
+        })),
     }));
     if p.is_json() {
         return Ok(ExitStatus::Success);
@@ -62,11 +68,38 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     for s in steps {
         print_unit_details(p, s);
     }
-    if phase != "complete" {
+    if let Some(r) = &rollback {
+        p.out("");
+        p.out(format!("Rollback: {}", paint(style::BOLD, r.phase.as_str())));
+        if let Some(unit) = &r.in_flight {
+            p.out(format!("In flight or interrupted: {}", paint(style::BOLD, unit)));
+        }
+        print_units(p, &r.units);
+        for s in r.units.iter().filter(|s| s.status == StepStatus::Failed) {
+            print_unit_details(p, s);
+        }
+    }
+    let rollback_open = rollback.as_ref().is_some_and(|r| r.phase.as_str() != "complete");
+    if rollback_open {
+        p.out("");
+        p.out("Continue the rollback with `podnet rollback` (or `podnet resume`).");
+    } else if phase != "complete" {
         p.out("");
         p.out("Continue with `podnet resume`.");
     }
     Ok(ExitStatus::Success)
+}
+
+/// The rollback journaled beside the apply, when there is one.
+fn rollback_overview(state: &StateDir) -> Option<Overview> {
+    let rstate = crate::rollback::saga::state_dir(state);
+    if !rstate.has_journal() {
+        return None;
+    }
+    let records = journal::read(&rstate.journal_path()).ok()?;
+    let folded = JournalState::from_records(&records);
+    let saved = rstate.load_plan().ok().flatten();
+    Some(Overview::of(&folded, saved.as_ref()))
 }
 
 /// Whose migration, where it stands, the lock, and the unit in flight.

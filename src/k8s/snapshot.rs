@@ -24,6 +24,10 @@ pub const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
 pub const NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
 pub const NODEPOOL_LABEL: &str = "karpenter.sh/nodepool";
 pub const ENICONFIG_LABEL: &str = "vpc.amazonaws.com/eniConfig";
+/// podnet's mark on a node a rollback must replace: ipamd drops the
+/// eniConfig label when aws-node restarts with custom networking off, so
+/// the label cannot say which nodes still hold pod-subnet ENIs.
+pub const REPLACE_ANNOTATION: &str = "podnet.io/replace";
 pub const EXTERNAL_ENICONFIG_LABEL: &str = "vpc.amazonaws.com/externalEniConfig";
 pub const ENICONFIG_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";
 pub const OS_LABEL: &str = "kubernetes.io/os";
@@ -48,6 +52,9 @@ pub struct NodeSummary {
     pub eniconfig_annotation: Option<String>,
     pub external_eniconfig_label: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// [`REPLACE_ANNOTATION`], when a rollback marked the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_mark: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +238,7 @@ pub fn node_summary(n: &Node) -> NodeSummary {
         eniconfig_annotation: n.annotations().get(ENICONFIG_ANNOTATION).cloned(),
         external_eniconfig_label: labels.get(EXTERNAL_ENICONFIG_LABEL).cloned(),
         labels,
+        replace_mark: n.annotations().get(REPLACE_ANNOTATION).cloned(),
     }
 }
 

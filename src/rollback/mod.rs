@@ -5,6 +5,7 @@
 //! back (`restore`), nodes replaced off custom networking, then what the
 //! apply created removed (`remove`).
 
+pub mod capacity;
 pub mod eniconfigs;
 pub mod plan;
 pub mod record;

@@ -17,8 +17,8 @@ use crate::steps::MigrationInputs;
 
 /// Reverse unit ids, stable across releases: a rollback journal refers to them.
 pub mod ids {
-    pub const RESTORE_KARPENTER: &str = "restore-karpenter";
     pub const RESTORE_VPC_CNI: &str = "restore-vpc-cni";
+    pub const RESTORE_KARPENTER: &str = "restore-karpenter";
     pub const REPLACE_NODES: &str = "replace-nodes-back";
     pub const REMOVE_ENICONFIGS: &str = "remove-eniconfigs";
     pub const DELETE_POD_ENIS: &str = "delete-pod-subnet-enis";
@@ -48,9 +48,10 @@ pub fn plan(inputs: &MigrationInputs, rec: &ApplyRecord, d: &Discovery) -> Rollb
     let mut findings = foreign_subnets(cidr, rec, d);
     findings.extend(foreign_rules(cidr, rec, d));
     findings.extend(lost_ownership(rec, d));
+    findings.extend(super::capacity::findings(d, cidr));
     let steps = vec![
-        karpenter_step(rec),
         vpc_cni_step(rec),
+        karpenter_step(rec),
         nodes_step(d),
         eniconfigs_step(rec),
         StepPlan::new(ids::DELETE_POD_ENIS, "delete the VPC CNI's detached ENIs left in the pod subnets").note(
@@ -214,7 +215,12 @@ fn nodes_step(d: &Discovery) -> StepPlan {
         ids::REPLACE_NODES,
         "replace every node on custom networking (same drain rules and PDBs as apply)",
     );
-    for n in d.kube.nodes.iter().filter(|n| n.eniconfig_label.is_some()) {
+    for n in d
+        .kube
+        .nodes
+        .iter()
+        .filter(|n| n.eniconfig_label.is_some() || n.replace_mark.is_some())
+    {
         let owner = match (&n.nodepool, &n.nodegroup) {
             (Some(p), _) => format!("NodePool {p}"),
             (_, Some(g)) => format!("node group {g}"),

@@ -215,12 +215,16 @@ impl Unit<Env> for RevokeRules {
     async fn apply(&self, env: &Env, _ctx: &mut UnitCtx<'_, '_, ()>) -> Result<Removed, StepError> {
         let mut out = Removed::default();
         for (g, rule_ids) in self.left(env).await? {
-            env.status(self.id(), &format!("revoking {} from {g}", rule_ids.join(", ")));
-            match env.aws.ec2.revoke_ingress(&g, &rule_ids).await {
-                Ok(()) => out.removed.extend(rule_ids),
-                // Revoked between the read and the call (a concurrent run).
-                Err(e) if e.code.as_deref() == Some("InvalidSecurityGroupRuleId.NotFound") => {}
-                Err(e) => return Err(e.into()),
+            // One rule a call: EC2 refuses the whole call when one id is
+            // gone, so a rule revoked meanwhile must not hide the others.
+            for id in rule_ids {
+                env.status(self.id(), &format!("revoking {id} from {g}"));
+                match env.aws.ec2.revoke_ingress(&g, std::slice::from_ref(&id)).await {
+                    Ok(()) => out.removed.push(id),
+                    // Revoked between the read and the call (a concurrent run).
+                    Err(e) if e.code.as_deref() == Some("InvalidSecurityGroupRuleId.NotFound") => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(out)
@@ -361,6 +365,9 @@ impl Unit<Env> for RemovePodSubnets {
                         Some(RouteBack::Main { association_id }) => {
                             env.aws.ec2.disassociate_route_table(&association_id).await?;
                         }
+                        Some(RouteBack::Associate { table }) => {
+                            env.aws.ec2.associate_route_table(&table, &l.id).await?;
+                        }
                         None => {}
                     }
                     out.restored.push(l.id.clone());
@@ -378,6 +385,8 @@ enum RouteBack {
     To { association_id: String, table: String },
     /// It used the main table implicitly: the explicit association goes.
     Main { association_id: String },
+    /// It had an explicit table and has none now: it gets it back.
+    Associate { table: String },
 }
 
 /// The subnet's explicit association now: its table and id.
@@ -401,9 +410,8 @@ fn route_back(tables: &[RouteTableInfo], subnet: &str, found: Option<&str>) -> O
             table: was.to_string(),
         }),
         (Some((_, association_id)), None) => Some(RouteBack::Main { association_id }),
-        // No explicit association: it uses the main table, as before or
-        // not; podnet never leaves a subnet there, so nothing of its to undo.
-        (None, _) => None,
+        (None, Some(was)) => Some(RouteBack::Associate { table: was.to_string() }),
+        (None, None) => None,
     }
 }
 
@@ -491,10 +499,15 @@ impl Unit<Env> for DisassociateCidr {
                 return Ok(out);
             };
             match x.state.as_str() {
-                "associating" | "associated" => {
+                "associating" | "associated" if out.removed.is_empty() => {
                     env.status(self.id(), &format!("disassociating {} ({})", a.cidr, a.association_id));
                     match env.aws.ec2.disassociate_vpc_cidr_block(&a.association_id).await {
-                        Ok(_) => out.removed.push(a.association_id.clone()),
+                        Ok(_) => {
+                            out.removed.push(a.association_id.clone());
+                            // EC2 answers `disassociating`; a read at once may
+                            // still say `associated` (eventual consistency).
+                            tokio::time::sleep(env.waits.poll).await;
+                        }
                         Err(e) if e.code.as_deref() == Some("InvalidCidrBlock.InUse") => {
                             return Err(StepError::new(
                                 ErrorClass::Blocked,
@@ -506,6 +519,13 @@ impl Unit<Env> for DisassociateCidr {
                     }
                 }
                 "disassociated" => return Ok(out),
+                "failed" => {
+                    return Err(StepError::new(
+                        ErrorClass::Blocked,
+                        format!("EC2 reports the association {} as failed", a.association_id),
+                    )
+                    .hint("see `aws ec2 describe-vpcs`; once the block is gone or associated again, run `podnet rollback` again"));
+                }
                 state => {
                     if Instant::now() >= deadline {
                         return Err(StepError::new(

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::Node;
 use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -20,7 +22,8 @@ use crate::aws::eks::AddonUpdate;
 use crate::discovery::VPC_CNI_ADDON;
 use crate::engine::{Action, Change, ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
 use crate::k8s::crds::Ec2NodeClass;
-use crate::k8s::{self, ops, with_retry};
+use crate::k8s::snapshot::REPLACE_ANNOTATION;
+use crate::k8s::{self, list_all, ops, with_retry};
 use crate::steps::Env;
 use crate::steps::addon::{EnableCustomNetworkingOutputs, daemonset_env, env_of, merged_config, wait_addon_update};
 use crate::steps::karpenter::ConfigureKarpenterOutputs;
@@ -280,6 +283,41 @@ pub struct RestoreVpcCniOutputs {
     pub update_id: Option<String>,
     /// The addon's configuration values after the restore.
     pub configuration_values: Option<String>,
+    /// The nodes marked for replacement ([`REPLACE_ANNOTATION`]).
+    #[serde(default)]
+    pub marked: Vec<String>,
+}
+
+/// Marks every Linux node running now as one to replace. aws-node has
+/// restarted everywhere with custom networking off, which takes the
+/// eniConfig label off each node (amazon-vpc-cni-k8s `pkg/ipamd/ipamd.go`,
+/// `nodeInit`), yet each keeps its ENIs in the pod subnets until it is
+/// replaced: the mark is what tells the replacement units which nodes
+/// those are. A node launched from here on starts without custom
+/// networking and is never marked.
+async fn mark_nodes(env: &Env, step: &str) -> Result<Vec<String>, StepError> {
+    let client = kube(env)?;
+    let api: Api<Node> = Api::all(client.clone());
+    let nodes = list_all(&api, &ListParams::default(), "nodes").await?;
+    let mut marked = vec![];
+    for n in nodes {
+        let summary = k8s::snapshot::node_summary(&n);
+        if summary.os == "windows" {
+            continue;
+        }
+        if summary.replace_mark.is_none() {
+            env.status(step, &format!("marking {} for replacement", summary.name));
+            let patch =
+                Patch::Merge(json!({ "metadata": { "annotations": { REPLACE_ANNOTATION: "off-custom-networking" } } }));
+            let pp = PatchParams::default();
+            with_retry(&format!("annotate node {}", summary.name), || {
+                api.patch(&summary.name, &pp, &patch)
+            })
+            .await?;
+        }
+        marked.push(summary.name);
+    }
+    Ok(marked)
 }
 
 impl RestoreVpcCni {
@@ -337,7 +375,19 @@ impl RestoreVpcCni {
         }
         let rollout = |m: String| env.status(ids::RESTORE_VPC_CNI, &m);
         ops::wait_daemonset_rollout(client, "kube-system", "aws-node", env.waits.aws_node_rollout, &rollout).await?;
-        Ok(RestoreVpcCniOutputs::default())
+        let now = daemonset_env(client).await?;
+        if let Some((k, _)) = before.iter().find(|(k, v)| now.get(*k) != v.as_ref()) {
+            return Err(StepError::new(
+                ErrorClass::Failed,
+                format!("after the restore aws-node's {k} is not as it was before the apply"),
+            )
+            .hint("another field manager owns that env entry too; set it by hand, then run `podnet rollback` again"));
+        }
+        let marked = mark_nodes(env, self.id()).await?;
+        Ok(RestoreVpcCniOutputs {
+            marked,
+            ..Default::default()
+        })
     }
 
     async fn current_config(&self, env: &Env) -> Result<Option<String>, StepError> {
@@ -397,13 +447,17 @@ impl Unit<Env> for RestoreVpcCni {
         if !self.managed_addon {
             return self.restore_daemonset(env).await;
         }
+        // A token from an earlier attempt means that attempt may have sent
+        // the update and lost the answer: sending it again with the same
+        // token makes EKS answer with that update instead of a second one.
+        let sent_before = ctx.checkpoint().client_request_token.is_some();
         let token = ctx.once(|c| &mut c.client_request_token, || uuid::Uuid::new_v4().to_string())?;
         let update_id = match ctx.checkpoint().update_id.clone() {
             Some(id) => Some(id),
             None => {
                 let current = self.current_config(env).await?;
                 let (restored, text) = self.wanted(current.as_deref())?;
-                if restored == merged_config(current.as_deref(), &BTreeMap::new())? {
+                if !sent_before && restored == merged_config(current.as_deref(), &BTreeMap::new())? {
                     None
                 } else {
                     env.status(self.id(), "updating the vpc-cni addon: custom networking off");
@@ -463,10 +517,12 @@ impl Unit<Env> for RestoreVpcCni {
             )
             .hint("another writer changed the addon's configuration; check it, then run `podnet rollback` again"));
         }
+        let marked = mark_nodes(env, self.id()).await?;
         Ok(RestoreVpcCniOutputs {
             skipped: false,
             update_id,
             configuration_values: config,
+            marked,
         })
     }
 }

@@ -2,8 +2,9 @@
 //! approved reverse plan (the apply's record, the replacement settings, the
 //! nodes to move back), saved in the rollback's own state directory so an
 //! interrupted rollback is resumed exactly as approved; [`build`] turns it
-//! into units in the safe reverse order: settings back before nodes are
-//! replaced (a node keeps the networking mode it started with), nodes
+//! into units in the safe reverse order: custom networking off, then
+//! Karpenter's settings, before nodes are replaced (a node keeps the
+//! networking mode it started with), nodes
 //! replaced before ENIConfigs go, ENIs and rules before subnets, subnets
 //! before the CIDR block.
 
@@ -114,16 +115,19 @@ pub type Units = Vec<Box<dyn Step<Env>>>;
 /// The rollback's units, in order.
 pub fn build(r: &RollbackInputs) -> Units {
     let rec = &r.record;
+    // The reverse of apply's order: custom networking off before Karpenter
+    // promises more pods per node again (a node launched in between would
+    // get a pod limit its ENIs under custom networking cannot serve).
     let mut units: Vec<Box<dyn Step<Env>>> = vec![
-        Box::new(RestoreKarpenter {
-            record: rec.karpenter.clone(),
-            container: r.karpenter_container.clone(),
-        }),
         Box::new(RestoreVpcCni {
             cluster: r.cluster.clone(),
             record: rec.addon.clone(),
             managed_addon: r.vpc_cni_managed_addon,
             resolve_conflicts: r.resolve_conflicts.clone(),
+        }),
+        Box::new(RestoreKarpenter {
+            record: rec.karpenter.clone(),
+            container: r.karpenter_container.clone(),
         }),
     ];
     units.extend(replacements(&Replacements {

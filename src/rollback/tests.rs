@@ -117,8 +117,8 @@ fn the_seed_apply_is_undone_in_reverse_with_nothing_to_decide() {
     assert_eq!(
         order,
         [
-            ids::RESTORE_KARPENTER,
             ids::RESTORE_VPC_CNI,
+            ids::RESTORE_KARPENTER,
             ids::REPLACE_NODES,
             ids::REMOVE_ENICONFIGS,
             ids::DELETE_POD_ENIS,
@@ -209,4 +209,34 @@ fn what_existed_before_the_apply_is_put_back_not_deleted() {
     assert_eq!(rules, [Action::Delete, Action::NoOp]);
     assert_eq!(actions(&p, ids::DISASSOCIATE_CIDR)[0].0, Action::NoOp);
     assert_eq!(actions(&p, ids::REMOVE_ENICONFIGS)[0].0, Action::Delete);
+}
+
+#[test]
+fn node_subnets_too_small_for_the_pods_coming_back_are_a_warning_with_the_numbers() {
+    let mut d = applied();
+    let zones = super::capacity::needs(&d, net(POD_CIDR));
+    assert!(!zones.is_empty(), "the seed's nodes are in node subnets");
+    assert!(zones.iter().all(|z| z.nodes > 0 && z.need >= z.pods), "{zones:#?}");
+    for s in d.subnets.iter_mut().filter(|s| !net(POD_CIDR).contains(&s.cidr)) {
+        s.available_ips = 100_000;
+    }
+    let p = plan(&inputs(), &record(), &d);
+    assert!(
+        !p.findings.iter().any(|f| f.id == "rollback.node-subnet-capacity"),
+        "{:#?}",
+        p.findings
+    );
+    for s in d.subnets.iter_mut().filter(|s| !net(POD_CIDR).contains(&s.cidr)) {
+        s.available_ips = 0;
+    }
+    let p = plan(&inputs(), &record(), &d);
+    let warned: Vec<&crate::planner::Finding> = p
+        .findings
+        .iter()
+        .filter(|f| f.id == "rollback.node-subnet-capacity")
+        .collect();
+    assert_eq!(warned.len(), zones.iter().filter(|z| z.need > 0).count(), "{warned:#?}");
+    assert!(warned.iter().all(|f| f.severity == crate::planner::Severity::Warning));
+    assert!(warned[0].reason.contains("0 free addresses"), "{}", warned[0].reason);
+    assert!(!p.has_errors(), "a warning: the estimate does not stop the rollback");
 }

@@ -295,6 +295,10 @@ impl Unit<Env> for EnableCustomNetworking {
 
         // One token and one update per attempt; a failed update is recorded
         // so that the next resume makes a new one instead of finding the old.
+        // A token from an earlier attempt means it may have sent the update
+        // and lost the answer: the same token makes EKS answer with that
+        // update, so it is sent again even when the values already match.
+        let sent_before = ctx.checkpoint().client_request_token.is_some();
         let token = ctx.once(|c| &mut c.client_request_token, || uuid::Uuid::new_v4().to_string())?;
         let update_id: Option<String> = match ctx.checkpoint().update_id.clone() {
             Some(id) => Some(id),
@@ -316,7 +320,7 @@ impl Unit<Env> for EnableCustomNetworking {
                 ctx.once(|c| &mut c.env_before, || self.keys_before(&found))?;
                 let merged = merged_config(addon.configuration_values.as_deref(), &self.cni.env)?;
                 let current = merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?;
-                if merged == current {
+                if merged == current && !sent_before {
                     None
                 } else {
                     env.status(self.id(), "updating the vpc-cni addon");

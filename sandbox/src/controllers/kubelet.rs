@@ -6,6 +6,8 @@
 //! - A node's CNI mode is fixed when aws-node first starts on it, from the
 //!   aws-node DaemonSet's env at that moment; an add-on update later does
 //!   not switch existing nodes, as in reality.
+//! - aws-node restarted with custom networking off takes the eniConfig label
+//!   off its node (ipamd's `nodeInit`); the node keeps its mode.
 //! - With custom networking, a node with no ENIConfig to match has aws-node
 //!   crash-loop and never becomes Ready (CNI ≥ 1.13).
 //! - A pod that gets no address stays `ContainerCreating` with a
@@ -179,6 +181,7 @@ pub async fn reconcile(ctx: &Ctx) {
 
     release_gone(ctx, &pods);
     start_aws_node(ctx, &nodes, &pods).await;
+    drop_labels_turned_off(ctx, &nodes, &pods);
     let need_ip = start_pods(ctx, &nodes, &pods);
     for (node, waiting) in need_ip {
         assign_addresses(ctx, &node, waiting).await;
@@ -212,6 +215,42 @@ async fn start_aws_node(ctx: &Ctx, nodes: &BTreeMap<String, Arc<Stored>>, pods: 
         if aws_node_on.contains(name.as_str()) && matches!(state, Some(Cni::NotStarted | Cni::Failing(_))) {
             start_cni(ctx, &node.value).await;
         }
+    }
+}
+
+/// ipamd takes the eniConfig label off its node when it starts with custom
+/// networking off (amazon-vpc-cni-k8s `pkg/ipamd/ipamd.go`, `nodeInit`:
+/// "Remove the custom networking label"): an aws-node pod that a rollout
+/// restarted with `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG` no longer true
+/// unlabels its node, though the node keeps its ENIs in the ENIConfig's
+/// subnet (and its pods their addresses) until it is replaced.
+fn drop_labels_turned_off(ctx: &Ctx, nodes: &BTreeMap<String, Arc<Stored>>, pods: &[Arc<Stored>]) {
+    for p in pods
+        .iter()
+        .filter(|p| label(&p.value, "k8s-app") == Some("aws-node") && pod_active(&p.value))
+    {
+        let custom = p
+            .value
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| s(c, "/name") == "aws-node"))
+            .and_then(|c| c.get("env"))
+            .and_then(Value::as_array)
+            .map(|env| crate::scenario::objects::env_pairs(env))
+            .and_then(|env| env.get("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG").cloned())
+            .is_some_and(|v| v == "true");
+        let node = s(&p.value, "/spec/nodeName");
+        let labelled = nodes
+            .get(node)
+            .is_some_and(|n| label(&n.value, ENI_CONFIG_LABEL).is_some());
+        if custom || !labelled {
+            continue;
+        }
+        let _ = edit(&ctx.store, NODE, "", node, |n| {
+            if let Some(labels) = n.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+                labels.remove(ENI_CONFIG_LABEL);
+            }
+        });
     }
 }
 

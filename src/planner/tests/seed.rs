@@ -72,6 +72,7 @@ pub(crate) fn node(name: &str, az: &str, ip: &str, itype: &str, ng: Option<&str>
         eniconfig_annotation: None,
         external_eniconfig_label: None,
         labels: BTreeMap::new(),
+        replace_mark: None,
     }
 }
 
