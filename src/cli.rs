@@ -133,6 +133,57 @@ Examples:
     Validate,
     /// Release the apply lock left behind by a podnet that is no longer running.
     Unlock(UnlockArgs),
+    /// Print the least-privilege IAM policy (JSON, for `aws iam create-policy`) a command needs,
+    /// or with --rbac the Kubernetes ClusterRole for podnet's access entry.
+    #[command(after_help = "\
+Examples:
+  podnet iam-policy --for apply --account 123456789012 --vpc-id vpc-0abc > podnet-apply.json
+  aws iam create-policy --policy-name podnet-apply --policy-document file://podnet-apply.json
+  podnet iam-policy --for rollback --rbac > podnet-clusterrole.yaml")]
+    IamPolicy(IamPolicyArgs),
+    /// Print a shell completion script for podnet's subcommands and flags.
+    #[command(after_help = "\
+Examples:
+  source <(podnet completions bash)                          # this bash session
+  podnet completions bash > ~/.local/share/bash-completion/completions/podnet
+  podnet completions zsh > \"${fpath[1]}/_podnet\"
+  podnet completions fish > ~/.config/fish/completions/podnet.fish")]
+    Completions(CompletionsArgs),
+    /// Print podnet's manual page (roff), e.g. `podnet man > podnet.1; man -l podnet.1`.
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IamPolicyArgs {
+    /// The command the policy is for (each also reads what `plan` reads).
+    #[arg(long = "for", value_enum, default_value_t = PolicyFor::Apply)]
+    pub command: PolicyFor,
+    /// The AWS account id in the ARNs [default: any (`*`)].
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// The cluster's VPC: EC2 writes are limited to it (`ec2:Vpc`) [default: any VPC].
+    #[arg(long, value_name = "VPC_ID")]
+    pub vpc_id: Option<String>,
+    /// The AWS partition of the ARNs.
+    #[arg(long, default_value = "aws")]
+    pub partition: String,
+    /// Print the Kubernetes ClusterRole (YAML) instead of the IAM policy.
+    #[arg(long)]
+    pub rbac: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyFor {
+    Plan,
+    Apply,
+    Rollback,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Args)]

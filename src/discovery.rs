@@ -170,14 +170,14 @@ pub enum CustomNetworking {
 }
 
 impl Discovery {
-    /// The vpc-cni addon's configuration values, parsed (`{}` when unset).
+    /// The vpc-cni addon's configuration values, parsed from JSON or YAML
+    /// (`{}` when unset or unreadable: the enable step reports those).
     pub fn addon_config(&self) -> Value {
-        self.addon
-            .as_ref()
-            .and_then(|a| a.configuration_values.as_deref())
-            .filter(|s| !s.trim().is_empty())
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_else(|| Value::Object(Default::default()))
+        crate::aws::addon_config::AddonConfig::parse(
+            self.addon.as_ref().and_then(|a| a.configuration_values.as_deref()),
+        )
+        .map(|c| c.value)
+        .unwrap_or_else(|_| Value::Object(Default::default()))
     }
 
     /// The aws-node env as it will be: the addon's configured env over the

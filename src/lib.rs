@@ -19,6 +19,7 @@ pub mod commands;
 pub mod discovery;
 pub mod engine;
 pub mod error_class;
+pub mod iam;
 pub mod init;
 pub mod k8s;
 pub mod migration;

@@ -228,3 +228,63 @@ fn help_explains_exit_codes_and_defaults() {
     let o = podnet(&["max-pods", "--help"]);
     assert!(stdout(&o).contains("--cni-custom-networking"));
 }
+
+/// The bash script sources cleanly and completes subcommands and their
+/// flags, as bash's programmable completion calls it.
+#[test]
+fn bash_completions_source_cleanly_and_complete_subcommands() {
+    let o = podnet(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("podnet.bash");
+    std::fs::write(&script, o.stdout).expect("write");
+    let complete = |words: &str| -> String {
+        let line = format!(
+            "set -e; source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _podnet podnet \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let o = Command::new("bash")
+            .args(["--norc", "-c", &line])
+            .output()
+            .expect("run bash");
+        assert!(o.status.success(), "bash: {}", stderr(&o));
+        stdout(&o)
+    };
+    let subcommands = complete("podnet ro");
+    assert!(subcommands.lines().any(|l| l == "rollback"), "{subcommands}");
+    let flags = complete("podnet rollback --");
+    assert!(flags.lines().any(|l| l == "--auto-approve"), "{flags}");
+    assert!(flags.lines().any(|l| l == "--stop-after"), "{flags}");
+}
+
+/// The manual page renders with `man -l`, naming every subcommand.
+#[test]
+fn the_man_page_renders_with_man() {
+    let o = podnet(&["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = dir.path().join("podnet.1");
+    std::fs::write(&page, o.stdout).expect("write");
+    let man = Command::new("man")
+        .args(["-P", "cat", "-l"])
+        .arg(&page)
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("`man` runs (Debian: apt-get install man-db; .ci/run installs it)");
+    assert!(man.status.success(), "{}", stderr(&man));
+    let text = stdout(&man);
+    assert!(text.contains("podnet"), "{text}");
+    for sub in [
+        "init",
+        "plan",
+        "apply",
+        "resume",
+        "rollback",
+        "status",
+        "verify",
+        "completions",
+    ] {
+        assert!(text.contains(sub), "the page names {sub}: {text}");
+    }
+}

@@ -7,8 +7,10 @@ mod common;
 
 use std::path::Path;
 
+use std::collections::BTreeSet;
+
 use common::*;
-use podnet_sandbox::{Sandbox, Scenario};
+use podnet_sandbox::{Sandbox, Scenario, Service};
 use serde_json::Value;
 
 /// The vpc-cni addon's configuration, key by key (none: `{}`).
@@ -26,8 +28,26 @@ fn addon_config(sb: &Sandbox) -> Value {
     );
     match a["addon"]["configurationValues"].as_str().map(str::trim) {
         None | Some("") => serde_json::json!({}),
-        Some(text) => serde_json::from_str(text).expect("configuration values are JSON"),
+        Some(text) => serde_json::from_str(text)
+            .or_else(|_| serde_saphyr::from_str(text))
+            .expect("configuration values are JSON or YAML"),
     }
+}
+
+/// The configuration values exactly as EKS holds them.
+fn addon_config_text(sb: &Sandbox) -> Option<String> {
+    let a = aws_json(
+        sb,
+        &[
+            "eks",
+            "describe-addon",
+            "--cluster-name",
+            "podnet-demo",
+            "--addon-name",
+            "vpc-cni",
+        ],
+    );
+    a["addon"]["configurationValues"].as_str().map(str::to_string)
 }
 
 /// The live CIDR blocks, without ones EC2 still lists as disassociated.
@@ -97,6 +117,32 @@ fn assert_rolled_back(sb: &Sandbox, before: &Ec2State, config_before: &Value) {
     assert_eq!(enis["NetworkInterfaces"], serde_json::json!([]), "no ENI in 100.64");
 }
 
+/// The IAM actions `podnet iam-policy --for <command>` allows.
+fn policy_actions(sb: &Sandbox, state: &Path, plan: &Path, command: &str) -> BTreeSet<String> {
+    let o = podnet(sb, state, plan, &["iam-policy", "--for", command, "--output", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).expect("the policy is JSON");
+    doc["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(|s| s["Action"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Every EC2 and EKS call the sandbox saw, as IAM actions.
+fn called_actions(sb: &Sandbox) -> BTreeSet<String> {
+    sb.calls()
+        .into_iter()
+        .filter_map(|c| match c.service {
+            Service::Ec2 => Some(format!("ec2:{}", c.action)),
+            Service::Eks => Some(format!("eks:{}", c.action)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn apply(sb: &Sandbox, state: &Path, plan: &Path) {
     let o = podnet(sb, state, plan, &["apply", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -122,8 +168,18 @@ fn rollback_returns_the_seed_cluster_to_its_node_subnets() {
     let plan = repo().join(SEED_PLAN);
     let before = ec2_state(&sb);
     let config_before = addon_config(&sb);
+    sb.clear_calls();
     apply(&sb, dir.path(), &plan);
     assert_ne!(addon_config(&sb), config_before, "the apply changed the vpc-cni");
+    // Every call the apply made is in the policy `iam-policy --for apply` prints.
+    let allowed = policy_actions(&sb, dir.path(), &plan, "apply");
+    let called = called_actions(&sb);
+    assert_eq!(
+        called.difference(&allowed).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "apply called outside its policy"
+    );
+    sb.clear_calls();
 
     let o = podnet(&sb, dir.path(), &plan, &["plan", "--rollback"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -162,6 +218,21 @@ fn rollback_returns_the_seed_cluster_to_its_node_subnets() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("Rollback complete"), "{}", text(&o));
     assert_rolled_back(&sb, &before, &config_before);
+    let allowed = policy_actions(&sb, dir.path(), &plan, "rollback");
+    let called = called_actions(&sb);
+    assert_eq!(
+        called.difference(&allowed).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "rollback called outside its policy"
+    );
+    for a in [
+        "ec2:DeleteSubnet",
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:DisassociateVpcCidrBlock",
+        "eks:UpdateAddon",
+    ] {
+        assert!(called.contains(a), "the rollback called {a}: {called:?}");
+    }
 
     // The apply it undid cannot be resumed.
     let o = podnet(&sb, dir.path(), &plan, &["resume", "--auto-approve"]);
@@ -236,4 +307,34 @@ fn rollback_killed_at_a_spread_of_journal_points_and_continued() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("Continuing the rollback"), "{}", text(&o));
     assert_rolled_back(&sb, &before, &config_before);
+}
+
+/// A vpc-cni configuration written in YAML, as console and `file://`
+/// users write it, with keys beside `env`: the apply adds custom
+/// networking and writes YAML back with every user key; the rollback
+/// gives back the very text it found.
+#[test]
+fn a_yaml_configuration_stays_yaml_through_apply_and_rollback() {
+    let yaml = "env:\n  WARM_IP_TARGET: \"2\"\n  MINIMUM_IP_TARGET: \"4\"\ninit:\n  env:\n    DISABLE_TCP_EARLY_DEMUX: \"true\"\n";
+    let mut scenario = seed_with_room();
+    scenario.vpc_cni.configuration_values = Some(yaml.to_string());
+    let sb = start(scenario);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    assert_eq!(addon_config_text(&sb).as_deref(), Some(yaml));
+    let o = podnet(&sb, dir.path(), &plan, &["plan"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    apply(&sb, dir.path(), &plan);
+    let after = addon_config_text(&sb).expect("configuration values");
+    assert!(
+        serde_json::from_str::<Value>(&after).is_err(),
+        "still YAML, not JSON: {after}"
+    );
+    let v = addon_config(&sb);
+    assert_eq!(v["env"]["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"], "true", "{after}");
+    assert_eq!(v["env"]["WARM_IP_TARGET"], "2", "{after}");
+    assert_eq!(v["init"]["env"]["DISABLE_TCP_EARLY_DEMUX"], "true", "{after}");
+    let o = podnet(&sb, dir.path(), &plan, &["rollback", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(addon_config_text(&sb).as_deref(), Some(yaml), "the text as it was");
 }

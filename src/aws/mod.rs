@@ -3,6 +3,8 @@
 //! narrow [`Ec2Api`] and [`EksApi`] traits steps are written against, the
 //! retry policy set on their clients, and the classification of AWS errors.
 
+pub mod actions;
+pub mod addon_config;
 pub mod ec2;
 pub mod eks;
 pub mod eks_token;

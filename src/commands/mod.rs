@@ -2,6 +2,8 @@
 //! result to the [`Printer`]. The process exit code is an [`ExitStatus`].
 
 mod apply;
+mod completions;
+mod iam_policy;
 mod init;
 mod max_pods;
 mod plan;
@@ -138,6 +140,9 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<ExitStatus> {
         Command::Apply(args) => apply::run(&ctx, &args).await,
         Command::Resume(args) => resume::run(&ctx, &args).await,
         Command::Rollback(args) => rollback::run(&ctx, &args).await,
+        Command::IamPolicy(args) => iam_policy::run(&ctx, &args),
+        Command::Completions(args) => completions::completions(&ctx, &args),
+        Command::Man => completions::man(&ctx),
         Command::Verify => verify::run(&ctx).await,
     }
 }

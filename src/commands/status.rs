@@ -43,7 +43,7 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     let overview = Overview::of(&folded, saved.as_ref());
     let phase = overview.phase.as_str();
     let steps = &overview.units;
-    let rollback = rollback_overview(&state);
+    let rollback = rollback_overview(p, &state);
     p.json(&json!({
         "state_dir": state.root(),
         "migration": phase,
@@ -90,13 +90,20 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// The rollback journaled beside the apply, when there is one.
-fn rollback_overview(state: &StateDir) -> Option<Overview> {
+/// The rollback journaled beside the apply, when there is one (a journal
+/// that does not read is reported, and left out).
+fn rollback_overview(p: &Printer, state: &StateDir) -> Option<Overview> {
     let rstate = crate::rollback::saga::state_dir(state);
     if !rstate.has_journal() {
         return None;
     }
-    let records = journal::read(&rstate.journal_path()).ok()?;
+    let records = match journal::read(&rstate.journal_path()) {
+        Ok(r) => r,
+        Err(e) => {
+            p.error(format!("the rollback journal does not read: {e}"));
+            return None;
+        }
+    };
     let folded = JournalState::from_records(&records);
     let saved = rstate.load_plan().ok().flatten();
     Some(Overview::of(&folded, saved.as_ref()))

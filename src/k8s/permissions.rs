@@ -156,6 +156,22 @@ pub const NEEDS: &[Need] = &[
     ),
 ];
 
+/// What `podnet rollback` does beyond [`NEEDS`].
+pub const ROLLBACK_NEEDS: &[Need] = &[
+    need(
+        "delete",
+        "crd.k8s.amazonaws.com",
+        "eniconfigs",
+        "delete the ENIConfigs podnet created",
+    ),
+    need(
+        "get",
+        "crd.k8s.amazonaws.com",
+        "eniconfigs",
+        "read each ENIConfig before deleting it",
+    ),
+];
+
 impl Need {
     /// `create pods/eviction`, `patch nodepools.karpenter.sh`.
     pub fn describe(&self) -> String {

@@ -25,7 +25,9 @@ use crate::k8s::crds::Ec2NodeClass;
 use crate::k8s::snapshot::REPLACE_ANNOTATION;
 use crate::k8s::{self, list_all, ops, with_retry};
 use crate::steps::Env;
-use crate::steps::addon::{EnableCustomNetworkingOutputs, daemonset_env, env_of, merged_config, wait_addon_update};
+use crate::steps::addon::{
+    EnableCustomNetworkingOutputs, daemonset_env, env_of, merged_config, parse_config, wait_addon_update,
+};
 use crate::steps::karpenter::ConfigureKarpenterOutputs;
 
 fn kube(env: &Env) -> Result<&kube::Client, StepError> {
@@ -156,6 +158,11 @@ impl Unit<Env> for RestoreKarpenter {
                 Change::new(Action::Update, "karpenter_ec2nodeclass", &name).change("spec.kubelet.maxPods", have, was)
             });
         }
+        if let Some(values) = self.record.as_ref().and_then(|k| k.helm_values.as_deref()) {
+            plan = plan.note(format!(
+                "the controller is Helm-managed: also take these values out of the release, or the next `helm upgrade` sets them again:\n{values}"
+            ));
+        }
         Ok(plan)
     }
 
@@ -239,24 +246,7 @@ impl Unit<Env> for RestoreKarpenter {
 /// An `env` left empty is dropped, so a configuration that had none before
 /// has none again.
 pub fn restored_config(current: Option<&str>, before: &BTreeMap<String, Option<String>>) -> Result<Value, StepError> {
-    let kept: BTreeMap<String, String> = before
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-        .collect();
-    let mut v = merged_config(current, &kept)?;
-    if let Some(obj) = v.as_object_mut() {
-        if let Some(env) = obj.get_mut("env").and_then(Value::as_object_mut) {
-            for (k, was) in before {
-                if was.is_none() {
-                    env.remove(k);
-                }
-            }
-        }
-        if obj.get("env").and_then(Value::as_object).is_some_and(|e| e.is_empty()) {
-            obj.remove("env");
-        }
-    }
-    Ok(v)
+    Ok(parse_config(current)?.with_env(before).value)
 }
 
 /// restore-vpc-cni: custom networking off, by putting back the keys the
@@ -330,17 +320,18 @@ impl RestoreVpcCni {
     /// restored value.
     fn wanted(&self, current: Option<&str>) -> Result<(Value, String), StepError> {
         let before = self.before().cloned().unwrap_or_default();
-        let restored = restored_config(current, &before)?;
+        let restored = parse_config(current)?.with_env(&before);
         let was = self
             .record
             .as_ref()
             .and_then(|r| r.configuration_values_before.as_ref())
-            .and_then(|p| p.value.clone());
-        let text = match merged_config(was.as_deref(), &BTreeMap::new()) {
-            Ok(v) if v == restored => was.unwrap_or_else(|| "{}".into()),
-            _ => restored.to_string(),
+            .and_then(|p| p.value.clone())
+            .filter(|t| !t.trim().is_empty());
+        let text = match parse_config(was.as_deref()) {
+            Ok(v) if v.value == restored.value => was.unwrap_or_else(|| "{}".into()),
+            _ => restored.render(),
         };
-        Ok((restored, text))
+        Ok((restored.value, text))
     }
 
     fn env_changes(&self, have: &BTreeMap<String, String>, what: &str, name: &str) -> Change {

@@ -1,7 +1,7 @@
 //! enable-custom-networking: one `UpdateAddon` that merges
 //! `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true` and `ENI_CONFIG_LABEL_DEF` into
 //! the vpc-cni addon's *existing* configuration values (the user's other keys
-//! survive), then waits for the update and the aws-node rollout. The
+//! survive, in the JSON or YAML they were written in), then waits for the update and the aws-node rollout. The
 //! request token is generated once and journaled, and the update id is
 //! journaled as soon as EKS returns it, so a resumed run never issues a
 //! second update. A self-managed aws-node gets its DaemonSet env patched.
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{Env, Prior, ids};
+use crate::aws::addon_config::AddonConfig;
 use crate::aws::eks::{AddonUpdate, UpdateInfo};
 use crate::discovery::VPC_CNI_ADDON;
 use crate::engine::{Action, Change, ErrorClass, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
@@ -54,44 +55,22 @@ pub struct EnableCustomNetworkingOutputs {
     pub env_before: Option<BTreeMap<String, Option<String>>>,
 }
 
+/// The add-on's configuration values, parsed (JSON or YAML).
+pub fn parse_config(current: Option<&str>) -> Result<AddonConfig, StepError> {
+    AddonConfig::parse(current).map_err(|e| {
+        StepError::new(ErrorClass::Invalid, format!("vpc-cni: {e}"))
+            .hint("fix them with `aws eks update-addon --configuration-values`, then run `podnet resume`")
+    })
+}
+
+/// Values to set, as a merge patch's entries.
+pub fn to_set(env: &BTreeMap<String, String>) -> BTreeMap<String, Option<String>> {
+    env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect()
+}
+
 /// `current` with `env` merged into its `env` object; every other key kept.
 pub fn merged_config(current: Option<&str>, env: &BTreeMap<String, String>) -> Result<Value, StepError> {
-    let mut v: Value = match current.map(str::trim).filter(|s| !s.is_empty()) {
-        None => json!({}),
-        Some(s) => serde_json::from_str(s).map_err(|e| {
-            StepError::new(
-                ErrorClass::Invalid,
-                format!("the vpc-cni addon's configuration values are not JSON: {e}"),
-            )
-            .hint("fix them with `aws eks update-addon --configuration-values`, then run `podnet resume`")
-        })?,
-    };
-    let obj = v.as_object_mut().ok_or_else(|| {
-        StepError::new(
-            ErrorClass::Invalid,
-            "the vpc-cni addon's configuration values are not a JSON object",
-        )
-    })?;
-    if env.is_empty() {
-        if obj.get("env").is_some_and(|e| !e.is_object()) {
-            return Err(StepError::new(
-                ErrorClass::Invalid,
-                "the vpc-cni addon's configuration `env` is not an object",
-            ));
-        }
-        return Ok(v);
-    }
-    let env_obj = obj.entry("env").or_insert_with(|| json!({}));
-    let env_map = env_obj.as_object_mut().ok_or_else(|| {
-        StepError::new(
-            ErrorClass::Invalid,
-            "the vpc-cni addon's configuration `env` is not an object",
-        )
-    })?;
-    for (k, val) in env {
-        env_map.insert(k.clone(), Value::String(val.clone()));
-    }
-    Ok(v)
+    Ok(parse_config(current)?.with_env(&to_set(env)).value)
 }
 
 pub fn env_of(config: &Value) -> BTreeMap<String, String> {
@@ -318,9 +297,9 @@ impl Unit<Env> for EnableCustomNetworking {
                 )?;
                 let found = env_of(&merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?);
                 ctx.once(|c| &mut c.env_before, || self.keys_before(&found))?;
-                let merged = merged_config(addon.configuration_values.as_deref(), &self.cni.env)?;
-                let current = merged_config(addon.configuration_values.as_deref(), &BTreeMap::new())?;
-                if merged == current && !sent_before {
+                let current = parse_config(addon.configuration_values.as_deref())?;
+                let merged = current.with_env(&to_set(&self.cni.env));
+                if merged.value == current.value && !sent_before {
                     None
                 } else {
                     env.status(self.id(), "updating the vpc-cni addon");
@@ -332,7 +311,7 @@ impl Unit<Env> for EnableCustomNetworking {
                             VPC_CNI_ADDON,
                             &AddonUpdate {
                                 version: None,
-                                configuration_values: Some(merged.to_string()),
+                                configuration_values: Some(merged.render()),
                                 resolve_conflicts: self.cni.resolve_conflicts.clone(),
                                 client_request_token: token,
                             },

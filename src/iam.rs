@@ -1,0 +1,272 @@
+//! The least-privilege IAM policy and Kubernetes ClusterRole a command
+//! needs, rendered from the two tables of what podnet calls: AWS operations
+//! ([`crate::aws::actions`]) and Kubernetes verbs
+//! ([`crate::k8s::permissions`]). Pure, so the rendering is unit-tested;
+//! `podnet iam-policy` prints it.
+//!
+//! Scoping follows the Service Authorization Reference: EKS actions take
+//! the cluster's, node groups' and add-on's ARNs; EC2 describe calls take
+//! `*`; EC2 writes are limited to the cluster's VPC (`ec2:Vpc`), subnets are
+//! created only with podnet's ownership tag (`aws:RequestTag`) and deleted
+//! only while they carry it (`aws:ResourceTag`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::aws::actions::{self, Phase, Scope};
+use crate::k8s::permissions::{NEEDS, Need, ROLLBACK_NEEDS};
+use crate::spec::OWNER_TAG;
+
+/// Whose resources the policy names. Unknown parts are `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub cluster: String,
+    pub region: String,
+    pub account: Option<String>,
+    pub vpc_id: Option<String>,
+    /// `aws`, `aws-cn`, `aws-us-gov`.
+    pub partition: String,
+}
+
+impl Target {
+    fn arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:{}:{service}:{}:{}:{resource}",
+            self.partition,
+            self.region,
+            self.account.as_deref().unwrap_or("*")
+        )
+    }
+
+    fn vpc_arn(&self) -> String {
+        self.arn("ec2", &format!("vpc/{}", self.vpc_id.as_deref().unwrap_or("*")))
+    }
+
+    /// The `ec2:Vpc` condition, when the VPC is known.
+    fn in_vpc(&self) -> Option<Value> {
+        self.vpc_id
+            .as_ref()
+            .map(|_| json!({ "StringEquals": { "ec2:Vpc": self.vpc_arn() } }))
+    }
+}
+
+/// The phases a command's policy covers: every command also reads.
+pub fn phases(command: Phase) -> Vec<Phase> {
+    match command {
+        Phase::Plan => vec![Phase::Plan],
+        other => vec![Phase::Plan, other],
+    }
+}
+
+fn sid(scope: &Scope) -> String {
+    match scope {
+        Scope::Any => "Describe".into(),
+        Scope::Cluster => "EksCluster".into(),
+        Scope::Nodegroups => "EksNodegroups".into(),
+        Scope::VpcCniAddon => "EksVpcCniAddon".into(),
+        Scope::ClusterUpdates => "EksUpdates".into(),
+        Scope::InVpc(types) => format!(
+            "InVpc{}",
+            types
+                .iter()
+                .map(|t| t.split('-').map(capitalize).collect::<String>())
+                .collect::<String>()
+        ),
+        Scope::Vpc => "VpcCidrBlocks".into(),
+        Scope::NewTaggedSubnet => "CreatePodSubnets".into(),
+        Scope::TaggedSubnet => "DeletePodSubnets".into(),
+        Scope::LaunchTemplates => "LaunchTemplateVersions".into(),
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// The statements for one scope's actions.
+fn statements(scope: &Scope, actions: Vec<String>, t: &Target) -> Vec<Value> {
+    let statement = |sid: String, resource: Value, condition: Option<Value>| {
+        let mut s = json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource });
+        if let Some(c) = condition {
+            s["Condition"] = c;
+        }
+        s
+    };
+    let cluster = t.arn("eks", &format!("cluster/{}", t.cluster));
+    let nodegroups = t.arn("eks", &format!("nodegroup/{}/*/*", t.cluster));
+    let addon = t.arn("eks", &format!("addon/{}/vpc-cni/*", t.cluster));
+    let typed = |types: &[&str]| -> Vec<String> { types.iter().map(|ty| t.arn("ec2", &format!("{ty}/*"))).collect() };
+    match scope {
+        Scope::Any => vec![statement(sid(scope), json!("*"), None)],
+        Scope::Cluster => vec![statement(sid(scope), json!(cluster), None)],
+        Scope::Nodegroups => vec![statement(sid(scope), json!(nodegroups), None)],
+        Scope::VpcCniAddon => vec![statement(sid(scope), json!(addon), None)],
+        Scope::ClusterUpdates => vec![statement(sid(scope), json!([cluster, nodegroups, addon]), None)],
+        Scope::InVpc(types) => vec![statement(sid(scope), json!(typed(types)), t.in_vpc())],
+        Scope::Vpc => vec![statement(sid(scope), json!(t.vpc_arn()), None)],
+        // CreateSubnet is authorized against the VPC and the new subnet:
+        // the subnet only with podnet's tag in the request.
+        Scope::NewTaggedSubnet => vec![
+            statement(format!("{}InVpc", sid(scope)), json!(t.vpc_arn()), None),
+            statement(
+                sid(scope),
+                json!(typed(&["subnet"])),
+                Some(json!({ "StringEquals": { format!("aws:RequestTag/{OWNER_TAG}"): t.cluster } })),
+            ),
+        ],
+        Scope::TaggedSubnet => vec![statement(
+            sid(scope),
+            json!(typed(&["subnet"])),
+            Some(json!({ "StringEquals": { format!("aws:ResourceTag/{OWNER_TAG}"): t.cluster } })),
+        )],
+        Scope::LaunchTemplates => vec![statement(sid(scope), json!(typed(&["launch-template"])), None)],
+    }
+}
+
+/// The IAM policy document for `command`.
+pub fn policy(command: Phase, t: &Target) -> Value {
+    let phases = phases(command);
+    let mut by_scope: Vec<(Scope, BTreeSet<String>)> = vec![];
+    for a in actions::ACTIONS
+        .iter()
+        .filter(|a| a.phases.iter().any(|p| phases.contains(p)))
+    {
+        match by_scope.iter_mut().find(|(s, _)| *s == a.scope) {
+            Some((_, set)) => {
+                set.insert(a.iam());
+            }
+            None => by_scope.push((a.scope, [a.iam()].into())),
+        }
+    }
+    let statements: Vec<Value> = by_scope
+        .iter()
+        .flat_map(|(scope, set)| statements(scope, set.iter().cloned().collect(), t))
+        .collect();
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// Every IAM action the policy for `command` allows.
+pub fn allowed(command: Phase) -> BTreeSet<String> {
+    let phases = phases(command);
+    actions::ACTIONS
+        .iter()
+        .filter(|a| a.phases.iter().any(|p| phases.contains(p)))
+        .map(|a| a.iam())
+        .collect()
+}
+
+/// The Kubernetes ClusterRole (YAML) the identity podnet runs as needs for
+/// `command`, from the permission table the preflight checks.
+pub fn cluster_role(command: Phase, name: &str) -> String {
+    let needs: Vec<&Need> = match command {
+        Phase::Plan => NEEDS.iter().filter(|n| n.verb == "list" || n.verb == "get").collect(),
+        Phase::Apply => NEEDS.iter().collect(),
+        Phase::Rollback => NEEDS.iter().chain(ROLLBACK_NEEDS).collect(),
+    };
+    let mut rules: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
+    for n in needs {
+        let resource = if n.subresource.is_empty() {
+            n.resource.to_string()
+        } else {
+            format!("{}/{}", n.resource, n.subresource)
+        };
+        rules.entry((n.group.to_string(), resource)).or_default().insert(n.verb);
+    }
+    let mut out =
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {name}\nrules:\n");
+    for ((group, resource), verbs) in rules {
+        let verbs: Vec<String> = verbs.iter().map(|v| format!("\"{v}\"")).collect();
+        out.push_str(&format!(
+            "  - apiGroups: [\"{group}\"]\n    resources: [\"{resource}\"]\n    verbs: [{}]\n",
+            verbs.join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(vpc: Option<&str>) -> Target {
+        Target {
+            cluster: "podnet-demo".into(),
+            region: "ap-northeast-2".into(),
+            account: Some("123456789012".into()),
+            vpc_id: vpc.map(str::to_string),
+            partition: "aws".into(),
+        }
+    }
+
+    fn actions_of(p: &Value) -> BTreeSet<String> {
+        p["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .flat_map(|s| s["Action"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn the_plan_policy_only_reads() {
+        let p = policy(Phase::Plan, &target(None));
+        for a in actions_of(&p) {
+            let op = a.split(':').nth(1).unwrap_or_default();
+            assert!(op.starts_with("Describe") || op.starts_with("List"), "{a}");
+        }
+        assert_eq!(actions_of(&p), allowed(Phase::Plan));
+    }
+
+    #[test]
+    fn writes_are_scoped_to_the_cluster_the_vpc_and_podnets_tag() {
+        let p = policy(Phase::Rollback, &target(Some("vpc-0abc")));
+        let by_sid = |sid: &str| -> Value {
+            p["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["Sid"] == sid)
+                .cloned()
+                .unwrap_or_else(|| panic!("statement {sid}: {p:#}"))
+        };
+        assert_eq!(
+            by_sid("DeletePodSubnets")["Condition"]["StringEquals"]["aws:ResourceTag/podnet.io/cluster"],
+            "podnet-demo"
+        );
+        assert_eq!(
+            by_sid("EksVpcCniAddon")["Resource"],
+            "arn:aws:eks:ap-northeast-2:123456789012:addon/podnet-demo/vpc-cni/*"
+        );
+        assert_eq!(
+            by_sid("InVpcSecurityGroup")["Condition"]["StringEquals"]["ec2:Vpc"],
+            "arn:aws:ec2:ap-northeast-2:123456789012:vpc/vpc-0abc"
+        );
+        assert!(actions_of(&p).contains("ec2:DisassociateVpcCidrBlock"));
+        assert!(!actions_of(&p).contains("ec2:CreateSubnet"), "rollback creates nothing");
+        let apply = policy(Phase::Apply, &target(Some("vpc-0abc")));
+        assert_eq!(
+            apply["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["Sid"] == "CreatePodSubnets")
+                .expect("CreatePodSubnets")["Condition"]["StringEquals"]["aws:RequestTag/podnet.io/cluster"],
+            "podnet-demo"
+        );
+    }
+
+    #[test]
+    fn the_cluster_role_has_the_preflights_verbs() {
+        let role = cluster_role(Phase::Rollback, "podnet");
+        assert!(role.contains("kind: ClusterRole"), "{role}");
+        assert!(role.contains("resources: [\"eniconfigs\"]"), "{role}");
+        assert!(role.contains("\"delete\""), "{role}");
+        let plan = cluster_role(Phase::Plan, "podnet");
+        assert!(!plan.contains("\"delete\"") && !plan.contains("\"patch\""), "{plan}");
+    }
+}
