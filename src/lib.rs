@@ -17,6 +17,7 @@ pub mod capacity;
 pub mod cli;
 pub mod commands;
 pub mod discovery;
+pub mod dry_run;
 pub mod engine;
 pub mod error_class;
 pub mod iam;

@@ -298,6 +298,11 @@ async fn prepare_phases(env: &Env, spec: &Spec) -> Result<PlanDocument, Migratio
     progress("checking Kubernetes permissions");
     let perms = k8s::permissions::check(kube_client(env)?, env.kube_user.clone(), d.kube.karpenter.is_some()).await?;
     doc.findings.extend(permission_findings(&perms));
+    if !planned.has_errors() {
+        progress("asking EC2 whether these credentials may make the changes (DryRun)");
+        doc.findings
+            .extend(crate::dry_run::findings(env, &planned.inputs, &d).await);
+    }
     if planned.has_errors() || doc.has_errors() {
         return Ok(doc);
     }

@@ -67,6 +67,9 @@ const READ: &[Phase] = &[Phase::Plan, Phase::Apply, Phase::Rollback];
 const APPLY: &[Phase] = &[Phase::Apply];
 const ROLLBACK: &[Phase] = &[Phase::Rollback];
 const BOTH: &[Phase] = &[Phase::Apply, Phase::Rollback];
+/// Changes `plan` also asks about with `DryRun` (the permission check needs
+/// the action itself).
+const CHECKED: &[Phase] = &[Phase::Plan, Phase::Apply];
 
 const fn ec2(operation: &'static str, mutating: bool, phases: &'static [Phase], scope: Scope) -> Action {
     Action {
@@ -108,15 +111,15 @@ pub const ACTIONS: &[Action] = &[
     ec2(
         "AuthorizeSecurityGroupIngress",
         true,
-        APPLY,
+        CHECKED,
         Scope::InVpc(&["security-group"]),
     ),
-    ec2("CreateSubnet", true, APPLY, Scope::NewTaggedSubnet),
+    ec2("CreateSubnet", true, CHECKED, Scope::NewTaggedSubnet),
     ec2("CreateTags", true, APPLY, Scope::InVpc(&["subnet"])),
     ec2(
         "AssociateRouteTable",
         true,
-        BOTH,
+        &[Phase::Plan, Phase::Apply, Phase::Rollback],
         Scope::InVpc(&["route-table", "subnet"]),
     ),
     ec2(
@@ -221,10 +224,14 @@ mod tests {
     }
 
     #[test]
-    fn reads_are_in_every_phase_and_plan_makes_no_change() {
+    fn plan_makes_changes_only_as_dry_runs() {
         for a in ACTIONS {
-            if a.phases.contains(&Phase::Plan) {
-                assert!(!a.mutating, "{} is mutating", a.iam());
+            if a.phases.contains(&Phase::Plan) && a.mutating {
+                assert!(
+                    ["AuthorizeSecurityGroupIngress", "CreateSubnet", "AssociateRouteTable"].contains(&a.operation),
+                    "{} is mutating and not a dry run of plan's",
+                    a.iam()
+                );
             }
             assert!(!a.phases.is_empty(), "{}", a.iam());
         }

@@ -83,6 +83,13 @@ pub fn action_of(query: Option<&str>, content_type: &str, body: &[u8]) -> String
         .unwrap_or_else(|| "Unknown".to_string())
 }
 
+/// Whether an EC2 query request carries `DryRun=true`.
+pub fn is_dry_run(query: Option<&str>, body: &[u8]) -> bool {
+    let set =
+        |bytes: &[u8]| form_urlencoded::parse(bytes).any(|(k, v)| k == "DryRun" && v.eq_ignore_ascii_case("true"));
+    set(body) || query.is_some_and(|q| set(q.as_bytes()))
+}
+
 /// EC2's XML error document.
 pub fn ec2_error_body(code: &str, message: &str) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
@@ -224,13 +231,31 @@ async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let action = action_of(parts.uri.query(), ct, &body);
-    let mutating = ec2_mutating(&action);
+    let is_form = ct.is_empty() || ct.starts_with("application/x-www-form-urlencoded");
+    let dry_run = is_form && is_dry_run(parts.uri.query(), &body);
+    // A dry run changes nothing, whatever its action.
+    let mutating = ec2_mutating(&action) && !dry_run;
     let path = format!("{} {}", parts.method, parts.uri.path());
     if let Some(f) = st.calls.take_fault(Service::Ec2, &action) {
         st.calls.record(Service::Ec2, &action, mutating, f.status, true, &path);
         return xml_response(f.status, ec2_error_body(&f.code, &f.message_or_default()));
     }
-    let is_form = ct.is_empty() || ct.starts_with("application/x-www-form-urlencoded");
+    if dry_run {
+        // "Checks whether you have the required permissions for the action,
+        // without actually making the request … If you have the required
+        // permissions, the error response is DryRunOperation" (EC2 API
+        // Reference, Common parameters: DryRun), HTTP 412. moto performs
+        // some actions (CreateSubnet, AssociateRouteTable, DeleteSubnet)
+        // despite the flag, so the request never reaches it.
+        st.calls.record(Service::Ec2, &action, false, 412, false, &path);
+        return xml_response(
+            412,
+            ec2_error_body(
+                "DryRunOperation",
+                "Request would have succeeded, but DryRun flag is set.",
+            ),
+        );
+    }
     if is_form
         && st.consistency.lag().is_some()
         && let Some((code, message)) = st.consistency.refuse(&action, &source_version::form_pairs(&body))
@@ -269,6 +294,19 @@ async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
     st.calls
         .record(Service::Ec2, &action, mutating, resp.status().as_u16(), false, &path);
     resp
+}
+
+#[cfg(test)]
+mod dry_run_tests {
+    use super::is_dry_run;
+
+    #[test]
+    fn dry_run_is_read_from_the_form_or_the_query() {
+        assert!(is_dry_run(None, b"Action=CreateSubnet&DryRun=true&VpcId=vpc-1"));
+        assert!(is_dry_run(Some("Action=CreateSubnet&DryRun=true"), b""));
+        assert!(!is_dry_run(None, b"Action=CreateSubnet&DryRun=false"));
+        assert!(!is_dry_run(None, b"Action=CreateSubnet&VpcId=vpc-1"));
+    }
 }
 
 #[cfg(test)]

@@ -61,4 +61,7 @@ pub trait Ec2Api: Send + Sync {
     async fn delete_tags(&self, resource_id: &str, keys: &[String]) -> Result<(), AwsError>;
     /// Removes an explicit subnet association: the subnet uses the main table again.
     async fn disassociate_route_table(&self, association_id: &str) -> Result<(), AwsError>;
+
+    /// Asks EC2, with `DryRun`, whether these credentials may make `call`.
+    async fn dry_run(&self, call: &DryRun) -> Result<Permission, AwsError>;
 }

@@ -188,6 +188,52 @@ pub struct NewIngress {
     pub description: String,
 }
 
+/// A change asked of EC2 with `DryRun=true`: EC2 checks the caller's
+/// permission for it and answers without acting (`DryRunOperation` when
+/// allowed, `UnauthorizedOperation` when not; EC2 API Reference, Common
+/// parameters). `AssociateVpcCidrBlock` takes no `DryRun`, so it is not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DryRun {
+    AuthorizeIngress {
+        group_id: String,
+        rule: NewIngress,
+    },
+    CreateSubnet {
+        vpc_id: String,
+        az: String,
+        cidr: Ipv4Net,
+        tags: Tags,
+    },
+    CreateTags {
+        resource_id: String,
+        tags: Tags,
+    },
+    AssociateRouteTable {
+        route_table_id: String,
+        subnet_id: String,
+    },
+}
+
+impl DryRun {
+    /// The API operation it asks about.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            DryRun::AuthorizeIngress { .. } => "AuthorizeSecurityGroupIngress",
+            DryRun::CreateSubnet { .. } => "CreateSubnet",
+            DryRun::CreateTags { .. } => "CreateTags",
+            DryRun::AssociateRouteTable { .. } => "AssociateRouteTable",
+        }
+    }
+}
+
+/// EC2's answer to a dry run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permission {
+    Allowed,
+    /// Denied, with EC2's message (often an encoded authorization message).
+    Denied(String),
+}
+
 /// A network interface in a subnet podnet is about to delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkInterfaceInfo {

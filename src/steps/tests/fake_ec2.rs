@@ -16,8 +16,8 @@ use ipnet::Ipv4Net;
 
 use crate::aws::AwsError;
 use crate::aws::ec2::{
-    CidrAssociation, Ec2Api, IngressRule, NetworkInterfaceInfo, NewIngress, RouteTableAssociation, RouteTableInfo,
-    RuleSource, SecurityGroupInfo, SubnetInfo, Tags, VpcEndpointInfo, VpcInfo,
+    CidrAssociation, DryRun, Ec2Api, IngressRule, NetworkInterfaceInfo, NewIngress, Permission, RouteTableAssociation,
+    RouteTableInfo, RuleSource, SecurityGroupInfo, SubnetInfo, Tags, VpcEndpointInfo, VpcInfo,
 };
 use crate::capacity::InstanceInfo;
 use crate::error_class::ErrorClass;
@@ -502,5 +502,9 @@ impl Ec2Api for FakeEc2 {
             }
             Err(refused(OP, ErrorClass::NotFound, "InvalidAssociationID.NotFound"))
         })
+    }
+
+    async fn dry_run(&self, _call: &DryRun) -> Result<Permission, AwsError> {
+        self.read("DryRun", |_| Permission::Allowed)
     }
 }

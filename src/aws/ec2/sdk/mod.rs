@@ -4,6 +4,7 @@
 //! and changes) and `removals` (what `rollback` revokes, deletes and
 //! disassociates); this module holds the client and what they share.
 
+mod dry_run;
 mod reads;
 mod removals;
 mod writes;
@@ -197,5 +198,9 @@ impl Ec2Api for SdkEc2 {
 
     async fn disassociate_route_table(&self, association_id: &str) -> Result<(), AwsError> {
         removals::disassociate_route_table(&self.client, association_id).await
+    }
+
+    async fn dry_run(&self, call: &DryRun) -> Result<Permission, AwsError> {
+        dry_run::ask(&self.client, call).await
     }
 }

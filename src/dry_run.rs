@@ -1,0 +1,132 @@
+//! The AWS half of the permission preflight: before `plan` shows a change,
+//! EC2 is asked with `DryRun` whether these credentials may make each kind
+//! of change the plan holds (the real call, with the plan's own
+//! parameters, so resource-level conditions are evaluated as they will be).
+//! A denial is a preflight error naming the IAM action; nothing changes.
+//! `AssociateVpcCidrBlock` takes no `DryRun` and EKS has none: those are
+//! checked when they run, and `podnet iam-policy` lists them.
+
+use crate::aws::AwsError;
+use crate::aws::ec2::{DryRun, NewIngress, Permission};
+use crate::discovery::Discovery;
+use crate::planner::Finding;
+use crate::steps::{Env, MigrationInputs};
+
+/// One dry run and what podnet needs the action for.
+struct Check {
+    call: DryRun,
+    why: &'static str,
+}
+
+/// The dry runs for the plan's EC2 changes: one per kind and target group.
+fn checks(inputs: &MigrationInputs, d: &Discovery) -> Vec<Check> {
+    let mut out = vec![];
+    let mut groups: Vec<&str> = vec![];
+    for p in &inputs.security_group_patches {
+        if groups.contains(&p.group_id.as_str()) {
+            continue;
+        }
+        groups.push(&p.group_id);
+        out.push(Check {
+            call: DryRun::AuthorizeIngress {
+                group_id: p.group_id.clone(),
+                rule: NewIngress {
+                    protocol: p.protocol.clone(),
+                    from_port: p.from_port,
+                    to_port: p.to_port,
+                    cidr: p.cidr,
+                    description: p.description.clone(),
+                },
+            },
+            why: "admit the pod CIDR in the security groups",
+        });
+    }
+    if let Some(s) = inputs.pod_subnets.first() {
+        out.push(Check {
+            call: DryRun::CreateSubnet {
+                vpc_id: inputs.vpc_id.clone(),
+                az: s.availability_zone.clone(),
+                cidr: s.cidr,
+                tags: s.tags.clone(),
+            },
+            why: "create the tagged pod subnets",
+        });
+        // The route table association is asked about with an existing
+        // subnet of the VPC: the pod subnets do not exist yet.
+        if let Some(existing) = d
+            .subnets
+            .iter()
+            .find(|x| x.vpc_id == inputs.vpc_id && !inputs.secondary_cidr.contains(&x.cidr))
+        {
+            out.push(Check {
+                call: DryRun::AssociateRouteTable {
+                    route_table_id: s.route_table_id.clone(),
+                    subnet_id: existing.id.clone(),
+                },
+                why: "put the pod subnets on the node subnets' route tables",
+            });
+        }
+    }
+    out
+}
+
+fn shorten(message: &str) -> String {
+    let m = message.trim();
+    if m.chars().count() > 200 {
+        format!("{}…", m.chars().take(200).collect::<String>())
+    } else {
+        m.to_string()
+    }
+}
+
+/// A preflight error for each EC2 change these credentials may not make;
+/// a warning for each that could not be asked.
+pub async fn findings(env: &Env, inputs: &MigrationInputs, d: &Discovery) -> Vec<Finding> {
+    let mut out = vec![];
+    for c in checks(inputs, d) {
+        let op = c.call.operation();
+        let answer: Result<Permission, AwsError> = env.aws.ec2.dry_run(&c.call).await;
+        match answer {
+            Ok(Permission::Allowed) => {}
+            Ok(Permission::Denied(message)) => out.push(Finding::error(
+                "aws.permission",
+                format!(
+                    "these AWS credentials may not ec2:{op} (EC2 answered a dry run with UnauthorizedOperation: {}): podnet needs it to {}",
+                    shorten(&message),
+                    c.why
+                ),
+                "grant it before applying: `podnet iam-policy --for apply` prints the policy podnet needs (`aws sts decode-authorization-message` explains an encoded message)",
+            )),
+            Err(e) => out.push(Finding::warning(
+                "aws.permission-unchecked",
+                format!("could not ask EC2 whether these credentials may ec2:{op}: {e}"),
+                "it is checked when the step runs; `podnet iam-policy --for apply` lists what podnet needs",
+            )),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::tests::seed::{seed, seed_spec};
+
+    #[test]
+    fn one_dry_run_per_group_and_kind_of_change() {
+        let d = seed();
+        let inputs = crate::planner::plan(&seed_spec(), &d).inputs;
+        let ops: Vec<&str> = checks(&inputs, &d).iter().map(|c| c.call.operation()).collect();
+        let groups: std::collections::BTreeSet<&str> = inputs
+            .security_group_patches
+            .iter()
+            .map(|p| p.group_id.as_str())
+            .collect();
+        assert_eq!(
+            ops.iter().filter(|o| **o == "AuthorizeSecurityGroupIngress").count(),
+            groups.len()
+        );
+        assert!(ops.contains(&"CreateSubnet"), "{ops:?}");
+        assert!(ops.contains(&"AssociateRouteTable"), "{ops:?}");
+    }
+}
