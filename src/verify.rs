@@ -459,3 +459,37 @@ fn pod_subnets_headroom(x: &Expectations, subnets: &[crate::aws::ec2::SubnetInfo
     c.warning = !c.passed;
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::tests::seed::{seed, seed_spec};
+
+    /// Onto custom networking a node is done on its zone's ENIConfig; off
+    /// it again, with neither the label nor the rollback's mark (ipamd
+    /// drops the label by itself, so the label alone cannot tell).
+    #[test]
+    fn a_node_is_done_by_direction() {
+        let d = seed();
+        let onto = crate::planner::plan(&seed_spec(), &d).inputs.expect;
+        let off = Expectations {
+            direction: Direction::OffAgain,
+            ..onto.clone()
+        };
+        let mut n = d.kube.nodes[0].clone();
+        n.labels.insert(onto.eni_config_label.clone(), "ap-northeast-2a".into());
+        let zone = Some("ap-northeast-2a".to_string());
+        assert!(!onto.node_is_migrated(&n) && off.node_is_migrated(&n));
+        n.eniconfig_label = zone;
+        assert!(onto.node_is_migrated(&n) && !off.node_is_migrated(&n));
+        n.eniconfig_label = None;
+        n.replace_mark = Some("off-custom-networking".into());
+        assert!(!off.node_is_migrated(&n), "marked: still to replace");
+        assert!(off.mode_problem(&n).contains("rollback mark off-custom-networking"));
+        // Plans saved before rollback existed decode onto custom networking.
+        let mut saved = serde_json::to_value(&onto).unwrap();
+        saved.as_object_mut().unwrap().remove("direction");
+        let back: Expectations = serde_json::from_value(saved).unwrap();
+        assert_eq!(back.direction, Direction::Onto);
+    }
+}

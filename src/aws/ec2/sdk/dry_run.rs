@@ -3,7 +3,7 @@
 //! resource-level conditions) the change will need, and acts on nothing.
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 
 use crate::aws::ec2::model::{DryRun, Permission, Tags};
 use crate::aws::error::{AwsError, from_sdk};
@@ -30,17 +30,7 @@ pub(super) async fn ask(client: &Client, call: &DryRun) -> Result<Permission, Aw
     let op = call.operation();
     match call {
         DryRun::AuthorizeIngress { group_id, rule } => {
-            let perm = IpPermission::builder()
-                .ip_protocol(&rule.protocol)
-                .set_from_port(rule.from_port)
-                .set_to_port(rule.to_port)
-                .ip_ranges(
-                    IpRange::builder()
-                        .cidr_ip(rule.cidr.to_string())
-                        .description(&rule.description)
-                        .build(),
-                )
-                .build();
+            let perm = super::ingress_permission(rule);
             answer(
                 client
                     .authorize_security_group_ingress()

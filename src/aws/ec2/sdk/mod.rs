@@ -11,7 +11,7 @@ mod writes;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{Filter, IpPermission, Tag};
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Tag};
 use ipnet::Ipv4Net;
 
 use super::Ec2Api;
@@ -56,6 +56,21 @@ pub(super) fn need<T>(v: Option<T>, op: &'static str, what: &str) -> Result<T, A
         message: format!("the answer lacks {what}"),
         status: None,
     })
+}
+
+/// The ingress permission podnet adds: one CIDR, with its description.
+pub(super) fn ingress_permission(rule: &NewIngress) -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol(&rule.protocol)
+        .set_from_port(rule.from_port)
+        .set_to_port(rule.to_port)
+        .ip_ranges(
+            IpRange::builder()
+                .cidr_ip(rule.cidr.to_string())
+                .description(&rule.description)
+                .build(),
+        )
+        .build()
 }
 
 pub(super) fn rules_from_permissions(perms: &[IpPermission]) -> Vec<IngressRule> {

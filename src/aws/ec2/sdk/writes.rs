@@ -2,10 +2,10 @@
 //! subnets and their route tables and tags, launch template versions.
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use ipnet::Ipv4Net;
 
-use super::{need, tags_of};
+use super::{ingress_permission, need, tags_of};
 use crate::aws::ec2::model::*;
 use crate::aws::error::{AwsError, from_sdk};
 
@@ -40,17 +40,7 @@ pub(super) async fn authorize_ingress(
     rule: &NewIngress,
 ) -> Result<Vec<String>, AwsError> {
     const OP: &str = "AuthorizeSecurityGroupIngress";
-    let perm = IpPermission::builder()
-        .ip_protocol(&rule.protocol)
-        .set_from_port(rule.from_port)
-        .set_to_port(rule.to_port)
-        .ip_ranges(
-            IpRange::builder()
-                .cidr_ip(rule.cidr.to_string())
-                .description(&rule.description)
-                .build(),
-        )
-        .build();
+    let perm = ingress_permission(rule);
     let out = client
         .authorize_security_group_ingress()
         .group_id(group_id)
