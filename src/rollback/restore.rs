@@ -28,7 +28,7 @@ use crate::steps::Env;
 use crate::steps::addon::{
     EnableCustomNetworkingOutputs, daemonset_env, env_of, merged_config, parse_config, wait_addon_update,
 };
-use crate::steps::karpenter::ConfigureKarpenterOutputs;
+use crate::steps::karpenter::{ConfigureKarpenterOutputs, env_value};
 
 fn kube(env: &Env) -> Result<&kube::Client, StepError> {
     env.kube
@@ -71,22 +71,6 @@ impl RestoreKarpenter {
             max_pods_before: k.max_pods_before.clone().unwrap_or_default(),
         })
     }
-}
-
-fn env_value(d: &Deployment, container: &str, key: &str) -> Option<String> {
-    d.spec
-        .as_ref()?
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .iter()
-        .find(|c| c.name == container)?
-        .env
-        .as_ref()?
-        .iter()
-        .find(|e| e.name == key)
-        .and_then(|e| e.value.clone())
 }
 
 /// The EC2NodeClasses the apply set, as they are now (one that is gone is

@@ -73,7 +73,8 @@ fn kube(env: &Env) -> Result<&kube::Client, StepError> {
         .ok_or_else(|| StepError::failed("no Kubernetes client"))
 }
 
-fn env_value(d: &Deployment, container: &str, key: &str) -> Option<String> {
+/// A container's env value on a Deployment (`None`: unset, or set from a reference).
+pub(crate) fn env_value(d: &Deployment, container: &str, key: &str) -> Option<String> {
     d.spec
         .as_ref()?
         .template
