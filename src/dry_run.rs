@@ -70,13 +70,35 @@ fn checks(inputs: &MigrationInputs, d: &Discovery) -> Vec<Check> {
     out
 }
 
+/// EC2's denial without its boilerplate and its encoded message (which
+/// only `aws sts decode-authorization-message` can read), cut to a line.
 fn shorten(message: &str) -> String {
-    let m = message.trim();
-    if m.chars().count() > 200 {
-        format!("{}…", m.chars().take(200).collect::<String>())
+    let m = message
+        .split("Encoded authorization failure message:")
+        .next()
+        .unwrap_or(message)
+        .trim()
+        .trim_start_matches("You are not authorized to perform this operation.")
+        .trim()
+        .trim_end_matches('.');
+    if m.chars().count() > 400 {
+        format!("{}…", m.chars().take(400).collect::<String>())
     } else {
         m.to_string()
     }
+}
+
+/// The IAM action a denial names ("… is not authorized to perform:
+/// ec2:CreateTags on resource …"): a dry run of `CreateSubnet` with tags is
+/// also refused for want of `ec2:CreateTags`. Else the call's own action.
+fn denied_action(op: &str, message: &str) -> String {
+    message
+        .split("perform: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .filter(|a| a.contains(':'))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("ec2:{op}"))
 }
 
 /// A preflight error for each EC2 change these credentials may not make;
@@ -91,8 +113,12 @@ pub async fn findings(env: &Env, inputs: &MigrationInputs, d: &Discovery) -> Vec
             Ok(Permission::Denied(message)) => out.push(Finding::error(
                 "aws.permission",
                 format!(
-                    "these AWS credentials may not ec2:{op} (EC2 answered a dry run with UnauthorizedOperation: {}): podnet needs it to {}",
-                    shorten(&message),
+                    "these AWS credentials may not {} (EC2 answered a dry run of ec2:{op} with UnauthorizedOperation{}): podnet needs it to {}",
+                    denied_action(op, &message),
+                    Some(shorten(&message))
+                        .filter(|m| !m.is_empty())
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default(),
                     c.why
                 ),
                 "grant it before applying: `podnet iam-policy --for apply` prints the policy podnet needs (`aws sts decode-authorization-message` explains an encoded message)",
@@ -110,6 +136,19 @@ pub async fn findings(env: &Env, inputs: &MigrationInputs, d: &Discovery) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_denial_is_read_for_its_action_without_the_encoded_message() {
+        let m = "You are not authorized to perform this operation. User: arn:aws:iam::1:user/a is not authorized to perform: ec2:CreateTags on resource: arn:aws:ec2:r:1:subnet/* because no identity-based policy allows the ec2:CreateTags action. Encoded authorization failure message: eyJhbGxvd2Vk";
+        assert_eq!(denied_action("CreateSubnet", m), "ec2:CreateTags");
+        assert_eq!(
+            shorten(m),
+            "User: arn:aws:iam::1:user/a is not authorized to perform: ec2:CreateTags on resource: arn:aws:ec2:r:1:subnet/* because no identity-based policy allows the ec2:CreateTags action"
+        );
+        let old = "You are not authorized to perform this operation. Encoded authorization failure message: AbCd";
+        assert_eq!(denied_action("CreateSubnet", old), "ec2:CreateSubnet");
+        assert_eq!(shorten(old), "");
+    }
     use crate::planner::tests::seed::{seed, seed_spec};
 
     #[test]

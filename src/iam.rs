@@ -108,7 +108,10 @@ fn statements(scope: &Scope, actions: Vec<String>, t: &Target) -> Vec<Value> {
         Scope::InVpc(types) => vec![statement(sid(scope), json!(typed(types)), t.in_vpc())],
         Scope::Vpc => vec![statement(sid(scope), json!(t.vpc_arn()), None)],
         // CreateSubnet is authorized against the VPC and the new subnet:
-        // the subnet only with podnet's tag in the request.
+        // the subnet only with podnet's tag in the request. Tags given at
+        // creation are authorized once more as ec2:CreateTags with
+        // ec2:CreateAction ("Grant permission to tag Amazon EC2 resources
+        // during creation", Amazon EC2 User Guide).
         Scope::NewTaggedSubnet => vec![
             statement(format!("{}InVpc", sid(scope)), json!(t.vpc_arn()), None),
             statement(
@@ -116,6 +119,16 @@ fn statements(scope: &Scope, actions: Vec<String>, t: &Target) -> Vec<Value> {
                 json!(typed(&["subnet"])),
                 Some(json!({ "StringEquals": { format!("aws:RequestTag/{OWNER_TAG}"): t.cluster } })),
             ),
+            json!({
+                "Sid": "TagPodSubnetsOnCreate",
+                "Effect": "Allow",
+                "Action": [TAG_ON_CREATE],
+                "Resource": typed(&["subnet"]),
+                "Condition": { "StringEquals": {
+                    "ec2:CreateAction": "CreateSubnet",
+                    format!("aws:RequestTag/{OWNER_TAG}"): t.cluster,
+                } },
+            }),
         ],
         Scope::TaggedSubnet => vec![statement(
             sid(scope),
@@ -123,6 +136,17 @@ fn statements(scope: &Scope, actions: Vec<String>, t: &Target) -> Vec<Value> {
             Some(json!({ "StringEquals": { format!("aws:ResourceTag/{OWNER_TAG}"): t.cluster } })),
         )],
         Scope::LaunchTemplates => vec![statement(sid(scope), json!(typed(&["launch-template"])), None)],
+    }
+}
+
+/// The action EC2 authorizes again for tags given at creation.
+const TAG_ON_CREATE: &str = "ec2:CreateTags";
+
+/// The actions a scope's statements allow beyond the scope's own.
+fn implied(scope: &Scope) -> &'static [&'static str] {
+    match scope {
+        Scope::NewTaggedSubnet => &[TAG_ON_CREATE],
+        _ => &[],
     }
 }
 
@@ -154,7 +178,7 @@ pub fn allowed(command: Phase) -> BTreeSet<String> {
     actions::ACTIONS
         .iter()
         .filter(|a| a.phases.iter().any(|p| phases.contains(p)))
-        .map(|a| a.iam())
+        .flat_map(|a| std::iter::once(a.iam()).chain(implied(&a.scope).iter().map(|s| s.to_string())))
         .collect()
 }
 
@@ -219,7 +243,13 @@ mod tests {
             assert!(
                 op.starts_with("Describe")
                     || op.starts_with("List")
-                    || ["AuthorizeSecurityGroupIngress", "CreateSubnet", "AssociateRouteTable"].contains(&op),
+                    || [
+                        "AuthorizeSecurityGroupIngress",
+                        "CreateSubnet",
+                        "AssociateRouteTable",
+                        "CreateTags"
+                    ]
+                    .contains(&op),
                 "{a}"
             );
         }
@@ -262,6 +292,17 @@ mod tests {
                 .expect("CreatePodSubnets")["Condition"]["StringEquals"]["aws:RequestTag/podnet.io/cluster"],
             "podnet-demo"
         );
+        let on_create = apply["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "TagPodSubnetsOnCreate")
+            .expect("tagging on creation");
+        assert_eq!(
+            on_create["Condition"]["StringEquals"]["ec2:CreateAction"],
+            "CreateSubnet"
+        );
+        assert_eq!(on_create["Action"], json!(["ec2:CreateTags"]));
     }
 
     #[test]

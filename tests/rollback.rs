@@ -161,6 +161,9 @@ fn seed_with_room() -> Scenario {
     s
 }
 
+/// Run under exactly the IAM policies `podnet iam-policy` prints: the
+/// sandbox evaluates every EC2 and EKS call against the apply's policy,
+/// then the rollback's.
 #[test]
 fn rollback_returns_the_seed_cluster_to_its_node_subnets() {
     let sb = start(seed_with_room());
@@ -168,8 +171,14 @@ fn rollback_returns_the_seed_cluster_to_its_node_subnets() {
     let plan = repo().join(SEED_PLAN);
     let before = ec2_state(&sb);
     let config_before = addon_config(&sb);
+    enforce_printed_policy(&sb, dir.path(), &plan, "apply");
     sb.clear_calls();
     apply(&sb, dir.path(), &plan);
+    assert_eq!(
+        denied_calls(&sb),
+        Vec::<String>::new(),
+        "the apply's policy allowed it all"
+    );
     assert_ne!(addon_config(&sb), config_before, "the apply changed the vpc-cni");
     // Every call the apply made is in the policy `iam-policy --for apply` prints.
     let allowed = policy_actions(&sb, dir.path(), &plan, "apply");
@@ -179,6 +188,7 @@ fn rollback_returns_the_seed_cluster_to_its_node_subnets() {
         Vec::<&String>::new(),
         "apply called outside its policy"
     );
+    enforce_printed_policy(&sb, dir.path(), &plan, "rollback");
     sb.clear_calls();
 
     let o = podnet(&sb, dir.path(), &plan, &["plan", "--rollback"]);
@@ -217,6 +227,13 @@ fn rollback_returns_the_seed_cluster_to_its_node_subnets() {
     let o = podnet(&sb, dir.path(), &plan, &["rollback", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("Rollback complete"), "{}", text(&o));
+    assert_eq!(
+        denied_calls(&sb),
+        Vec::<String>::new(),
+        "the rollback's policy allowed it all"
+    );
+    // The end state is read with the admin's full rights again.
+    sb.clear_iam_policies();
     assert_rolled_back(&sb, &before, &config_before);
     let allowed = policy_actions(&sb, dir.path(), &plan, "rollback");
     let called = called_actions(&sb);

@@ -21,6 +21,7 @@ pub mod control_plane;
 pub mod controllers;
 pub mod ec2proxy;
 pub mod eks;
+pub mod iam;
 pub mod instance_types;
 pub mod ipam;
 pub mod kube;
@@ -59,6 +60,8 @@ pub enum SandboxError {
     Io { what: String, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] auth::tls::TlsError),
+    #[error("--iam-policy: {0}")]
+    IamPolicy(#[from] iam::PolicyError),
     #[error("the sandbox runtime stopped during startup")]
     Runtime,
 }
@@ -98,6 +101,9 @@ pub struct SandboxOptions {
     /// `[control_plane] cidr_recognition_minutes`. See
     /// [`Sandbox::set_cidr_recognition`].
     pub cidr_recognition: Option<std::time::Duration>,
+    /// An IAM policy document the admin principal is held to from the
+    /// start (see [`Sandbox::set_iam_policy`]); `None`: AdministratorAccess.
+    pub iam_policy: Option<serde_json::Value>,
 }
 
 impl Default for SandboxOptions {
@@ -113,6 +119,7 @@ impl Default for SandboxOptions {
             behaviour: controllers::Behaviour::default(),
             ec2_lag: None,
             cidr_recognition: None,
+            iam_policy: None,
         }
     }
 }
@@ -170,6 +177,10 @@ impl Sandbox {
                 true,
             ),
         };
+        // A policy IAM would refuse is refused before anything starts.
+        if let Some(doc) = &opts.iam_policy {
+            iam::Policy::from_value(doc)?;
+        }
         std::fs::create_dir_all(state_dir.join("aws")).map_err(io_err(format!("creating {}", state_dir.display())))?;
         let venv = if opts.moto {
             Some(moto::find_venv(opts.venv.as_deref())?)
@@ -198,7 +209,7 @@ impl Sandbox {
             }
         };
         let (kubeconfig_path, env) = client_env::write_client_files(&state_dir, &opts.scenario, &started)?;
-        Ok(Sandbox {
+        let sb = Sandbox {
             shutdown: Some(shut_tx),
             thread: Some(thread),
             handle: started.handle,
@@ -224,7 +235,11 @@ impl Sandbox {
             remove_state,
             kubeconfig: kubeconfig_path,
             env,
-        })
+        };
+        if let Some(doc) = &opts.iam_policy {
+            sb.set_iam_policy(doc)?;
+        }
+        Ok(sb)
     }
 
     /// [`Sandbox::start`] for async callers (runs it on a blocking thread).
@@ -413,6 +428,23 @@ impl Sandbox {
     /// Fail the next `fault.count` calls of `fault.action` (see [`Fault`]).
     pub fn inject_fault(&self, fault: Fault) {
         self.calls.inject(fault);
+    }
+
+    /// Holds the admin principal (the env file's keys) to this IAM policy
+    /// document from now on: the EC2 proxy and the EKS API evaluate each of
+    /// its calls against it (see [`iam`]).
+    pub fn set_iam_policy(&self, document: &serde_json::Value) -> Result<(), iam::PolicyError> {
+        let admin = self
+            .auth
+            .principal_by_key(auth::ADMIN_ACCESS_KEY_ID)
+            .map(|p| p.arn)
+            .unwrap_or_default();
+        self.auth.iam().attach(&admin, document)
+    }
+
+    /// Every principal back to `AdministratorAccess`.
+    pub fn clear_iam_policies(&self) {
+        self.auth.iam().clear();
     }
 
     pub fn clear_faults(&self) {

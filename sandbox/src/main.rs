@@ -56,6 +56,13 @@ enum Cmd {
         /// scenario's `[control_plane] cidr_recognition_minutes`, 120].
         #[arg(long, value_name = "MINUTES")]
         cidr_recognition: Option<u64>,
+        /// Hold the env file's principal to this IAM policy document
+        /// (JSON, as `aws iam create-policy` takes): every EC2 and EKS call
+        /// it makes is evaluated against it, and refused with the service's
+        /// UnauthorizedOperation / AccessDeniedException when not allowed
+        /// [default: AdministratorAccess].
+        #[arg(long, value_name = "FILE")]
+        iam_policy: Option<PathBuf>,
     },
     /// Seed a large scenario into a sandbox without moto and time the store.
     Bench {
@@ -99,6 +106,16 @@ async fn wait_for_signal() -> Result<()> {
 struct Hostile {
     ec2_lag: Option<u64>,
     cidr_recognition: Option<u64>,
+    iam_policy: Option<PathBuf>,
+}
+
+/// The `--iam-policy` document, read and checked before anything starts.
+fn read_policy(path: &std::path::Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("--iam-policy: reading {}", path.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("--iam-policy: {} is not a JSON policy document", path.display()))?;
+    podnet_sandbox::iam::Policy::from_value(&doc).with_context(|| format!("--iam-policy: {}", path.display()))?;
+    Ok(doc)
 }
 
 fn up(
@@ -111,6 +128,7 @@ fn up(
     hostile: Hostile,
 ) -> Result<()> {
     let scenario = Scenario::load(scenario)?;
+    let iam_policy = hostile.iam_policy.as_deref().map(read_policy).transpose()?;
     let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
     let _lock = lock_state_dir(&state_dir)?;
     let env_file = env_file.unwrap_or_else(|| state_dir.join("env"));
@@ -128,6 +146,7 @@ fn up(
         cidr_recognition: hostile
             .cidr_recognition
             .map(|m| std::time::Duration::from_secs(m.saturating_mul(60))),
+        iam_policy,
         ..Default::default()
     })
     .context("starting the sandbox")?;
@@ -224,6 +243,7 @@ fn main() -> Result<()> {
             frozen,
             ec2_lag,
             cidr_recognition,
+            iam_policy,
         } => up(
             &scenario,
             env_file,
@@ -234,6 +254,7 @@ fn main() -> Result<()> {
             Hostile {
                 ec2_lag,
                 cidr_recognition,
+                iam_policy,
             },
         ),
         Cmd::Bench { scenario, iterations } => bench(scenario, iterations),

@@ -98,7 +98,11 @@ async fn startup(
         sts::router(auth.clone(), calls.clone(), scenario::seed::ACCOUNT),
         stop.clone(),
     );
-    serve(eks_l, eks::handlers::router(eks.clone(), calls.clone()), stop.clone());
+    serve(
+        eks_l,
+        eks::handlers::router(eks.clone(), calls.clone(), auth.clone()),
+        stop.clone(),
+    );
     let consistency = Arc::new(ec2proxy::Consistency::new(clock.clone(), opts.ec2_lag));
     let recognition = opts.cidr_recognition.unwrap_or_else(|| s.control_plane.recognition());
     let control_plane = Arc::new(ControlPlane::new(clock.clone(), recognition));
@@ -106,12 +110,14 @@ async fn startup(
     if let Some(m) = moto {
         serve(
             ec2_l,
-            ec2proxy::router(
+            ec2proxy::router(ec2proxy::ProxyState::new(
                 format!("127.0.0.1:{}", m.port),
                 calls.clone(),
                 consistency.clone(),
                 control_plane.clone(),
-            ),
+                auth.clone(),
+                (&s.region, scenario::seed::ACCOUNT),
+            )),
             stop.clone(),
         );
     } else {

@@ -22,6 +22,7 @@ use axum::response::Response;
 
 use crate::auth::Auth;
 use crate::calls::{CallLog, Service};
+use crate::iam::access_key_id;
 
 #[derive(Clone)]
 struct StsHttp {
@@ -57,21 +58,6 @@ fn error(status: u16, code: &str, message: &str) -> Response {
     )
 }
 
-/// The access key id from a SigV4 `Authorization` header or a presigned
-/// URL's `X-Amz-Credential`.
-fn access_key_id(authorization: Option<&str>, params: &[(String, String)]) -> Option<String> {
-    let credential = authorization
-        .and_then(|h| h.split("Credential=").nth(1))
-        .map(|c| c.split([',', ' ']).next().unwrap_or("").to_string())
-        .or_else(|| {
-            params
-                .iter()
-                .find(|(k, _)| k == "X-Amz-Credential")
-                .map(|(_, v)| v.clone())
-        })?;
-    credential.split('/').next().map(str::to_string)
-}
-
 async fn handle(State(st): State<StsHttp>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
@@ -85,6 +71,9 @@ async fn handle(State(st): State<StsHttp>, req: Request) -> Response {
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
     let log_path = format!("{} {}", parts.method, parts.uri);
+    if action == "DecodeAuthorizationMessage" {
+        return decode_authorization_message(&st, &params, &log_path);
+    }
     if action != "GetCallerIdentity" {
         st.calls.record(Service::Sts, &action, false, 400, false, &log_path);
         return error(
@@ -119,6 +108,35 @@ async fn handle(State(st): State<StsHttp>, req: Request) -> Response {
             "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>{}</Arn><UserId>{user_id}</UserId><Account>{}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
             p.arn,
             st.account,
+            uuid::Uuid::new_v4()
+        ),
+    )
+}
+
+/// `DecodeAuthorizationMessage`: the document behind an EC2 encoded
+/// authorization failure message the sandbox wrote (STS API Reference;
+/// `InvalidAuthorizationMessageException` for anything else).
+fn decode_authorization_message(st: &StsHttp, params: &[(String, String)], log_path: &str) -> Response {
+    let action = "DecodeAuthorizationMessage";
+    let encoded = params
+        .iter()
+        .find(|(k, _)| k == "EncodedMessage")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let Some(decoded) = crate::iam::decode_message(encoded) else {
+        st.calls.record(Service::Sts, action, false, 400, false, log_path);
+        return error(
+            400,
+            "InvalidAuthorizationMessageException",
+            "The message is not a valid encoded authorization message.",
+        );
+    };
+    st.calls.record(Service::Sts, action, false, 200, false, log_path);
+    let esc = decoded.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    xml(
+        200,
+        format!(
+            "<DecodeAuthorizationMessageResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><DecodeAuthorizationMessageResult><DecodedMessage>{esc}</DecodedMessage></DecodeAuthorizationMessageResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></DecodeAuthorizationMessageResponse>",
             uuid::Uuid::new_v4()
         ),
     )

@@ -34,6 +34,14 @@ impl AwsError {
         format!("{}:{}", self.service, self.operation)
     }
 
+    /// The principal a denial names: AWS writes "User: ARN is not
+    /// authorized to perform: …" in EC2's and EKS's access-denied messages.
+    pub fn principal(&self) -> Option<String> {
+        let rest = self.message.split("User: ").nth(1)?;
+        let arn = rest.split_whitespace().next()?;
+        arn.starts_with("arn:").then(|| arn.to_string())
+    }
+
     pub fn is_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
@@ -47,8 +55,16 @@ impl AwsError {
     pub fn fix(&self) -> String {
         match self.class {
             ErrorClass::Permission => format!(
-                "the AWS identity podnet runs as lacks {} (check it with `aws sts get-caller-identity` and grant the action in its IAM policy)",
-                self.iam_action()
+                "{} may not {}: grant it — `podnet iam-policy --for apply` (or `--for rollback`) prints the least-privilege policy podnet needs, ready for `aws iam create-policy`{}",
+                self.principal().unwrap_or_else(|| {
+                    "the AWS identity podnet runs as (`aws sts get-caller-identity` names it)".into()
+                }),
+                self.iam_action(),
+                if self.message.contains("Encoded authorization failure message") {
+                    "; `aws sts decode-authorization-message --encoded-message …` shows the resource and condition keys EC2 evaluated"
+                } else {
+                    ""
+                }
             ),
             ErrorClass::Throttled => "AWS throttled the requests even after retries; wait a minute".to_string(),
             ErrorClass::Transient => "a network or AWS-side error; it is safe to try again".to_string(),
@@ -264,10 +280,25 @@ mod tests {
             e.to_string(),
             "ec2:AssociateVpcCidrBlock on vpc-0abc failed: UnauthorizedOperation: You are not authorized to perform this operation."
         );
-        assert!(e.fix().contains("lacks ec2:AssociateVpcCidrBlock"));
+        assert!(e.fix().contains("may not ec2:AssociateVpcCidrBlock"), "{}", e.fix());
+        assert!(e.fix().contains("podnet iam-policy --for apply"), "{}", e.fix());
         assert!(
             !e.fix().contains("podnet resume"),
             "the adapter does not know what to run next"
+        );
+        // EKS and today's EC2 name the principal in the message.
+        let eks = AwsError {
+            service: "eks",
+            operation: "UpdateAddon",
+            code: Some("AccessDeniedException".into()),
+            message: "User: arn:aws:sts::123456789012:assumed-role/ops/alice is not authorized to perform: eks:UpdateAddon on resource: arn:aws:eks:r:1:addon/demo/vpc-cni/x".into(),
+            ..e
+        };
+        assert!(
+            eks.fix()
+                .starts_with("arn:aws:sts::123456789012:assumed-role/ops/alice may not eks:UpdateAddon"),
+            "{}",
+            eks.fix()
         );
     }
 }

@@ -11,8 +11,10 @@ use crate::capacity::{InstanceInfo, InstanceTable, UnknownInstanceType};
 pub enum InstanceTypesError {
     #[error(transparent)]
     Unknown(#[from] UnknownInstanceType),
-    #[error("EC2 DescribeInstanceTypes failed: {0}")]
-    Api(String),
+    /// The call itself failed, classified like every other AWS call (a
+    /// denial is a permission error naming `ec2:DescribeInstanceTypes`).
+    #[error(transparent)]
+    Api(crate::aws::AwsError),
     #[error("EC2 returned {instance_type} without {field}; cannot compute max pods for it")]
     Incomplete { instance_type: String, field: &'static str },
 }
@@ -48,11 +50,12 @@ pub async fn describe(client: &Client, names: &[String]) -> Result<Vec<InstanceI
                     asked_ec2: true,
                 });
             }
-            if code.is_empty() {
-                InstanceTypesError::Api(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())
-            } else {
-                InstanceTypesError::Api(format!("{code}: {msg}"))
-            }
+            InstanceTypesError::Api(crate::aws::error::from_sdk(
+                "ec2",
+                "DescribeInstanceTypes",
+                Some(names.join(",")),
+                e,
+            ))
         })?;
         for it in page.instance_types() {
             found.push(convert(it)?);

@@ -420,3 +420,43 @@ pub fn assert_migrated_to(
     let o = podnet(sb, state, &plan, &["plan"]);
     assert_eq!(o.status.code(), Some(0), "plan after the migration: {}", text(&o));
 }
+
+/// The policy `podnet iam-policy --for <command>` prints for the sandbox's
+/// account and VPC.
+pub fn printed_policy(sb: &Sandbox, state: &Path, plan: &Path, command: &str) -> Value {
+    let o = podnet(
+        sb,
+        state,
+        plan,
+        &[
+            "iam-policy",
+            "--for",
+            command,
+            "--account",
+            podnet_sandbox::scenario::seed::ACCOUNT,
+            "--vpc-id",
+            &sb.world().vpc_id,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).expect("the policy is JSON")
+}
+
+/// Holds the sandbox's principal to exactly that policy from now on.
+pub fn enforce_printed_policy(sb: &Sandbox, state: &Path, plan: &Path, command: &str) -> Value {
+    let policy = printed_policy(sb, state, plan, command);
+    sb.set_iam_policy(&policy)
+        .expect("the printed policy is a valid IAM document");
+    policy
+}
+
+/// Every call the sandbox refused for want of a permission.
+pub fn denied_calls(sb: &Sandbox) -> Vec<String> {
+    sb.calls()
+        .into_iter()
+        .filter(|c| c.status == 403 && !c.injected)
+        .map(|c| format!("{:?} {}", c.service, c.action))
+        .collect()
+}

@@ -78,7 +78,7 @@ pub fn default_principals(account: &str) -> Vec<Principal> {
     vec![
         Principal {
             arn: format!("arn:aws:iam::{account}:user/podnet-sandbox-admin"),
-            access_key_id: "testing".into(),
+            access_key_id: ADMIN_ACCESS_KEY_ID.into(),
             secret_access_key: "testing".into(),
             access_policy: Some(AccessPolicy::ClusterAdmin),
         },
@@ -90,6 +90,10 @@ pub fn default_principals(account: &str) -> Vec<Principal> {
         },
     ]
 }
+
+/// The admin principal's access key id, the one the env file exports (moto's
+/// own `testing`).
+pub const ADMIN_ACCESS_KEY_ID: &str = "testing";
 
 /// The read-only principal's keys (sandbox-only, like moto's `testing`).
 pub const READONLY_ACCESS_KEY_ID: &str = "AKIAPODNETREADONLY01";
@@ -138,6 +142,8 @@ pub struct Auth {
     principals: RwLock<Vec<Principal>>,
     sts_hosts: RwLock<Vec<String>>,
     token_lifetime: RwLock<Duration>,
+    /// The identity-based policies of the principals (their AWS side).
+    iam: crate::iam::Policies,
 }
 
 fn unauthorized() -> ApiError {
@@ -156,6 +162,7 @@ impl Auth {
                 format!("sts.{region}.api.aws"),
             ]),
             token_lifetime: RwLock::new(DEFAULT_TOKEN_LIFETIME),
+            iam: crate::iam::Policies::default(),
         }
     }
 
@@ -181,6 +188,11 @@ impl Auth {
         let mut all = self.principals.write().unwrap_or_else(|e| e.into_inner());
         all.retain(|x| x.access_key_id != p.access_key_id);
         all.push(p);
+    }
+
+    /// The principals' IAM policies.
+    pub fn iam(&self) -> &crate::iam::Policies {
+        &self.iam
     }
 
     pub fn principal_by_key(&self, access_key_id: &str) -> Option<Principal> {

@@ -92,7 +92,7 @@ pub fn association(association_id: &str, vpcs_answer: &str) -> Option<(String, I
 }
 
 /// A path without its item numbers.
-fn plain(path: &str) -> String {
+pub(super) fn plain(path: &str) -> String {
     path.split('/')
         .map(|c| c.split_once('#').map_or(c, |(name, _)| name))
         .collect::<Vec<_>>()
@@ -127,7 +127,7 @@ pub fn block_refusal(vpc_id: &str, block: Ipv4Net, subnets_answer: &str) -> Opti
 /// Every text node of an XML document with its element path (`a/b/c`),
 /// each `item` numbered in document order (`item#3`) so that two members of
 /// a list never share a path.
-fn text_nodes(xml: &str) -> Vec<(String, String)> {
+pub(super) fn text_nodes(xml: &str) -> Vec<(String, String)> {
     let mut path: Vec<String> = vec![];
     let mut items = 0;
     let mut out = vec![];

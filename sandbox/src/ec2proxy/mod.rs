@@ -9,7 +9,10 @@
 //! copies and moto does not (`source_version`). Two deletes moto performs
 //! are refused as EC2 refuses them while something depends on the resource
 //! (`dependencies`). With a lag set, answers are as eventually consistent as
-//! EC2's (`consistency`).
+//! EC2's (`consistency`). When a principal has an IAM policy attached,
+//! each of its calls is authorized first (`authorize`) and refused with
+//! EC2's `UnauthorizedOperation` — dry runs included, as EC2 checks
+//! permissions before it answers `DryRunOperation`.
 
 use std::sync::Arc;
 
@@ -24,12 +27,14 @@ use hyper_util::rt::TokioIo;
 
 use crate::calls::{CallLog, Service, ec2_mutating};
 
+mod authorize;
 pub mod consistency;
 mod dependencies;
 mod source_version;
 
 pub use consistency::Consistency;
 
+use crate::auth::Auth;
 use crate::control_plane::ControlPlane;
 
 #[derive(Clone)]
@@ -40,20 +45,36 @@ pub struct ProxyState {
     pub consistency: Arc<Consistency>,
     /// Told of every CIDR block associated through the proxy.
     pub control_plane: Arc<ControlPlane>,
+    /// Who signed a request, and the IAM policy it is held to.
+    pub auth: Arc<Auth>,
+    pub arns: authorize::Arns,
 }
 
-pub fn router(
-    upstream: String,
-    calls: Arc<CallLog>,
-    consistency: Arc<Consistency>,
-    control_plane: Arc<ControlPlane>,
-) -> Router {
-    Router::new().fallback(handle).with_state(ProxyState {
-        upstream,
-        calls,
-        consistency,
-        control_plane,
-    })
+impl ProxyState {
+    pub fn new(
+        upstream: String,
+        calls: Arc<CallLog>,
+        consistency: Arc<Consistency>,
+        control_plane: Arc<ControlPlane>,
+        auth: Arc<Auth>,
+        (region, account): (&str, &str),
+    ) -> ProxyState {
+        ProxyState {
+            upstream,
+            calls,
+            consistency,
+            control_plane,
+            auth,
+            arns: authorize::Arns {
+                region: region.to_string(),
+                account: account.to_string(),
+            },
+        }
+    }
+}
+
+pub fn router(state: ProxyState) -> Router {
+    Router::new().fallback(handle).with_state(state)
 }
 
 const HOP_BY_HOP: &[&str] = &[
@@ -222,6 +243,61 @@ async fn refuse_dependent(upstream: &str, headers: &HeaderMap, g: &dependencies:
     }
 }
 
+/// EC2's refusal of a call its signer's IAM policy does not allow: 403
+/// `UnauthorizedOperation` with AWS's wording and an encoded authorization
+/// failure message; 401 `AuthFailure` for credentials the sandbox does not
+/// know. `None` lets the call through.
+async fn authorize_call(
+    st: &ProxyState,
+    headers: &HeaderMap,
+    action: &str,
+    params: &[(String, String)],
+) -> Option<Response> {
+    let iam = st.auth.iam();
+    if !iam.enforcing() {
+        return None;
+    }
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    let Some(principal) = crate::iam::access_key_id(authorization, params).and_then(|k| st.auth.principal_by_key(&k))
+    else {
+        return Some(xml_response(
+            401,
+            ec2_error_body(
+                "AuthFailure",
+                "AWS was not able to validate the provided access credentials",
+            ),
+        ));
+    };
+    let mut found = vec![];
+    for lookup in authorize::lookups(action, params) {
+        let body = Bytes::from(source_version::encode(&authorize::describe(&lookup)));
+        if let Ok((head, bytes)) = send(&st.upstream, &Method::POST, "/", headers, body).await
+            && head.status.is_success()
+            && let Some(f) = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|a| authorize::found(&lookup, a))
+        {
+            found.push(f);
+        }
+    }
+    for request in authorize::requests(action, params, &found, &st.arns) {
+        let decision = iam.decide(&principal.arn, &request);
+        if let Some(why) = crate::iam::denial_message(&principal.arn, &request.action, &decision) {
+            let encoded = crate::iam::encoded_message(&principal.arn, &request, &decision);
+            return Some(xml_response(
+                403,
+                ec2_error_body(
+                    "UnauthorizedOperation",
+                    &format!(
+                        "You are not authorized to perform this operation. {why}. Encoded authorization failure message: {encoded}"
+                    ),
+                ),
+            ));
+        }
+    }
+    None
+}
+
 async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
@@ -239,6 +315,16 @@ async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
     if let Some(f) = st.calls.take_fault(Service::Ec2, &action) {
         st.calls.record(Service::Ec2, &action, mutating, f.status, true, &path);
         return xml_response(f.status, ec2_error_body(&f.code, &f.message_or_default()));
+    }
+    let params = || {
+        let mut p = source_version::form_pairs(parts.uri.query().unwrap_or_default().as_bytes());
+        p.extend(source_version::form_pairs(&body));
+        p
+    };
+    if is_form && let Some(denied) = authorize_call(&st, &parts.headers, &action, &params()).await {
+        st.calls
+            .record(Service::Ec2, &action, mutating, denied.status().as_u16(), false, &path);
+        return denied;
     }
     if dry_run {
         // "Checks whether you have the required permissions for the action,
@@ -263,11 +349,6 @@ async fn handle(State(st): State<ProxyState>, req: Request) -> Response {
         st.calls.record(Service::Ec2, &action, mutating, 400, false, &path);
         return xml_response(400, ec2_error_body(&code, &message));
     }
-    let params = || {
-        let mut p = source_version::form_pairs(parts.uri.query().unwrap_or_default().as_bytes());
-        p.extend(source_version::form_pairs(&body));
-        p
-    };
     if is_form
         && let Some(g) = dependencies::guarded(&action, &params())
         && let Some((code, message)) = refuse_dependent(&st.upstream, &parts.headers, &g).await

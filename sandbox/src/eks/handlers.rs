@@ -1,7 +1,11 @@
 //! The EKS REST-JSON routes, exactly as the EKS API reference (and
 //! botocore's `eks/2017-11-01/service-2.json`) lays them out, plus the
 //! sandbox's control endpoints on the same port: `GET/DELETE /_sandbox/calls`
-//! (the call log) and `GET/POST/DELETE /_sandbox/faults` (fault injection).
+//! (the call log), `GET/POST/DELETE /_sandbox/faults` (fault injection) and
+//! `GET/PUT/DELETE /_sandbox/iam-policy` (the IAM policy a principal is held
+//! to; `PUT` takes the policy document, for the admin principal or the one
+//! `?principal=ARN` names). A call its signer's policy does not allow gets
+//! EKS's 403 `AccessDeniedException`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,16 +18,48 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{Eks, EksError};
+use crate::auth::{ADMIN_ACCESS_KEY_ID, Auth};
 use crate::calls::{CallLog, Fault, Service};
 
 #[derive(Clone)]
 pub struct EksHttp {
     pub eks: Arc<Eks>,
     pub calls: Arc<CallLog>,
+    pub auth: Arc<Auth>,
 }
 
-pub fn router(eks: Arc<Eks>, calls: Arc<CallLog>) -> Router {
-    Router::new().fallback(handle).with_state(EksHttp { eks, calls })
+pub fn router(eks: Arc<Eks>, calls: Arc<CallLog>, auth: Arc<Auth>) -> Router {
+    Router::new().fallback(handle).with_state(EksHttp { eks, calls, auth })
+}
+
+/// EKS's refusal of a call its signer may not make: 403
+/// `UnrecognizedClientException` for keys the sandbox does not know, 403
+/// `AccessDeniedException` naming the principal, action and resource when
+/// the policy does not allow it. Only while some policy is attached.
+fn authorize_call(
+    st: &EksHttp,
+    headers: &axum::http::HeaderMap,
+    op: &str,
+    segs: &[&str],
+    q: &HashMap<String, String>,
+) -> Option<EksError> {
+    let iam = st.auth.iam();
+    if !iam.enforcing() {
+        return None;
+    }
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    let Some(principal) = crate::iam::access_key_id(authorization, &[]).and_then(|k| st.auth.principal_by_key(&k))
+    else {
+        return Some(EksError::new(
+            403,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ));
+    };
+    let request = super::authorize::request(&st.eks, op, segs, q)?;
+    let decision = iam.decide(&principal.arn, &request);
+    crate::iam::denial_message(&principal.arn, &request.action, &decision)
+        .map(|m| EksError::new(403, "AccessDeniedException", m))
 }
 
 fn ok(v: &Value) -> Response {
@@ -90,7 +126,7 @@ async fn handle(State(st): State<EksHttp>, req: Request) -> Response {
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     if segs.first() == Some(&"_sandbox") {
-        return control(&st, &parts.method, &segs[1..], &body);
+        return control(&st, &parts.method, &segs[1..], &q, &body);
     }
     let pq = parts
         .uri
@@ -111,6 +147,11 @@ async fn handle(State(st): State<EksHttp>, req: Request) -> Response {
     if let Some(f) = st.calls.take_fault(Service::Eks, op) {
         st.calls.record(Service::Eks, op, mutating, f.status, true, &log_path);
         return EksError::new(f.status, &f.code, f.message_or_default()).to_response();
+    }
+    if let Some(denied) = authorize_call(&st, &parts.headers, op, &segs, &q) {
+        st.calls
+            .record(Service::Eks, op, mutating, denied.status, false, &log_path);
+        return denied.to_response();
     }
     let parsed: Result<Value, EksError> = if body.is_empty() {
         Ok(json!({}))
@@ -149,7 +190,7 @@ async fn handle(State(st): State<EksHttp>, req: Request) -> Response {
     resp
 }
 
-fn control(st: &EksHttp, method: &Method, segs: &[&str], body: &[u8]) -> Response {
+fn control(st: &EksHttp, method: &Method, segs: &[&str], q: &HashMap<String, String>, body: &[u8]) -> Response {
     let bad = |m: String| {
         let mut r = ok(&json!({"message": m}));
         *r.status_mut() = StatusCode::BAD_REQUEST;
@@ -165,6 +206,30 @@ fn control(st: &EksHttp, method: &Method, segs: &[&str], body: &[u8]) -> Respons
         ("DELETE", ["faults"]) => {
             st.calls.clear_faults();
             ok(&json!({}))
+        }
+        ("GET", ["iam-policy"]) => ok(&json!({"policies": st.auth.iam().documents()})),
+        ("DELETE", ["iam-policy"]) => {
+            st.auth.iam().clear();
+            ok(&json!({}))
+        }
+        ("PUT", ["iam-policy"]) => {
+            let principal = match q.get("principal") {
+                Some(arn) => st.auth.principals().into_iter().find(|p| &p.arn == arn),
+                None => st.auth.principal_by_key(ADMIN_ACCESS_KEY_ID),
+            };
+            let Some(principal) = principal else {
+                return bad(format!(
+                    "principal: no sandbox principal has the ARN {:?}",
+                    q.get("principal").map(String::as_str).unwrap_or_default()
+                ));
+            };
+            let attached = serde_json::from_slice::<Value>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|doc| st.auth.iam().attach(&principal.arn, &doc).map_err(|e| e.to_string()));
+            match attached {
+                Ok(()) => ok(&json!({"policies": st.auth.iam().documents()})),
+                Err(e) => bad(format!("invalid IAM policy: {e}")),
+            }
         }
         ("POST", ["faults"]) => match serde_json::from_slice::<Fault>(body) {
             Ok(f) => match f.invalid() {

@@ -11,6 +11,7 @@
 
 mod addon_catalog;
 mod addons;
+pub mod authorize;
 mod clusters;
 pub mod error;
 pub mod handlers;

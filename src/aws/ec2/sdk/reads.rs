@@ -237,19 +237,23 @@ pub(super) async fn describe_vpc_endpoints(client: &Client, vpc_id: &str) -> Res
 }
 
 pub(super) async fn describe_instance_types(client: &Client, types: &[String]) -> Result<Vec<InstanceInfo>, AwsError> {
+    use crate::aws::instance_types::InstanceTypesError;
     crate::aws::instance_types::describe(client, types)
         .await
-        .map_err(|e| AwsError {
-            class: match &e {
-                crate::aws::instance_types::InstanceTypesError::Unknown(_) => crate::error_class::ErrorClass::NotFound,
-                _ => crate::error_class::ErrorClass::Failed,
+        .map_err(|e| match e {
+            InstanceTypesError::Api(e) => e,
+            other => AwsError {
+                class: match &other {
+                    InstanceTypesError::Unknown(_) => crate::error_class::ErrorClass::NotFound,
+                    _ => crate::error_class::ErrorClass::Failed,
+                },
+                service: "ec2",
+                operation: "DescribeInstanceTypes",
+                resource: Some(types.join(",")),
+                code: None,
+                message: other.to_string(),
+                status: None,
             },
-            service: "ec2",
-            operation: "DescribeInstanceTypes",
-            resource: Some(types.join(",")),
-            code: None,
-            message: e.to_string(),
-            status: None,
         })
 }
 
