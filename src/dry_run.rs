@@ -3,8 +3,8 @@
 //! of change the plan holds (the real call, with the plan's own
 //! parameters, so resource-level conditions are evaluated as they will be).
 //! A denial is a preflight error naming the IAM action; nothing changes.
-//! `AssociateVpcCidrBlock` takes no `DryRun` and EKS has none: those are
-//! checked when they run, and `podnet iam-policy` lists them.
+//! `AssociateVpcCidrBlock` takes no `DryRun` and EKS has none: IAM's policy
+//! simulator is asked about those ([`crate::simulate`]).
 
 use crate::aws::AwsError;
 use crate::aws::ec2::{DryRun, NewIngress, Permission};

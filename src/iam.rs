@@ -8,7 +8,8 @@
 //! the cluster's, node groups' and add-on's ARNs; EC2 describe calls take
 //! `*`; EC2 writes are limited to the cluster's VPC (`ec2:Vpc`), subnets are
 //! created only with podnet's ownership tag (`aws:RequestTag`) and deleted
-//! only while they carry it (`aws:ResourceTag`).
+//! only while they carry it (`aws:ResourceTag`); the plan's permission
+//! check may ask IAM's simulator about the account's users and roles.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,6 +77,7 @@ fn sid(scope: &Scope) -> String {
         Scope::NewTaggedSubnet => "CreatePodSubnets".into(),
         Scope::TaggedSubnet => "DeletePodSubnets".into(),
         Scope::LaunchTemplates => "LaunchTemplateVersions".into(),
+        Scope::Principals => "SimulateOwnPermissions".into(),
     }
 }
 
@@ -136,6 +138,22 @@ fn statements(scope: &Scope, actions: Vec<String>, t: &Target) -> Vec<Value> {
             Some(json!({ "StringEquals": { format!("aws:ResourceTag/{OWNER_TAG}"): t.cluster } })),
         )],
         Scope::LaunchTemplates => vec![statement(sid(scope), json!(typed(&["launch-template"])), None)],
+        // IAM ARNs have no region. The simulator is asked about the
+        // caller's own principal, any of the account's users and roles.
+        Scope::Principals => {
+            let principal = |kind: &str| {
+                format!(
+                    "arn:{}:iam::{}:{kind}/*",
+                    t.partition,
+                    t.account.as_deref().unwrap_or("*")
+                )
+            };
+            vec![statement(
+                sid(scope),
+                json!([principal("user"), principal("role")]),
+                None,
+            )]
+        }
     }
 }
 
@@ -247,7 +265,8 @@ mod tests {
                         "AuthorizeSecurityGroupIngress",
                         "CreateSubnet",
                         "AssociateRouteTable",
-                        "CreateTags"
+                        "CreateTags",
+                        "SimulatePrincipalPolicy"
                     ]
                     .contains(&op),
                 "{a}"

@@ -28,6 +28,7 @@ pub mod network;
 pub mod output;
 pub mod planner;
 pub mod rollback;
+pub mod simulate;
 pub mod spec;
 pub mod steps;
 pub mod verify;

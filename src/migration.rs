@@ -302,6 +302,9 @@ async fn prepare_phases(env: &Env, spec: &Spec) -> Result<PlanDocument, Migratio
         progress("asking EC2 whether these credentials may make the changes (DryRun)");
         doc.findings
             .extend(crate::dry_run::findings(env, &planned.inputs, &d).await);
+        progress("asking IAM's policy simulator about the changes EC2 cannot dry-run");
+        doc.findings
+            .extend(crate::simulate::findings(env, &planned.inputs, &d).await);
     }
     if planned.has_errors() || doc.has_errors() {
         return Ok(doc);

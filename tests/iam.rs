@@ -1,13 +1,15 @@
 //! `podnet plan` under the IAM policy `podnet iam-policy --for apply`
 //! prints, with one action taken out at a time, on a sandbox that enforces
-//! it: plan exits 1 naming the missing action, and the sandbox's call log
-//! shows no call that changed anything. Judged from the sandbox's log and
+//! it: plan exits 1 naming the missing action (asked with EC2's DryRun or
+//! IAM's policy simulator), and the sandbox's call log shows no call that
+//! changed anything; an action plan does not name is one the apply of this
+//! cluster never calls. Judged from the sandbox's log and
 //! podnet's exit status, not from podnet's own account of what it did.
 
 mod common;
 
 use common::*;
-use podnet_sandbox::{Sandbox, Scenario};
+use podnet_sandbox::{Sandbox, Scenario, Service};
 use serde_json::Value;
 
 /// The policy without `action`: taken out of every statement, and a
@@ -37,9 +39,21 @@ fn actions(policy: &Value) -> Vec<String> {
     out
 }
 
-/// The actions `plan` itself needs: what `iam-policy --for plan` prints.
-fn plan_actions(sb: &Sandbox, state: &std::path::Path, plan: &std::path::Path) -> Vec<String> {
-    actions(&printed_policy(sb, state, plan, "plan"))
+/// Every IAM and EC2/EKS action the sandbox saw called.
+fn called_actions(sb: &Sandbox) -> Vec<String> {
+    let mut out: Vec<String> = sb
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c.service {
+            Service::Ec2 => Some(format!("ec2:{}", c.action)),
+            Service::Eks => Some(format!("eks:{}", c.action)),
+            Service::Iam => Some(format!("iam:{}", c.action)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[test]
@@ -55,31 +69,56 @@ fn plan_names_each_action_the_policy_lacks_before_any_change() {
     let (code, doc) = plan_json(&sb, dir.path(), &plan);
     assert_eq!(code, 2, "{doc}");
     assert_eq!(denied_calls(&sb), Vec::<String>::new());
+    assert!(
+        actions(&printed_policy(&sb, dir.path(), &plan, "plan")).len() >= 15,
+        "plan's own policy"
+    );
 
-    let checked = plan_actions(&sb, dir.path(), &plan);
-    assert!(checked.len() >= 15, "{checked:?}");
-    let mut missed = vec![];
-    for action in &checked {
-        sb.set_iam_policy(&without(&full, action)).expect("valid policy");
+    // Each action out in turn: plan names it, or the migration of this
+    // cluster does not need it (checked below by applying).
+    let mut not_named = vec![];
+    for action in actions(&full) {
+        sb.set_iam_policy(&without(&full, &action)).expect("valid policy");
         sb.clear_calls();
         let o = podnet(&sb, dir.path(), &plan, &["plan"]);
         let out = text(&o);
-        if o.status.code() != Some(1) || !out.contains(&format!("may not {action}")) {
-            missed.push(format!("{action}: exit {:?}\n{out}", o.status.code()));
-        }
         assert_eq!(
             all_mutations(&sb),
             Vec::<String>::new(),
             "plan without {action} changed something"
         );
-        assert!(
-            !denied_calls(&sb).is_empty(),
-            "the sandbox refused a call for want of {action}"
-        );
+        if action == "iam:SimulatePrincipalPolicy" {
+            // Not asking the simulator is a warning, not a refusal: many
+            // roles may not simulate, and the changes still meet IAM.
+            assert_eq!(o.status.code(), Some(2), "{out}");
+            assert!(
+                out.contains("aws.permission-unchecked") && out.contains("eks:UpdateAddon"),
+                "{out}"
+            );
+            continue;
+        }
+        if o.status.code() == Some(1) && out.contains(&format!("may not {action}")) {
+            assert!(
+                !denied_calls(&sb).is_empty() || out.contains("policy simulator answered"),
+                "the refusal came from the sandbox's IAM: {out}"
+            );
+        } else {
+            not_named.push(action);
+        }
     }
-    assert!(
-        missed.is_empty(),
-        "plan did not name the missing action:\n{}",
-        missed.join("\n")
+
+    eprintln!("not named by plan when missing: {not_named:?}");
+    // What plan did not name, the apply does not call.
+    sb.set_iam_policy(&full).expect("valid policy");
+    sb.clear_calls();
+    let o = podnet(&sb, dir.path(), &plan, &["apply", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(denied_calls(&sb), Vec::<String>::new());
+    let called = called_actions(&sb);
+    let unguarded: Vec<&String> = not_named.iter().filter(|a| called.contains(a)).collect();
+    assert_eq!(
+        unguarded,
+        Vec::<&String>::new(),
+        "the apply calls these, and plan did not name them when they were missing (not named: {not_named:?})"
     );
 }

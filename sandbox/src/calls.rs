@@ -20,8 +20,10 @@ pub enum Service {
     Ec2,
     Eks,
     Kube,
-    /// The sandbox's STS (`GetCallerIdentity`).
+    /// The sandbox's STS (`GetCallerIdentity`, `DecodeAuthorizationMessage`).
     Sts,
+    /// The sandbox's IAM (`SimulatePrincipalPolicy`), on the STS port.
+    Iam,
 }
 
 /// One recorded call.

@@ -90,6 +90,8 @@ pub(crate) fn write_client_files(
         ("AWS_ENDPOINT_URL_EC2".to_string(), started.ec2_url.clone()),
         ("AWS_ENDPOINT_URL_EKS".to_string(), started.eks_url.clone()),
         ("AWS_ENDPOINT_URL_STS".to_string(), started.sts_url.clone()),
+        // IAM's SimulatePrincipalPolicy is served on the STS port.
+        ("AWS_ENDPOINT_URL_IAM".to_string(), started.sts_url.clone()),
         ("AWS_REGION".to_string(), s.region.clone()),
         ("AWS_DEFAULT_REGION".to_string(), s.region.clone()),
         ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),

@@ -1,4 +1,4 @@
-//! The sandbox's STS: `GetCallerIdentity` only, answering for the principals
+//! The sandbox's STS: `GetCallerIdentity`, answering for the principals
 //! the sandbox knows ([`crate::auth::Principal`]), so that the identity a
 //! client learns from STS is the one the Kubernetes API authenticates from
 //! its EKS token. Its host is also on the EKS-token host allow-list, so a
@@ -74,6 +74,13 @@ async fn handle(State(st): State<StsHttp>, req: Request) -> Response {
     if action == "DecodeAuthorizationMessage" {
         return decode_authorization_message(&st, &params, &log_path);
     }
+    if action == "SimulatePrincipalPolicy" {
+        let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+        let caller = access_key_id(authorization, &params).and_then(|k| st.auth.principal_by_key(&k));
+        let (status, resp) = simulate_principal_policy(&st, caller.as_ref(), &params);
+        st.calls.record(Service::Iam, &action, false, status, false, &log_path);
+        return resp;
+    }
     if action != "GetCallerIdentity" {
         st.calls.record(Service::Sts, &action, false, 400, false, &log_path);
         return error(
@@ -111,6 +118,63 @@ async fn handle(State(st): State<StsHttp>, req: Request) -> Response {
             uuid::Uuid::new_v4()
         ),
     )
+}
+
+fn iam_error(status: u16, code: &str, message: &str) -> (u16, Response) {
+    (
+        status,
+        xml(
+            status,
+            format!(
+                "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+                message.replace('&', "&amp;").replace('<', "&lt;"),
+                uuid::Uuid::new_v4()
+            ),
+        ),
+    )
+}
+
+/// IAM's `SimulatePrincipalPolicy`, served on this port too
+/// (`AWS_ENDPOINT_URL_IAM` points here): the caller needs
+/// `iam:SimulatePrincipalPolicy` on the principal it asks about (403
+/// `AccessDenied` otherwise), which must be one the sandbox knows (404
+/// `NoSuchEntity`). See [`crate::iam::simulate`].
+fn simulate_principal_policy(
+    st: &StsHttp,
+    caller: Option<&crate::auth::Principal>,
+    params: &[(String, String)],
+) -> (u16, Response) {
+    use crate::iam::simulate::{Simulation, decide, response};
+    let Some(caller) = caller else {
+        return iam_error(
+            403,
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        );
+    };
+    let sim = match Simulation::parse(params) {
+        Ok(s) => s,
+        Err(e) => return iam_error(400, "ValidationError", &e.0),
+    };
+    let iam = st.auth.iam();
+    let ask = crate::iam::Request::new(
+        "iam:SimulatePrincipalPolicy",
+        vec![crate::iam::Resource::new(sim.principal.clone())],
+    );
+    let decision = iam.decide(&caller.arn, &ask);
+    if let Some(why) = crate::iam::denial_message(&caller.arn, &ask.action, &decision) {
+        return iam_error(403, "AccessDenied", &why);
+    }
+    if !st.auth.principals().iter().any(|p| p.arn == sim.principal) {
+        let name = sim.principal.rsplit('/').next().unwrap_or_default().to_string();
+        return iam_error(
+            404,
+            "NoSuchEntity",
+            &format!("The user with name {name} cannot be found."),
+        );
+    }
+    let results = decide(&iam.policy_of(&sim.principal), &sim);
+    (200, xml(200, response(&results)))
 }
 
 /// `DecodeAuthorizationMessage`: the document behind an EC2 encoded

@@ -2,7 +2,8 @@
 //! API holds the env file's principal to it on EC2 and EKS, with the
 //! services' own refusals (`UnauthorizedOperation` with an encoded message
 //! STS decodes, `AccessDeniedException`), dry runs answered by the policy,
-//! resource tags and request tags as conditions, and unknown keys refused.
+//! resource tags and request tags as conditions, unknown keys refused, and
+//! IAM's `SimulatePrincipalPolicy` answering from the same policy.
 
 mod common;
 
@@ -25,7 +26,9 @@ fn policy(sb: &Sandbox) -> Value {
             {"Sid": "DeleteTagged", "Effect": "Allow", "Action": "ec2:DeleteSubnet",
              "Resource": "arn:aws:ec2:*:*:subnet/*",
              "Condition": {"StringEquals": {"aws:ResourceTag/team": "pods"}}},
-            {"Sid": "NoNodegroups", "Effect": "Deny", "Action": "eks:DescribeNodegroup", "Resource": "*"}
+            {"Sid": "NoNodegroups", "Effect": "Deny", "Action": "eks:DescribeNodegroup", "Resource": "*"},
+            {"Sid": "Simulate", "Effect": "Allow", "Action": "iam:SimulatePrincipalPolicy",
+             "Resource": format!("arn:aws:iam::{ACCOUNT}:user/*")}
         ]
     })
 }
@@ -60,6 +63,8 @@ fn a_policy_holds_the_principal_on_ec2_and_eks_with_the_services_errors() {
     let vpc = sb.world().vpc_id.clone();
     let seeded_subnet = sb.world().zones[0].private_subnet.clone();
     let cluster = sb.cluster_name().to_string();
+    let region = sb.region().to_string();
+    let account = ACCOUNT;
     let script = format!(
         r#"
 import boto3, botocore, json
@@ -89,6 +94,17 @@ ng = eks.list_nodegroups(clusterName="{cluster}")["nodegroups"][0]
 out["nodegroup"] = code(lambda: eks.describe_nodegroup(clusterName="{cluster}", nodegroupName=ng))
 encoded = untagged_message.split("Encoded authorization failure message: ")[1]
 out["decoded"] = json.loads(sts.decode_authorization_message(EncodedMessage=encoded)["DecodedMessage"])
+iam = boto3.client("iam")
+me = sts.get_caller_identity()["Arn"]
+def simulate(actions, resources=None, context=None):
+    kw = {{"PolicySourceArn": me, "ActionNames": actions}}
+    if resources: kw["ResourceArns"] = resources
+    if context: kw["ContextEntries"] = [{{"ContextKeyName": k, "ContextKeyValues": [v], "ContextKeyType": "string"}} for k, v in context.items()]
+    return {{r["EvalActionName"]: r["EvalDecision"] for r in iam.simulate_principal_policy(**kw)["EvaluationResults"]}}
+subnets = ["arn:aws:ec2:{region}:{account}:subnet/*"]
+out["sim_tagged"] = simulate(["ec2:CreateSubnet", "eks:DescribeNodegroup", "eks:UpdateAddon"], subnets, {{"aws:RequestTag/team": "pods"}})
+out["sim_untagged"] = simulate(["ec2:CreateSubnet"], subnets)
+out["sim_stranger"] = code(lambda: iam.simulate_principal_policy(PolicySourceArn="arn:aws:iam::{account}:user/nobody", ActionNames=["ec2:DescribeVpcs"]))
 stranger = boto3.client("ec2", aws_access_key_id="AKIAUNKNOWN000000000", aws_secret_access_key="x")
 out["stranger"] = code(lambda: stranger.describe_vpcs())
 print(json.dumps(out))
@@ -131,6 +147,13 @@ print(json.dumps(out))
     assert_eq!(out["decoded"]["allowed"], false);
     assert_eq!(out["decoded"]["context"]["action"], "ec2:CreateSubnet");
     assert_eq!(out["stranger"], "AuthFailure/401");
+    // IAM's simulator answers from the same policy, with the context keys.
+    assert_eq!(
+        out["sim_tagged"],
+        json!({"ec2:CreateSubnet": "allowed", "eks:DescribeNodegroup": "explicitDeny", "eks:UpdateAddon": "implicitDeny"})
+    );
+    assert_eq!(out["sim_untagged"], json!({"ec2:CreateSubnet": "implicitDeny"}));
+    assert_eq!(out["sim_stranger"], "NoSuchEntity/404");
 
     // The refused changes never reached moto: only the tagged subnet was
     // created, and only it deleted.

@@ -43,6 +43,9 @@ pub enum Scope {
     TaggedSubnet,
     /// Launch templates (the node groups' own).
     LaunchTemplates,
+    /// The account's IAM users and roles: the caller's own principal, which
+    /// is not known when the policy is printed.
+    Principals,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,16 @@ const fn ec2(operation: &'static str, mutating: bool, phases: &'static [Phase], 
     }
 }
 
+const fn iam(operation: &'static str, phases: &'static [Phase], scope: Scope) -> Action {
+    Action {
+        service: "iam",
+        operation,
+        mutating: false,
+        phases,
+        scope,
+    }
+}
+
 const fn eks(operation: &'static str, mutating: bool, phases: &'static [Phase], scope: Scope) -> Action {
     Action {
         service: "eks",
@@ -107,6 +120,8 @@ pub const ACTIONS: &[Action] = &[
     eks("DescribeNodegroup", false, READ, Scope::Nodegroups),
     eks("DescribeAddon", false, READ, Scope::VpcCniAddon),
     eks("DescribeUpdate", false, BOTH, Scope::ClusterUpdates),
+    // Asks about the changes EC2's DryRun cannot (src/simulate.rs).
+    iam("SimulatePrincipalPolicy", CHECKED, Scope::Principals),
     ec2("AssociateVpcCidrBlock", true, APPLY, Scope::Vpc),
     ec2(
         "AuthorizeSecurityGroupIngress",
@@ -180,6 +195,7 @@ mod tests {
             ("ec2", "ec2/sdk/writes.rs"),
             ("ec2", "ec2/sdk/removals.rs"),
             ("eks", "eks.rs"),
+            ("iam", "access.rs"),
         ];
         let mut out = BTreeSet::new();
         for (service, file) in files {

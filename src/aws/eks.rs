@@ -54,6 +54,10 @@ pub struct NodegroupInfo {
     pub launch_template: Option<LaunchTemplateRef>,
     pub labels: BTreeMap<String, String>,
     pub autoscaling_groups: Vec<String>,
+    /// `nodegroupArn` (ends in an id), what IAM authorizes the node
+    /// group's calls against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
     pub max_unavailable: Option<i32>,
     pub max_unavailable_percentage: Option<i32>,
 }
@@ -72,6 +76,10 @@ pub struct AddonInfo {
     pub status: String,
     /// The JSON string EKS stores, verbatim.
     pub configuration_values: Option<String>,
+    /// `addonArn` (ends in an id), what IAM authorizes the add-on's calls
+    /// against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,6 +287,7 @@ impl EksApi for SdkEks {
                 .unwrap_or_default(),
             max_unavailable: n.update_config().and_then(|u| u.max_unavailable()),
             max_unavailable_percentage: n.update_config().and_then(|u| u.max_unavailable_percentage()),
+            arn: n.nodegroup_arn().map(str::to_string),
         })
     }
 
@@ -304,6 +313,7 @@ impl EksApi for SdkEks {
             version: a.addon_version().unwrap_or_default().to_string(),
             status: a.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
             configuration_values: a.configuration_values().map(str::to_string),
+            arn: a.addon_arn().map(str::to_string),
         }))
     }
 

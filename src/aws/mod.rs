@@ -1,8 +1,10 @@
 //! AWS access: the SDK configuration (the standard credential and endpoint
 //! chain: environment, profiles, SSO, IMDS, IRSA, `AWS_ENDPOINT_URL_*`), the
-//! narrow [`Ec2Api`] and [`EksApi`] traits steps are written against, the
+//! narrow [`Ec2Api`] and [`EksApi`] traits steps are written against (and
+//! [`access::AccessApi`], who the credentials are and what IAM lets them do), the
 //! retry policy set on their clients, and the classification of AWS errors.
 
+pub mod access;
 pub mod actions;
 pub mod addon_config;
 pub mod ec2;
@@ -51,11 +53,12 @@ pub async fn caller_identity(cfg: &SdkConfig) -> Result<String, AwsError> {
     Ok(out.arn().unwrap_or("an unknown principal").to_string())
 }
 
-/// The EC2 and EKS clients of one region.
+/// The EC2 and EKS clients of one region, and STS/IAM for the caller.
 #[derive(Clone)]
 pub struct AwsClients {
     pub ec2: Arc<dyn Ec2Api>,
     pub eks: Arc<dyn EksApi>,
+    pub access: Arc<dyn access::AccessApi>,
 }
 
 impl AwsClients {
@@ -67,6 +70,7 @@ impl AwsClients {
         AwsClients {
             ec2: Arc::new(SdkEc2::new(retry::ec2_client(cfg))),
             eks: Arc::new(SdkEks::new(retry::eks_client(cfg))),
+            access: Arc::new(access::SdkAccess::new(cfg)),
         }
     }
 }

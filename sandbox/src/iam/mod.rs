@@ -10,6 +10,7 @@
 
 pub mod eval;
 pub mod policy;
+pub mod simulate;
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -56,6 +57,17 @@ impl Policies {
             .iter()
             .map(|(k, (doc, _))| (k.clone(), doc.clone()))
             .collect()
+    }
+
+    /// The policy `principal` is held to (`AdministratorAccess` when none
+    /// is attached).
+    pub fn policy_of(&self, principal: &str) -> Policy {
+        self.attached
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(principal)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(Policy::administrator)
     }
 
     /// The decision for `principal`'s request.

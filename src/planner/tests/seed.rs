@@ -246,6 +246,7 @@ fn seed_nodegroup() -> NodegroupInfo {
         autoscaling_groups: vec![],
         max_unavailable: Some(1),
         max_unavailable_percentage: None,
+        arn: Some("arn:aws:eks:ap-northeast-2:123456789012:nodegroup/podnet-demo/system/0a1b".into()),
     }
 }
 
@@ -255,6 +256,7 @@ fn seed_addon() -> AddonInfo {
         version: "v1.19.2-eksbuild.1".into(),
         status: "ACTIVE".into(),
         configuration_values: Some(r#"{"env":{"WARM_IP_TARGET":"2","MINIMUM_IP_TARGET":"4"}}"#.into()),
+        arn: Some("arn:aws:eks:ap-northeast-2:123456789012:addon/podnet-demo/vpc-cni/2c3d".into()),
     }
 }
 

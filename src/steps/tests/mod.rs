@@ -82,6 +82,7 @@ fn env(ec2: Arc<FakeEc2>) -> Env {
         aws: AwsClients {
             ec2,
             eks: Arc::new(NoEks),
+            access: Arc::new(crate::aws::access::FakeAccess::default()),
         },
         kube: None,
         kube_user: None,
