@@ -78,6 +78,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR", env = "PODNET_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Keep the plan, journal and lock in S3 (s3://BUCKET/PREFIX), shared by
+    /// every machine that names it: resume, status and rollback from any of
+    /// them [default: the plan file's `[state] url`, else the local
+    /// directory]. --state-dir then holds this machine's working copy.
+    #[arg(long = "state", global = true, value_name = "URL", env = "PODNET_STATE")]
+    pub state_url: Option<String>,
+
     /// Output format: human text, or one JSON document on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

@@ -28,6 +28,8 @@ pub struct Target {
     pub vpc_id: Option<String>,
     /// `aws`, `aws-cn`, `aws-us-gov`.
     pub partition: String,
+    /// Shared state: the bucket and prefix (`--state`, `[state] url`).
+    pub state: Option<(String, String)>,
 }
 
 impl Target {
@@ -183,11 +185,47 @@ pub fn policy(command: Phase, t: &Target) -> Value {
             None => by_scope.push((a.scope, [a.iam()].into())),
         }
     }
-    let statements: Vec<Value> = by_scope
+    let mut statements: Vec<Value> = by_scope
         .iter()
         .flat_map(|(scope, set)| statements(scope, set.iter().cloned().collect(), t))
         .collect();
+    statements.extend(shared_state(command, t));
     json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// Shared state's S3 calls (`aws::s3`): reading and listing for every
+/// command (status, plan --rollback), writing and deleting objects (journal
+/// records, the lock, the archive) for apply and rollback, all under the
+/// state's prefix.
+fn shared_state(command: Phase, t: &Target) -> Vec<Value> {
+    let Some((bucket, prefix)) = &t.state else {
+        return vec![];
+    };
+    let p = &t.partition;
+    let keys = if prefix.is_empty() {
+        format!("arn:{p}:s3:::{bucket}/*")
+    } else {
+        format!("arn:{p}:s3:::{bucket}/{prefix}/*")
+    };
+    let listed = if prefix.is_empty() {
+        "*".to_string()
+    } else {
+        format!("{prefix}/*")
+    };
+    let mut objects = vec!["s3:GetObject"];
+    if command != Phase::Plan {
+        objects.extend(["s3:PutObject", "s3:DeleteObject"]);
+    }
+    vec![
+        json!({ "Sid": "SharedStateObjects", "Effect": "Allow", "Action": objects, "Resource": keys }),
+        json!({
+            "Sid": "SharedStateList",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": format!("arn:{p}:s3:::{bucket}"),
+            "Condition": { "StringLike": { "s3:prefix": listed } },
+        }),
+    ]
 }
 
 /// Every IAM action the policy for `command` allows.
@@ -240,7 +278,29 @@ mod tests {
             account: Some("123456789012".into()),
             vpc_id: vpc.map(str::to_string),
             partition: "aws".into(),
+            state: None,
         }
+    }
+
+    #[test]
+    fn shared_state_adds_its_prefix_and_only_apply_and_rollback_write() {
+        let t = Target {
+            state: Some(("acme-state".into(), "prod".into())),
+            ..target(None)
+        };
+        let apply = policy(Phase::Apply, &t);
+        let objects = apply["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "SharedStateObjects")
+            .expect("state objects")
+            .clone();
+        assert_eq!(objects["Resource"], "arn:aws:s3:::acme-state/prod/*");
+        assert!(objects["Action"].as_array().unwrap().contains(&json!("s3:PutObject")));
+        let plan = policy(Phase::Plan, &t);
+        assert!(!plan.to_string().contains("s3:PutObject"), "{plan}");
+        assert!(plan.to_string().contains("\"s3:prefix\":\"prod/*\""), "{plan}");
     }
 
     fn actions_of(p: &Value) -> BTreeSet<String> {

@@ -24,6 +24,8 @@ pub enum Service {
     Sts,
     /// The sandbox's IAM (`SimulatePrincipalPolicy`), on the STS port.
     Iam,
+    /// S3 (moto's), through the S3 proxy.
+    S3,
 }
 
 /// One recorded call.

@@ -92,6 +92,11 @@ pub(crate) fn write_client_files(
         ("AWS_ENDPOINT_URL_STS".to_string(), started.sts_url.clone()),
         // IAM's SimulatePrincipalPolicy is served on the STS port.
         ("AWS_ENDPOINT_URL_IAM".to_string(), started.sts_url.clone()),
+        // moto's S3 through the audit proxy (path-style requests).
+        (
+            "AWS_ENDPOINT_URL_S3".to_string(),
+            started.s3_url.clone().unwrap_or_default(),
+        ),
         ("AWS_REGION".to_string(), s.region.clone()),
         ("AWS_DEFAULT_REGION".to_string(), s.region.clone()),
         ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
@@ -109,7 +114,7 @@ pub(crate) fn write_client_files(
         ),
     ];
     if started.moto_url.is_none() {
-        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL_EC2");
+        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL_EC2" && k != "AWS_ENDPOINT_URL_S3");
     }
     Ok((kubeconfig_path, env))
 }

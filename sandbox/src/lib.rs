@@ -140,6 +140,7 @@ pub struct Sandbox {
     eks_url: String,
     ec2_url: String,
     sts_url: String,
+    s3_url: Option<String>,
     moto_url: Option<String>,
     venv: Option<PathBuf>,
     tls: auth::tls::ClusterTls,
@@ -217,6 +218,7 @@ impl Sandbox {
             eks_url: started.eks_url,
             ec2_url: started.ec2_url,
             sts_url: started.sts_url,
+            s3_url: started.s3_url,
             moto_url: started.moto_url,
             venv,
             tls: started.tls,
@@ -312,6 +314,11 @@ impl Sandbox {
     }
 
     /// The sandbox's STS endpoint (`GetCallerIdentity`).
+    /// The S3 proxy in front of moto's S3 (`AWS_ENDPOINT_URL_S3`).
+    pub fn s3_url(&self) -> Option<&str> {
+        self.s3_url.as_deref()
+    }
+
     pub fn sts_url(&self) -> &str {
         &self.sts_url
     }

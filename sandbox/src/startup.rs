@@ -25,6 +25,8 @@ pub(crate) struct Started {
     pub(crate) eks_url: String,
     pub(crate) ec2_url: String,
     pub(crate) sts_url: String,
+    /// The S3 proxy in front of moto's S3 (absent without moto).
+    pub(crate) s3_url: Option<String>,
     pub(crate) tls: auth::tls::ClusterTls,
     pub(crate) auth: Arc<auth::Auth>,
     pub(crate) moto_url: Option<String>,
@@ -75,6 +77,7 @@ async fn startup(
     let (eks_l, eks_addr) = bind("EKS API").await?;
     let (ec2_l, ec2_addr) = bind("EC2 proxy").await?;
     let (sts_l, sts_addr) = bind("STS").await?;
+    let (s3_l, s3_addr) = bind("S3 proxy").await?;
     let kube_url = format!("https://{kube_addr}");
     let tls = auth::tls::generate()?;
     let auth = Arc::new(auth::Auth::new(&s.cluster, &s.region, scenario::seed::ACCOUNT));
@@ -120,8 +123,14 @@ async fn startup(
             )),
             stop.clone(),
         );
+        serve(
+            s3_l,
+            ec2proxy::s3::router(format!("127.0.0.1:{}", m.port), calls.clone()),
+            stop.clone(),
+        );
     } else {
         drop(ec2_l);
+        drop(s3_l);
     }
     let client = moto.map(|m| scenario::ec2::moto_client(&m.endpoint, &s.region));
     let seeded = scenario::seed::seed(scenario::seed::SeedInput {
@@ -155,6 +164,7 @@ async fn startup(
         eks_url: format!("http://{eks_addr}"),
         ec2_url: format!("http://{ec2_addr}"),
         sts_url: format!("http://{sts_addr}"),
+        s3_url: moto.map(|_| format!("http://{s3_addr}")),
         tls,
         auth,
         moto_url: moto.map(|m| m.endpoint.clone()),

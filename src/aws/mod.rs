@@ -13,6 +13,7 @@ pub mod eks_token;
 pub mod error;
 pub mod instance_types;
 pub mod retry;
+pub mod s3;
 
 use std::sync::Arc;
 

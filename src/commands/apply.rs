@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::{Context, ExitStatus, run_report};
 use crate::cli::ApplyArgs;
+use crate::engine::SavedPlan;
 use crate::engine::session::{self, Previous};
-use crate::engine::{SavedPlan, lock};
 use crate::migration::{self, Approved};
 use crate::output::plan_view;
 use crate::output::progress::RunProgress;
@@ -18,7 +18,9 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
     let spec = ctx.spec()?;
     let state = ctx.state_dir_for(&spec)?;
     state.ensure()?;
-    let guard = lock::acquire(&state.lock_path(), "apply")?;
+    let guard = state.lock("apply")?;
+    // Shared state: what the store holds now that no one else can write it.
+    state.pull()?;
     if let Some(prev) = &guard.took_over {
         p.warn(format!("took over the lock left by {prev}, which is no longer running"));
     }
@@ -90,7 +92,14 @@ pub async fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus> {
     );
     state.save_plan(&saved)?;
     let approved = Approved::load(&saved)?;
-    p.info(format!("\nApplying (journal: {})", state.journal_path().display()));
+    p.info(match state.remote() {
+        Some(r) => format!(
+            "\nApplying (journal: {}/journal, working copy {})",
+            r.url(),
+            state.journal_path().display()
+        ),
+        None => format!("\nApplying (journal: {})", state.journal_path().display()),
+    });
     let outcome = approved.run(env, &state, "apply", args.stop_after.as_deref()).await?;
     drop(guard);
     Ok(run_report(ctx, &outcome, Some(&doc)))

@@ -23,16 +23,24 @@ pub fn run(ctx: &Context, args: &IamPolicyArgs) -> Result<ExitStatus> {
         p.out(role.trim_end());
         return Ok(ExitStatus::Success);
     }
-    let (cluster, region) = match (&ctx.global.cluster, &ctx.global.region) {
-        (Some(c), Some(r)) => (c.clone(), r.clone()),
-        _ => {
-            let spec = ctx.spec().map_err(|e| {
-                anyhow::anyhow!(
-                    "{e}\n(the policy names the cluster: pass --cluster and --region, or a plan file with -f)"
-                )
-            })?;
-            (spec.cluster, spec.region)
+    let spec = ctx.spec();
+    let (cluster, region) = match (&ctx.global.cluster, &ctx.global.region, &spec) {
+        (Some(c), Some(r), _) => (c.clone(), r.clone()),
+        (_, _, Ok(spec)) => (spec.cluster.clone(), spec.region.clone()),
+        (_, _, Err(e)) => {
+            bail!("{e}\n(the policy names the cluster: pass --cluster and --region, or a plan file with -f)")
         }
+    };
+    let state = match ctx
+        .global
+        .state_url
+        .clone()
+        .or_else(|| spec.as_ref().ok().and_then(|s| s.state_url.clone()))
+    {
+        Some(url) => {
+            Some(crate::engine::remote::parse_s3_url(&url).map_err(|e| anyhow::anyhow!("--state / [state] url: {e}"))?)
+        }
+        None => None,
     };
     if let Some(a) = &args.account
         && (a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
@@ -52,6 +60,7 @@ pub fn run(ctx: &Context, args: &IamPolicyArgs) -> Result<ExitStatus> {
             account: args.account.clone(),
             vpc_id: args.vpc_id.clone(),
             partition: args.partition.clone(),
+            state,
         },
     );
     // The document itself, in either output mode: it is what

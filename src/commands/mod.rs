@@ -91,31 +91,74 @@ impl Context {
         spec::load(&self.global.file, &self.overrides())
     }
 
-    /// The state directory of the plan's cluster: `--state-dir`, or the
-    /// per-user default for its cluster and region.
+    /// The state directory of the plan's cluster: shared state when
+    /// `--state` or the plan's `[state] url` names one, else `--state-dir`,
+    /// or the per-user default for its cluster and region.
     pub fn state_dir_for(&self, spec: &Spec) -> Result<StateDir> {
+        let url = self.global.state_url.clone().or_else(|| spec.state_url.clone());
+        if let Some(url) = url {
+            return self.shared_state(&url, &spec.region);
+        }
         match &self.global.state_dir {
             Some(d) => Ok(StateDir::at(d)),
             None => Ok(StateDir::default_for(&spec.cluster, &spec.region)?),
         }
     }
 
+    /// Shared state at `url` (s3://BUCKET/PREFIX), its working copy in
+    /// `--state-dir` or the per-user cache. Nothing is read yet: readers
+    /// pull, writers pull once they hold the lock.
+    fn shared_state(&self, url: &str, region: &str) -> Result<StateDir> {
+        let (bucket, prefix) =
+            crate::engine::remote::parse_s3_url(url).map_err(|e| anyhow::anyhow!("--state / [state] url: {e}"))?;
+        let cache = match &self.global.state_dir {
+            Some(d) => d.clone(),
+            None => dirs::cache_dir()
+                .ok_or(crate::engine::StateError::NoHome)?
+                .join("podnet")
+                .join("shared-state")
+                .join(&bucket)
+                .join(if prefix.is_empty() { "_root" } else { prefix.as_str() }),
+        };
+        let store = crate::aws::s3::S3Objects::connect(&crate::aws::s3::S3Target {
+            bucket,
+            prefix,
+            region: region.to_string(),
+            profile: self.global.profile.clone(),
+        })?;
+        Ok(StateDir::shared(
+            cache,
+            crate::engine::remote::Remote::new(std::sync::Arc::new(store)),
+        ))
+    }
+
     /// This cluster's state directory: `--state-dir`, or the per-user default
     /// for the plan's (or the flags') cluster and region.
     pub fn state_dir(&self) -> Result<StateDir> {
-        if let Some(d) = &self.global.state_dir {
+        // The plan file may name shared state; it is optional here when the
+        // flags say enough.
+        let spec = self.spec();
+        let url = self
+            .global
+            .state_url
+            .clone()
+            .or_else(|| spec.as_ref().ok().and_then(|s| s.state_url.clone()));
+        if url.is_none()
+            && let Some(d) = &self.global.state_dir
+        {
             return Ok(StateDir::at(d));
         }
-        let (cluster, region) = match (&self.global.cluster, &self.global.region) {
-            (Some(c), Some(r)) => (c.clone(), r.clone()),
-            _ => {
-                let spec = self.spec().map_err(|e| {
-                    anyhow::anyhow!("{e}\n(the state directory is found from the plan file's cluster and region; pass --state-dir, or --cluster and --region)")
-                })?;
-                (spec.cluster, spec.region)
-            }
+        let (cluster, region) = match (&self.global.cluster, &self.global.region, spec) {
+            (Some(c), Some(r), _) => (c.clone(), r.clone()),
+            (_, _, Ok(spec)) => (spec.cluster, spec.region),
+            (_, _, Err(e)) => anyhow::bail!(
+                "{e}\n(the state directory is found from the plan file's cluster and region; pass --state-dir, or --cluster and --region)"
+            ),
         };
-        Ok(StateDir::default_for(&cluster, &region)?)
+        match url {
+            Some(url) => self.shared_state(&url, &region),
+            None => Ok(StateDir::default_for(&cluster, &region)?),
+        }
     }
 
     pub fn plan_file(&self) -> PathBuf {

@@ -34,6 +34,7 @@ pub async fn rollback(ctx: &Context) -> Result<ExitStatus> {
     let p = &ctx.printer;
     let spec = ctx.spec()?;
     let state = ctx.state_dir_for(&spec)?;
+    state.pull()?;
     let plan = super::rollback::prepare(ctx, &spec, &state).await?.plan;
     p.json(&serde_json::json!({
         "rollback": true,

@@ -6,7 +6,6 @@ use anyhow::{Result, bail};
 
 use super::{Context, ExitStatus, run_report};
 use crate::cli::ResumeArgs;
-use crate::engine::lock;
 use crate::engine::session::{self, PlanFile, Resumable};
 use crate::migration::{self, Approved};
 use crate::output::progress::RunProgress;
@@ -27,7 +26,9 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
         (_, Some(_)) | (Err(_), None) => ctx.state_dir()?,
         (Ok(s), None) => ctx.state_dir_for(s)?,
     };
-    let guard = lock::acquire(&state.lock_path(), "resume")?;
+    let guard = state.lock("resume")?;
+    // Shared state: what the store holds now that no one else can write it.
+    state.pull()?;
     if let Some(prev) = &guard.took_over {
         p.warn(format!("took over the lock left by {prev}, which is no longer running"));
     }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Context, ExitStatus};
 use crate::cli::RollbackArgs;
 use crate::engine::journal;
-use crate::engine::{self, JournalState, RunOutcome, SavedPlan, StateDir, Step, StepCtx, lock};
+use crate::engine::{self, JournalState, RunOutcome, SavedPlan, StateDir, Step, StepCtx};
 use crate::migration;
 use crate::output::plan_view;
 use crate::output::progress::RunProgress;
@@ -27,7 +27,9 @@ pub async fn run(ctx: &Context, args: &RollbackArgs) -> Result<ExitStatus> {
     let spec = ctx.spec()?;
     let state = ctx.state_dir_for(&spec)?;
     state.ensure()?;
-    let guard = lock::acquire(&state.lock_path(), "rollback")?;
+    let guard = state.lock("rollback")?;
+    // Shared state: what the store holds now that no one else can write it.
+    state.pull()?;
     if let Some(prev) = &guard.took_over {
         p.warn(format!("took over the lock left by {prev}, which is no longer running"));
     }

@@ -7,25 +7,30 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use super::{Context, ExitStatus};
-use crate::engine::lock::{self, LockState};
+use crate::engine::lock::LockState;
 use crate::engine::{JournalState, Overview, SavedPlan, StateDir, StepState, StepStatus, journal};
 use crate::output::{Printer, paint, style, table};
 
 pub fn run(ctx: &Context) -> Result<ExitStatus> {
     let p = &ctx.printer;
     let state = ctx.state_dir()?;
-    let lock_state = lock::inspect(&state.lock_path())?;
+    state.pull()?;
+    let lock_state = state.inspect_lock()?;
     let lock_json = match &lock_state {
         LockState::Free => json!({ "state": "free" }),
         LockState::HeldLive(h) => json!({ "state": "held", "holder": h }),
         LockState::Left(h) => json!({ "state": "left", "holder": h }),
     };
     if !state.has_journal() {
-        p.json(&json!({ "state_dir": state.root(), "migration": "none", "lock": lock_json }));
-        p.out(format!(
-            "No migration has been applied from this machine (state directory {}).",
-            state.root().display()
-        ));
+        p.json(&json!({ "state_dir": state.location(), "migration": "none", "lock": lock_json }));
+        p.out(if state.remote().is_some() {
+            format!("No migration is recorded in the shared state {}.", state.location())
+        } else {
+            format!(
+                "No migration has been applied from this machine (state directory {}).",
+                state.location()
+            )
+        });
         return Ok(ExitStatus::Success);
     }
     // Status reads a damaged journal too far as it can be read; it reports
@@ -33,7 +38,7 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     let records = match journal::read(&state.journal_path()) {
         Ok(r) => r,
         Err(e) => {
-            p.json(&json!({ "state_dir": state.root(), "migration": "unreadable", "error": e.to_string(), "lock": lock_json }));
+            p.json(&json!({ "state_dir": state.location(), "migration": "unreadable", "error": e.to_string(), "lock": lock_json }));
             p.error(&e);
             return Ok(ExitStatus::Failure);
         }
@@ -45,7 +50,7 @@ pub fn run(ctx: &Context) -> Result<ExitStatus> {
     let steps = &overview.units;
     let rollback = rollback_overview(p, &state);
     p.json(&json!({
-        "state_dir": state.root(),
+        "state_dir": state.location(),
         "migration": phase,
         "cluster": saved.as_ref().map(|s| &s.cluster),
         "region": saved.as_ref().map(|s| &s.region),
@@ -128,7 +133,7 @@ fn print_header(
     } else {
         p.out(format!("Migration: {}", paint(style::BOLD, phase)));
     }
-    p.out(format!("State directory: {}", state.root().display()));
+    p.out(format!("State: {}", state.location()));
     match lock_state {
         LockState::Free => {}
         LockState::HeldLive(h) => p.out(format!("Lock: held by {h}")),

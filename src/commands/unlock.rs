@@ -5,16 +5,19 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{Context, ExitStatus};
-use crate::engine::lock::{self, LockState};
+use crate::engine::lock::LockState;
 
 pub fn run(ctx: &Context, args: &crate::cli::UnlockArgs) -> Result<ExitStatus> {
     let p = &ctx.printer;
     let state = ctx.state_dir()?;
-    let path = state.lock_path();
-    match lock::inspect(&path)? {
+    let path = match state.remote() {
+        Some(r) => format!("{}/lock", r.url()),
+        None => state.lock_path().display().to_string(),
+    };
+    match state.inspect_lock()? {
         LockState::Free => {
             p.json(&json!({ "lock": path, "state": "free", "released": false }));
-            p.out(format!("No lock is held ({}).", path.display()));
+            p.out(format!("No lock is held ({path})."));
             Ok(ExitStatus::Success)
         }
         LockState::HeldLive(h) => {
@@ -30,7 +33,7 @@ pub fn run(ctx: &Context, args: &crate::cli::UnlockArgs) -> Result<ExitStatus> {
                     h.host
                 )
             };
-            p.info(format!("The lock at {} was left by {h}: {why}.", path.display()));
+            p.info(format!("The lock at {path} was left by {h}: {why}."));
             if !args.yes {
                 if !p.can_prompt() {
                     bail!("refusing to unlock without confirmation: stdin is not a terminal; pass --yes");
@@ -40,7 +43,7 @@ pub fn run(ctx: &Context, args: &crate::cli::UnlockArgs) -> Result<ExitStatus> {
                     return Ok(ExitStatus::Failure);
                 }
             }
-            let released = lock::release(&path)?;
+            let released = state.release_lock()?;
             p.json(&json!({ "lock": path, "state": "left", "holder": released, "released": true }));
             p.out(format!("Released the lock left by {h}."));
             Ok(ExitStatus::Success)

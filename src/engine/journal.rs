@@ -123,6 +123,8 @@ pub enum JournalError {
     Corrupt { path: PathBuf, line: usize, reason: String },
     #[error("cannot encode a journal record: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("cannot record in the shared journal: {0}")]
+    Remote(#[from] super::remote::RemoteError),
 }
 
 fn checksum(bytes: &[u8]) -> String {
@@ -212,6 +214,8 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     next_seq: u64,
+    /// Shared state: each record is created in the store first.
+    remote: Option<super::remote::Remote>,
 }
 
 impl Journal {
@@ -239,9 +243,16 @@ impl Journal {
                 path: path.to_path_buf(),
                 file,
                 next_seq,
+                remote: None,
             },
             records,
         ))
+    }
+
+    /// Records go to the shared state's store too, before the local copy.
+    pub fn with_remote(mut self, remote: Option<super::remote::Remote>) -> Journal {
+        self.remote = remote;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -259,6 +270,11 @@ impl Journal {
         // The line is assembled around the exact body bytes the checksum
         // covers; re-serialising through a Value could reorder keys.
         let line = format!("{{\"sum\":\"{}\",\"rec\":{body}}}\n", checksum(body.as_bytes()));
+        // The store first: it is the truth another machine resumes from,
+        // and its create-if-absent refuses a second writer of this record.
+        if let Some(r) = &self.remote {
+            r.append(rec.seq, &line)?;
+        }
         self.file.write_all(line.as_bytes()).map_err(io(&self.path))?;
         self.file.sync_data().map_err(io(&self.path))?;
         self.next_seq += 1;

@@ -87,6 +87,12 @@ pub enum LockError {
         path.display()
     )]
     Held { holder: LockHolder, path: PathBuf },
+    #[error(
+        "another podnet is using the shared state {url}: {holder}. Wait for it to finish; if it is gone, run `podnet unlock` (from any machine)"
+    )]
+    HeldShared { holder: LockHolder, url: String },
+    #[error("cannot use the shared state's lock: {0}")]
+    Remote(#[from] super::remote::RemoteError),
     #[error("cannot use lock file {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -198,7 +204,7 @@ fn same_file(file: &File, path: &Path) -> bool {
     }
 }
 
-fn unknown_holder() -> LockHolder {
+pub(crate) fn unknown_holder() -> LockHolder {
     LockHolder {
         pid: 0,
         host: "unknown".into(),

@@ -13,6 +13,7 @@ pub mod error;
 pub mod journal;
 pub mod lock;
 pub mod overview;
+pub mod remote;
 pub mod runner;
 pub mod session;
 pub mod state;

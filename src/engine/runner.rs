@@ -166,7 +166,7 @@ pub async fn execute<E: ?Sized + Sync>(run: Run<'_, E>) -> Result<RunOutcome, En
     check_plan(run.saved, run.steps)?;
     let stop_after = resolve_stop_after(run.steps, run.stop_after)?;
     run.state.ensure()?;
-    let (journal, records) = Journal::open(&run.state.journal_path())?;
+    let (journal, records) = run.state.open_journal()?;
     let history = JournalState::from_records(&records);
     let journal = Mutex::new(journal);
 

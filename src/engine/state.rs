@@ -9,7 +9,9 @@
 //!
 //! By default it is `$XDG_STATE_HOME/podnet/<cluster>.<region>` (so
 //! `~/.local/state/podnet/podnet-demo.ap-northeast-2` on Linux); `--state-dir`
-//! or `PODNET_STATE_DIR` names the directory itself.
+//! or `PODNET_STATE_DIR` names the directory itself. With shared state
+//! (`--state s3://…`) the directory is a working copy of the store's
+//! ([`super::remote`]), refreshed when a command starts.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,13 +21,46 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::change::StepPlan;
+use super::journal::{Journal, JournalError, Record};
+use super::lock::{self, LockError, LockGuard, LockHolder, LockState};
+use super::remote::{Remote, RemoteError};
 
 pub const SAVED_PLAN_FORMAT: u32 = 1;
 
-/// The state directory of one cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The state directory of one cluster: a local directory, and with shared
+/// state the object store it is a working copy of (see [`super::remote`]).
+#[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+    remote: Option<Remote>,
+}
+
+impl PartialEq for StateDir {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root && self.remote.as_ref().map(Remote::url) == other.remote.as_ref().map(Remote::url)
+    }
+}
+
+impl Eq for StateDir {}
+
+/// A held lock: the local one, and the shared state's when there is one
+/// (deleted on drop if it is still ours).
+#[derive(Debug)]
+pub struct StateLock {
+    _local: LockGuard,
+    shared: Option<(Remote, LockHolder)>,
+    /// A lock left by a dead process on this machine that was taken over.
+    pub took_over: Option<LockHolder>,
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        if let Some((remote, me)) = self.shared.take()
+            && let Err(e) = remote.unlock_if(&me)
+        {
+            tracing::warn!("releasing the shared state's lock: {e}");
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +75,8 @@ pub enum StateError {
     BadPlan { path: PathBuf, reason: String },
     #[error("cannot find a per-user state directory (no HOME); pass --state-dir")]
     NoHome,
+    #[error("shared state {0}")]
+    Remote(#[from] RemoteError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -52,7 +89,108 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 impl StateDir {
     /// `--state-dir` as given.
     pub fn at(root: impl Into<PathBuf>) -> StateDir {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            remote: None,
+        }
+    }
+
+    /// Shared state: `remote` is the truth, `cache` the working copy.
+    pub fn shared(cache: impl Into<PathBuf>, remote: Remote) -> StateDir {
+        StateDir {
+            root: cache.into(),
+            remote: Some(remote),
+        }
+    }
+
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_ref()
+    }
+
+    /// Where the state is, for messages: the store's URL, or the directory.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(r) => r.url(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// A sub-directory (a rollback's state), shared when this one is.
+    pub fn child(&self, name: &str) -> StateDir {
+        StateDir {
+            root: self.root.join(name),
+            remote: self.remote.as_ref().map(|r| r.child(name)),
+        }
+    }
+
+    /// Refreshes the working copy from the store (nothing for local state).
+    pub fn pull(&self) -> Result<(), StateError> {
+        if let Some(r) = &self.remote {
+            self.ensure()?;
+            r.pull(&self.root)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the journal for appending; with shared state each record is
+    /// created in the store first.
+    pub fn open_journal(&self) -> Result<(Journal, Vec<Record>), JournalError> {
+        let (j, records) = Journal::open(&self.journal_path())?;
+        Ok((j.with_remote(self.remote.clone()), records))
+    }
+
+    /// Takes the apply lock for `command`: the local lock file, and with
+    /// shared state the store's lock object.
+    pub fn lock(&self, command: &str) -> Result<StateLock, LockError> {
+        std::fs::create_dir_all(&self.root).map_err(|source| LockError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        let local = lock::acquire(&self.lock_path(), command)?;
+        let mut took_over = local.took_over.clone();
+        let shared = match &self.remote {
+            None => None,
+            Some(r) => {
+                let me = LockHolder::current(command);
+                if let Some(holder) = r.lock(&me, &mut took_over)? {
+                    return Err(LockError::HeldShared { holder, url: r.url() });
+                }
+                Some((r.clone(), me))
+            }
+        };
+        Ok(StateLock {
+            _local: local,
+            shared,
+            took_over,
+        })
+    }
+
+    /// The lock as `status` and `unlock` see it: the store's with shared
+    /// state (a holder on another machine cannot be checked: `Left`).
+    pub fn inspect_lock(&self) -> Result<LockState, LockError> {
+        match &self.remote {
+            None => lock::inspect(&self.lock_path()),
+            Some(r) => Ok(match r.holder()? {
+                None => LockState::Free,
+                Some(h) if h.is_alive() == Some(true) => LockState::HeldLive(h),
+                Some(h) => LockState::Left(h),
+            }),
+        }
+    }
+
+    /// Releases a lock left behind (refusing one a live local process holds).
+    pub fn release_lock(&self) -> Result<Option<LockHolder>, LockError> {
+        match &self.remote {
+            None => lock::release(&self.lock_path()),
+            Some(r) => match self.inspect_lock()? {
+                LockState::Free => Ok(None),
+                LockState::HeldLive(holder) => Err(LockError::HeldShared { holder, url: r.url() }),
+                LockState::Left(h) => {
+                    r.release()?;
+                    Ok(Some(h))
+                }
+            },
+        }
     }
 
     /// The per-user default for a cluster.
@@ -60,9 +198,7 @@ impl StateDir {
         let base = dirs::state_dir()
             .or_else(dirs::data_local_dir)
             .ok_or(StateError::NoHome)?;
-        Ok(StateDir {
-            root: base.join("podnet").join(format!("{cluster}.{region}")),
-        })
+        Ok(StateDir::at(base.join("podnet").join(format!("{cluster}.{region}"))))
     }
 
     pub fn root(&self) -> &Path {
@@ -95,6 +231,9 @@ impl StateDir {
         let path = self.plan_path();
         let tmp = self.root.join("plan.json.tmp");
         let body = serde_json::to_vec_pretty(plan).map_err(|e| io(&tmp)(std::io::Error::other(e)))?;
+        if let Some(r) = &self.remote {
+            r.save_plan(&body)?;
+        }
         let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(&body).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
@@ -134,10 +273,12 @@ impl StateDir {
     /// Moves a finished migration's journal and plan into `archive/` so a new
     /// one can start; returns where they went.
     pub fn archive(&self) -> Result<PathBuf, StateError> {
-        let dir = self
-            .root
-            .join("archive")
-            .join(Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string());
+        let stamp = Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let shared = match &self.remote {
+            Some(r) => Some(r.archive(&stamp)?),
+            None => None,
+        };
+        let dir = self.root.join("archive").join(&stamp);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         for name in ["journal.jsonl", "plan.json"] {
             let from = self.root.join(name);
@@ -145,7 +286,8 @@ impl StateDir {
                 std::fs::rename(&from, dir.join(name)).map_err(io(&from))?;
             }
         }
-        Ok(dir)
+        // Shown to the user: with shared state, where the team finds it.
+        Ok(shared.map(PathBuf::from).unwrap_or(dir))
     }
 }
 
@@ -236,6 +378,59 @@ pub fn fingerprint(value: &impl Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_state_writes_through_and_a_lock_held_elsewhere_refuses() {
+        use super::super::journal::Event;
+        use super::super::remote::{MemoryStore, ObjectStore};
+        let store = std::sync::Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::shared(dir.path(), Remote::new(store.clone()));
+        assert_eq!(state.location(), "memory://state");
+        let guard = state.lock("apply").unwrap();
+        assert!(store.keys().contains(&"lock".to_string()));
+        state
+            .save_plan(&SavedPlan::new(
+                "c",
+                "r",
+                None,
+                "abc".into(),
+                vec![],
+                serde_json::json!({}),
+            ))
+            .unwrap();
+        let (mut j, _) = state.open_journal().unwrap();
+        j.append(Event::StepStarted {
+            step: "associate-cidr".into(),
+            attempt: 1,
+        })
+        .unwrap();
+        assert_eq!(store.keys(), ["journal/00000000000000000000.json", "lock", "plan.json"]);
+        drop(guard);
+        assert!(!store.keys().contains(&"lock".to_string()), "released at the end");
+
+        // Another machine: an empty working copy, a lock held elsewhere.
+        let other = tempfile::tempdir().unwrap();
+        let there = StateDir::shared(other.path(), Remote::new(store.clone()));
+        let elsewhere = LockHolder {
+            host: "ci-runner-7".into(),
+            ..LockHolder::current("apply")
+        };
+        store.put("lock", &serde_json::to_vec(&elsewhere).unwrap()).unwrap();
+        let e = there.lock("resume").unwrap_err();
+        assert!(matches!(e, LockError::HeldShared { .. }), "{e}");
+        assert!(
+            e.to_string().contains("ci-runner-7") && e.to_string().contains("podnet unlock"),
+            "{e}"
+        );
+        assert_eq!(there.inspect_lock().unwrap(), LockState::Left(elsewhere.clone()));
+        assert_eq!(there.release_lock().unwrap(), Some(elsewhere));
+        there.pull().unwrap();
+        assert!(there.load_plan().unwrap().is_some());
+        assert_eq!(super::super::journal::read(&there.journal_path()).unwrap().len(), 1);
+        // The rollback's state sits under the same store.
+        assert_eq!(there.child("rollback").location(), "memory://state/rollback");
+    }
 
     #[test]
     fn only_the_version_that_planned_a_migration_may_resume_it() {

@@ -26,7 +26,7 @@ use crate::verify::{Direction, Expectations};
 /// The rollback's state: a directory of its own beside the apply's, with
 /// its own plan, journal and archive.
 pub fn state_dir(apply_state: &StateDir) -> StateDir {
-    StateDir::at(apply_state.root().join("rollback"))
+    apply_state.child("rollback")
 }
 
 /// Everything the reverse units are built from; saved with the approved

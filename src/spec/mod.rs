@@ -6,6 +6,7 @@ pub mod control_plane;
 pub mod model;
 mod pod_subnets;
 mod sg_patch;
+pub mod state;
 pub mod validate;
 mod validated;
 pub mod waits;

@@ -35,6 +35,8 @@ pub struct PlanFile {
     pub waits: super::waits::WaitsSection,
     #[serde(default)]
     pub control_plane: super::control_plane::ControlPlaneSection,
+    #[serde(default)]
+    pub state: super::state::StateSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -39,6 +39,7 @@ pub fn validate(file: &PlanFile, overrides: &Overrides) -> Result<Spec, Vec<Prob
 
     let waits = super::waits::validate(&file.waits, drain_timeout, &mut p);
     super::control_plane::validate(&file.control_plane, &mut p);
+    super::state::validate(&file.state, &mut p);
 
     if !p.is_empty() {
         return Err(p);
@@ -67,6 +68,7 @@ pub fn validate(file: &PlanFile, overrides: &Overrides) -> Result<Spec, Vec<Prob
         },
         waits,
         control_plane: file.control_plane.clone(),
+        state_url: file.state.url.clone(),
     })
 }
 

@@ -162,6 +162,9 @@ pub struct Spec {
         skip_serializing_if = "super::control_plane::ControlPlaneSection::is_default"
     )]
     pub control_plane: super::control_plane::ControlPlaneSection,
+    /// `[state] url`: shared state. Not part of the fingerprint.
+    #[serde(skip)]
+    pub state_url: Option<String>,
 }
 
 /// Values given on the command line that override the file.

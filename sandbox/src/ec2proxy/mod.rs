@@ -30,6 +30,7 @@ use crate::calls::{CallLog, Service, ec2_mutating};
 mod authorize;
 pub mod consistency;
 mod dependencies;
+pub mod s3;
 mod source_version;
 
 pub use consistency::Consistency;
@@ -122,7 +123,7 @@ pub fn ec2_error_body(code: &str, message: &str) -> String {
     )
 }
 
-fn xml_response(status: u16, body: String) -> Response {
+pub(crate) fn xml_response(status: u16, body: String) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
@@ -161,7 +162,7 @@ async fn send(
 
 /// Forwards to moto; a successful answer passes through `edit` (the
 /// eventual-consistency view) on its way back.
-async fn forward(
+pub(crate) async fn forward(
     upstream: &str,
     parts: &axum::http::request::Parts,
     body: Bytes,
