@@ -218,12 +218,16 @@ fn shared_state(command: Phase, t: &Target) -> Vec<Value> {
     }
     vec![
         json!({ "Sid": "SharedStateObjects", "Effect": "Allow", "Action": objects, "Resource": keys }),
+        // IfExists: reading a key that does not exist (no lock yet, no plan)
+        // is answered 404 only to a caller with s3:ListBucket on the bucket,
+        // else 403 (GetObject, "Permissions", S3 API Reference); that check
+        // carries no s3:prefix.
         json!({
             "Sid": "SharedStateList",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": format!("arn:{p}:s3:::{bucket}"),
-            "Condition": { "StringLike": { "s3:prefix": listed } },
+            "Condition": { "StringLikeIfExists": { "s3:prefix": listed } },
         }),
     ]
 }

@@ -149,10 +149,15 @@ fn checks(inputs: &MigrationInputs, d: &Discovery, caller: &Caller) -> Vec<Check
             continue;
         };
         let subnet = a.ec2(&format!("subnet/{}", existing.id));
+        // The tags the call will send, as its request carries them.
+        let tagged = in_vpc()
+            .into_iter()
+            .chain(p.tags.iter().map(|(k, v)| (format!("aws:RequestTag/{k}"), v.clone())))
+            .collect();
         out.push(ask(
             "ec2:CreateTags",
             vec![subnet.clone()],
-            in_vpc(),
+            tagged,
             "tag the pod subnets that already exist",
         ));
         let on_its_table = d

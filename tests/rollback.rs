@@ -10,7 +10,7 @@ use std::path::Path;
 use std::collections::BTreeSet;
 
 use common::*;
-use podnet_sandbox::{Sandbox, Scenario, Service};
+use podnet_sandbox::{Sandbox, Service};
 use serde_json::Value;
 
 /// The vpc-cni addon's configuration, key by key (none: `{}`).
@@ -146,19 +146,6 @@ fn called_actions(sb: &Sandbox) -> BTreeSet<String> {
 fn apply(sb: &Sandbox, state: &Path, plan: &Path) {
     let o = podnet(sb, state, plan, &["apply", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-}
-
-/// The seed cluster with room in its node subnets for the nodes the
-/// migration added: the seed's own subnets are nearly full (about 15 free
-/// addresses each), and after the apply Karpenter runs twice the nodes
-/// (custom networking gives each fewer pods), each of which takes a primary
-/// address and a warm pool from the node subnets once it is back on them.
-fn seed_with_room() -> Scenario {
-    let mut s = Scenario::seed();
-    for z in &mut s.zones {
-        z.other_tenant_ips = 60;
-    }
-    s
 }
 
 /// Run under exactly the IAM policies `podnet iam-policy` prints: the

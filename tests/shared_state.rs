@@ -1,6 +1,6 @@
 //! Shared state on S3 (`--state s3://…`): a migration applied from one
 //! machine, watched, blocked by a lock left elsewhere, unlocked and
-//! resumed from another, against the sandbox's moto S3 behind its audited
+//! resumed from another, then rolled back from the first, against the sandbox's moto S3 behind its audited
 //! proxy. What is in S3 is read with the AWS CLI, never through podnet.
 
 mod common;
@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use podnet_sandbox::{Sandbox, Scenario, Service};
+use podnet_sandbox::{Sandbox, Service};
 use serde_json::Value;
 
 const BUCKET: &str = "podnet-state";
@@ -53,8 +53,8 @@ fn on(sb: &Sandbox, machine: &Path, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn applied_on_one_machine_locked_elsewhere_unlocked_and_resumed_on_another() {
-    let sb = start(Scenario::seed());
+fn applied_on_one_machine_locked_elsewhere_unlocked_resumed_on_another_and_rolled_back() {
+    let sb = start(seed_with_room());
     let made = aws_json(
         &sb,
         &[
@@ -155,4 +155,22 @@ fn applied_on_one_machine_locked_elsewhere_unlocked_and_resumed_on_another() {
     let o = on(&sb, a.path(), &["status", "--output", "json"]);
     let doc: Value = serde_json::from_slice(&o.stdout).expect("status json");
     assert_eq!(doc["migration"], "complete", "{doc}");
+
+    // A rolls it back from the shared record; B sees the rollback.
+    let o = on(&sb, a.path(), &["rollback", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let k = keys(&sb);
+    assert!(k.contains(&"rollback/plan.json".to_string()), "{k:?}");
+    assert!(k.iter().any(|k| k.starts_with("rollback/journal/")), "{k:?}");
+    assert!(!k.contains(&"lock".to_string()), "{k:?}");
+    let after = ec2_state(&sb);
+    assert_eq!(after.subnets, before.subnets, "the pod subnets are gone");
+    assert_eq!(after.sg_rules, before.sg_rules, "the rules podnet added are revoked");
+    let o = on(&sb, b.path(), &["status"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("Rollback: "), "{out}");
+    // And B may not resume what was rolled back.
+    let o = on(&sb, b.path(), &["resume", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("was rolled back"), "{}", text(&o));
 }

@@ -142,11 +142,14 @@ impl AccessApi for SdkAccess {
             .send()
             .await
             .map_err(|e| from_sdk("iam", OP, Some(policy_source.to_string()), e))?;
-        let Some(result) = out
+        // One result per action today, one per resource before (IAM API
+        // Reference, EvaluationResult): read every result for the action.
+        let results: Vec<_> = out
             .evaluation_results()
             .iter()
-            .find(|r| r.eval_action_name().eq_ignore_ascii_case(&ask.action))
-        else {
+            .filter(|r| r.eval_action_name().eq_ignore_ascii_case(&ask.action))
+            .collect();
+        if results.is_empty() {
             return Err(AwsError {
                 class: crate::error_class::ErrorClass::Failed,
                 service: "iam",
@@ -156,19 +159,31 @@ impl AccessApi for SdkAccess {
                 message: format!("the simulator did not answer for {}", ask.action),
                 status: None,
             });
-        };
-        let Some(explicit) = denied(result.eval_decision()) else {
-            return Ok(Simulated::Allowed);
-        };
-        let mut resources: Vec<String> = result
-            .resource_specific_results()
-            .iter()
-            .filter(|r| denied(r.eval_resource_decision()).is_some())
-            .map(|r| r.eval_resource_name().to_string())
-            .collect();
-        if resources.is_empty() {
-            resources = result.eval_resource_name().map(str::to_string).into_iter().collect();
         }
+        let (mut any_denied, mut explicit) = (false, false);
+        let mut resources: Vec<String> = vec![];
+        for result in results {
+            let Some(this_explicit) = denied(result.eval_decision()) else {
+                continue;
+            };
+            any_denied = true;
+            explicit |= this_explicit;
+            let specific: Vec<String> = result
+                .resource_specific_results()
+                .iter()
+                .filter(|r| denied(r.eval_resource_decision()).is_some())
+                .map(|r| r.eval_resource_name().to_string())
+                .collect();
+            if specific.is_empty() {
+                resources.extend(result.eval_resource_name().map(str::to_string));
+            } else {
+                resources.extend(specific);
+            }
+        }
+        if !any_denied {
+            return Ok(Simulated::Allowed);
+        }
+        resources.dedup();
         Ok(Simulated::Denied { explicit, resources })
     }
 }

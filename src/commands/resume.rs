@@ -38,7 +38,7 @@ pub async fn run(ctx: &Context, args: &ResumeArgs) -> Result<ExitStatus> {
     if super::rollback::finished(&rstate)? {
         bail!(
             "the migration in {} was rolled back: there is nothing to resume; run `podnet apply` to migrate again",
-            state.root().display()
+            state.location()
         );
     }
     if let Some(saved) = super::rollback::unfinished(&rstate)? {

@@ -56,7 +56,7 @@ pub(super) fn unfinished(rstate: &StateDir) -> Result<Option<SavedPlan>> {
         Some(saved) => Ok(Some(saved)),
         None => bail!(
             "{} holds a rollback journal without its plan: podnet cannot tell what it was doing; move the directory aside after checking the cluster",
-            rstate.root().display()
+            rstate.location()
         ),
     }
 }

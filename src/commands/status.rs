@@ -134,14 +134,28 @@ fn print_header(
         p.out(format!("Migration: {}", paint(style::BOLD, phase)));
     }
     p.out(format!("State: {}", state.location()));
+    // A holder on another machine may well be running: nobody here can
+    // tell, so it is neither called left behind nor interrupted.
+    let elsewhere = matches!(lock_state, LockState::Left(h) if !h.is_local());
     match lock_state {
         LockState::Free => {}
         LockState::HeldLive(h) => p.out(format!("Lock: held by {h}")),
+        LockState::Left(h) if elsewhere => p.out(format!(
+            "Lock: held by {h}, on another machine: it may still be running; if it is gone, `podnet unlock` releases it"
+        )),
         LockState::Left(h) => p.out(format!("Lock: left by {h} (release with `podnet unlock`)")),
     }
     if let Some(unit) = &overview.in_flight {
         p.out(match lock_state {
             LockState::HeldLive(_) => format!("In flight: {}", paint(style::BOLD, unit)),
+            _ if elsewhere => format!(
+                "In flight or interrupted during: {} (the lock's holder on {} knows which)",
+                paint(style::BOLD, unit),
+                match lock_state {
+                    LockState::Left(h) => h.host.as_str(),
+                    _ => "another machine",
+                }
+            ),
             _ => format!(
                 "Interrupted during: {} (`podnet resume` runs it again)",
                 paint(style::BOLD, unit)

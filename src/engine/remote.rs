@@ -84,6 +84,8 @@ pub struct Remote {
 const PLAN: &str = "plan.json";
 const JOURNAL: &str = "journal/";
 const LOCK: &str = "lock";
+/// In a working copy: the URL of the store it copies.
+const MARKER: &str = ".shared-state";
 /// The sub-directories a state directory has.
 const CHILDREN: &[&str] = &["rollback"];
 
@@ -127,6 +129,20 @@ impl Remote {
     /// Makes `local` (and its sub-directories) a copy of the store's plan
     /// and journal: what the store has replaces what the machine had.
     pub fn pull(&self, local: &Path) -> Result<(), RemoteError> {
+        // A directory with a journal of its own that is not a copy of this
+        // store (local state, `--state-dir` pointed at it with `--state`)
+        // is never overwritten.
+        let marker = local.join(MARKER);
+        let copy_of = std::fs::read_to_string(&marker).ok();
+        if self.dir.is_empty()
+            && copy_of.as_deref() != Some(self.url().as_str())
+            && local.join("journal.jsonl").exists()
+        {
+            return Err(self.error(format!(
+                "{} holds a journal that is not a copy of this shared state; use another --state-dir for the working copy, or drop --state to go on with the local state",
+                local.display()
+            )));
+        }
         let write = |name: &str, body: Option<Vec<u8>>| -> Result<(), RemoteError> {
             let path = local.join(name);
             let result = match body {
@@ -163,6 +179,8 @@ impl Remote {
             for c in CHILDREN {
                 self.child(c).pull(&local.join(c))?;
             }
+            std::fs::write(&marker, self.url())
+                .map_err(|e| self.error(format!("writing {}: {e}", marker.display())))?;
         }
         Ok(())
     }
@@ -173,7 +191,10 @@ impl Remote {
 
     /// Records journal line `seq`, only if no writer has recorded it.
     pub fn append(&self, seq: u64, line: &str) -> Result<(), RemoteError> {
-        if self.store.create(&self.key(&record_key(seq)), line.as_bytes())? {
+        let key = self.key(&record_key(seq));
+        // A create that timed out may have landed and its retry been
+        // refused: the very same bytes there are this record, written.
+        if self.store.create(&key, line.as_bytes())? || self.store.get(&key)?.as_deref() == Some(line.as_bytes()) {
             Ok(())
         } else {
             Err(self.error(format!(
@@ -187,15 +208,18 @@ impl Remote {
     /// the archive and the journal in place, and archiving again is safe.
     pub fn archive(&self, stamp: &str) -> Result<String, RemoteError> {
         let to = format!("archive/{stamp}/");
-        let mut keys = self.store.list(&self.key(JOURNAL))?;
-        keys.push(self.key(PLAN));
+        let mut keys = vec![self.key(PLAN)];
+        keys.extend(self.store.list(&self.key(JOURNAL))?);
         for k in &keys {
             if let Some(body) = self.store.get(k)? {
                 let rest = k.strip_prefix(&self.dir).unwrap_or(k);
                 self.store.put(&self.key(&format!("{to}{rest}")), &body)?;
             }
         }
-        for k in &keys {
+        // The highest record first and the plan last: a run stopped half-way
+        // leaves a shorter journal without a gap (readable, archived again
+        // next time), never records after a hole.
+        for k in keys.iter().rev() {
             self.store.delete(k)?;
         }
         Ok(format!("{}/{}", self.url(), to.trim_end_matches('/')))
@@ -215,19 +239,26 @@ impl Remote {
     /// replaced; the replaced holder is returned through `took_over`.
     pub fn lock(&self, me: &LockHolder, took_over: &mut Option<LockHolder>) -> Result<Option<LockHolder>, RemoteError> {
         let body = serde_json::to_vec(me).map_err(|e| self.error(e.to_string()))?;
-        for _ in 0..2 {
+        for _ in 0..3 {
             if self.store.create(LOCK, &body)? {
                 return Ok(None);
             }
             let Some(h) = self.holder()? else { continue };
+            // Our own create, landed and retried by the SDK.
+            if &h == me {
+                return Ok(None);
+            }
             if h.is_alive() == Some(false) {
+                // Whoever creates it next has it: only one create succeeds.
                 self.store.delete(LOCK)?;
                 *took_over = Some(h);
                 continue;
             }
             return Ok(Some(h));
         }
-        self.holder()
+        Err(self.error(
+            "the lock kept changing hands while podnet tried to take it: another podnet is starting on this state; try again in a moment",
+        ))
     }
 
     /// Deletes the lock if `mine` still holds it.
@@ -343,6 +374,14 @@ mod tests {
         a.append(1, &line(1)).unwrap();
         a.child("rollback").append(0, &line(0)).unwrap();
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("journal.jsonl"), "local").unwrap();
+        let refused = Remote::new(store.clone()).pull(dir.path()).unwrap_err();
+        assert!(refused.message.contains("not a copy"), "{refused}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap(),
+            "local"
+        );
+        std::fs::write(dir.path().join(MARKER), "memory://state").unwrap();
         std::fs::write(dir.path().join("journal.jsonl"), "stale").unwrap();
         Remote::new(store.clone()).pull(dir.path()).unwrap();
         assert_eq!(
@@ -351,9 +390,13 @@ mod tests {
         );
         assert_eq!(std::fs::read(dir.path().join("plan.json")).unwrap(), b"{}");
         assert!(dir.path().join("rollback/journal.jsonl").exists());
-        // Record 1 exists: a writer that did not see it is refused.
-        let e = Remote::new(store.clone()).append(1, &line(1)).unwrap_err();
+        // Record 1 exists: a writer that did not see it is refused; the
+        // same bytes again (an SDK retry of a create that landed) are not.
+        let e = Remote::new(store.clone())
+            .append(1, "{\"sum\":\"y\",\"rec\":{\"seq\":1}}\n")
+            .unwrap_err();
         assert!(e.message.contains("another podnet"), "{e}");
+        Remote::new(store.clone()).append(1, &line(1)).unwrap();
         // Archived: the journal and plan move under archive/, and a pull
         // then clears the working copy.
         let to = a.archive("20261203T000000Z").unwrap();

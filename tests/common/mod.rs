@@ -460,3 +460,17 @@ pub fn denied_calls(sb: &Sandbox) -> Vec<String> {
         .map(|c| format!("{:?} {}", c.service, c.action))
         .collect()
 }
+
+/// The seed cluster with room in its node subnets for the nodes the
+/// migration added, for tests that roll back: the seed's own subnets are
+/// nearly full (about 15 free addresses each), and after the apply
+/// Karpenter runs twice the nodes (custom networking gives each fewer
+/// pods), each of which takes a primary address and a warm pool from the
+/// node subnets once it is back on them.
+pub fn seed_with_room() -> Scenario {
+    let mut s = Scenario::seed();
+    for z in &mut s.zones {
+        z.other_tenant_ips = 60;
+    }
+    s
+}

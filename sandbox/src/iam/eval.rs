@@ -109,24 +109,44 @@ pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// An ARN pattern against an ARN, segment by segment: a wildcard does not
+/// reach across the `:` between partition, service, region, account and
+/// resource (the resource itself may hold `:` and `/`). `*` alone matches
+/// everything.
+pub fn arn_matches(pattern: &str, arn: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    let a: Vec<&str> = arn.splitn(6, ':').collect();
+    p.len() == a.len() && p.iter().zip(&a).all(|(p, a)| glob(p, a, false))
+}
+
 fn matches(patterns: &Patterns, value: &str, ignore_case: bool) -> bool {
+    let one = |p: &String| {
+        if ignore_case {
+            glob(p, value, true)
+        } else {
+            arn_matches(p, value)
+        }
+    };
     match patterns {
-        Patterns::Only(list) => list.iter().any(|p| glob(p, value, ignore_case)),
-        Patterns::AllBut(list) => !list.iter().any(|p| glob(p, value, ignore_case)),
+        Patterns::Only(list) => list.iter().any(one),
+        Patterns::AllBut(list) => !list.iter().any(one),
     }
 }
 
 /// One request value against one policy value.
 fn value_matches(op: Operator, policy: &str, request: &str) -> bool {
     match op {
-        Operator::StringEquals | Operator::StringNotEquals | Operator::ArnEquals | Operator::ArnNotEquals => {
-            policy == request
-        }
+        Operator::StringEquals | Operator::StringNotEquals => policy == request,
         Operator::StringEqualsIgnoreCase | Operator::StringNotEqualsIgnoreCase | Operator::Bool => {
             policy.eq_ignore_ascii_case(request)
         }
-        Operator::StringLike | Operator::StringNotLike | Operator::ArnLike | Operator::ArnNotLike => {
-            glob(policy, request, false)
+        Operator::StringLike | Operator::StringNotLike => glob(policy, request, false),
+        // "ArnEquals … behaves like ArnLike" (IAM condition operators).
+        Operator::ArnEquals | Operator::ArnNotEquals | Operator::ArnLike | Operator::ArnNotLike => {
+            arn_matches(policy, request)
         }
         Operator::Null => false,
     }
@@ -141,23 +161,22 @@ fn condition_holds(c: &Condition, values: Option<&Vec<String>>) -> bool {
     }
     let Some(values) = values else {
         return match c.set {
-            // "ForAllValues … returns true if … there are no keys in the request."
+            // "ForAllValues … returns true if … there are no keys in the
+            // request"; ForAnyValue never matches a missing key.
             SetOperator::ForAllValues => true,
-            _ => c.if_exists || c.operator.negated(),
+            SetOperator::ForAnyValue => false,
+            SetOperator::Single => c.if_exists || c.operator.negated(),
         };
     };
     let any_policy = |r: &String| c.values.iter().any(|p| value_matches(c.operator, p, r));
-    // A negated operator holds when no request value matches a policy value.
-    let positive = |r: &String| any_policy(r) != c.operator.negated();
+    // A request value "holds" when it matches a policy value (for a negated
+    // operator: when it matches none).
+    let holds = |r: &String| any_policy(r) != c.operator.negated();
     match c.set {
-        SetOperator::Single | SetOperator::ForAnyValue => {
-            if c.operator.negated() {
-                values.iter().all(positive)
-            } else {
-                values.iter().any(positive)
-            }
-        }
-        SetOperator::ForAllValues => values.iter().all(positive),
+        // A single-valued key with a negated operator: no value may match.
+        SetOperator::Single if c.operator.negated() => values.iter().all(holds),
+        SetOperator::Single | SetOperator::ForAnyValue => values.iter().any(holds),
+        SetOperator::ForAllValues => values.iter().all(holds),
     }
 }
 
@@ -220,6 +239,34 @@ mod tests {
         ));
         assert!(glob("subnet-?", "subnet-1", false) && !glob("subnet-?", "subnet-12", false));
         assert!(glob("*", "*", false) && !glob("arn:*", "*", false));
+        assert!(arn_matches("arn:aws:ec2:*:*:subnet/*", "arn:aws:ec2:r:1:subnet/s-1"));
+        assert!(!arn_matches("arn:aws:*", "arn:aws:ec2:r:1:subnet/s-1"), "* stops at :");
+        assert!(arn_matches(
+            "arn:aws:eks:r:1:nodegroup/c/*/*",
+            "arn:aws:eks:r:1:nodegroup/c/ng/0a1b"
+        ));
+        assert!(arn_matches("*", "*") && !arn_matches("arn:aws:ec2:r:1:vpc/*", "*"));
+    }
+
+    #[test]
+    fn for_any_value_with_a_negated_operator_needs_one_value_outside_the_list() {
+        let p = Policy::parse(
+            r#"{"Statement":[{"Effect":"Allow","Action":"ec2:CreateTags","Resource":"*",
+            "Condition":{"ForAnyValue:StringNotEquals":{"aws:TagKeys":["team"]}}}]}"#,
+        )
+        .unwrap();
+        let req = |keys: &[&str]| {
+            keys.iter()
+                .fold(Request::new("ec2:CreateTags", vec![Resource::any()]), |r, k| {
+                    r.key("aws:TagKeys", *k)
+                })
+        };
+        assert_eq!(evaluate(&p, &req(&["team", "cost"])), Decision::Allow);
+        assert!(matches!(evaluate(&p, &req(&["team"])), Decision::ImplicitDeny { .. }));
+        assert!(
+            matches!(evaluate(&p, &req(&[])), Decision::ImplicitDeny { .. }),
+            "missing: false"
+        );
     }
 
     fn policy(doc: &str) -> Policy {
