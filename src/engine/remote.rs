@@ -276,11 +276,13 @@ impl Remote {
 }
 
 /// An object store in memory, for tests of everything above it.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     objects: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
 }
 
+#[cfg(test)]
 impl MemoryStore {
     pub fn keys(&self) -> Vec<String> {
         self.objects
@@ -292,6 +294,7 @@ impl MemoryStore {
     }
 }
 
+#[cfg(test)]
 impl ObjectStore for MemoryStore {
     fn url(&self) -> String {
         "memory://state".into()

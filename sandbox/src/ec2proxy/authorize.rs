@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use super::dependencies::{plain, text_nodes};
-use crate::iam::{Request, Resource};
+use crate::iam::{Request, Resource, query_list};
 
 /// A resource the proxy reads from moto before deciding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,20 +49,6 @@ fn param<'a>(p: &'a Params, k: &str) -> Option<&'a str> {
     p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
-/// `ResourceId.1`, `ResourceId.2`, … in order.
-fn numbered<'a>(p: &'a Params, prefix: &str) -> Vec<&'a str> {
-    let mut v: Vec<(u32, &str)> = p
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix(prefix)
-                .and_then(|n| n.parse().ok())
-                .map(|n| (n, v.as_str()))
-        })
-        .collect();
-    v.sort();
-    v.into_iter().map(|(_, v)| v).collect()
-}
-
 /// The resource a tag or delete call names by id, from its prefix.
 fn by_prefix(id: &str) -> Option<Lookup> {
     let id = id.to_string();
@@ -87,7 +73,7 @@ pub fn lookups(action: &str, p: &Params) -> Vec<Lookup> {
         | "AuthorizeSecurityGroupEgress"
         | "RevokeSecurityGroupIngress"
         | "RevokeSecurityGroupEgress" => one("GroupId", Lookup::SecurityGroup),
-        "CreateTags" | "DeleteTags" => numbered(p, "ResourceId.").into_iter().filter_map(by_prefix).collect(),
+        "CreateTags" | "DeleteTags" => query_list(p, "ResourceId.").into_iter().filter_map(by_prefix).collect(),
         "AssociateRouteTable" => {
             let mut v: Vec<Lookup> = one("RouteTableId", Lookup::RouteTable);
             v.extend(one("SubnetId", Lookup::Subnet));

@@ -138,6 +138,21 @@ pub fn decode_message(encoded: &str) -> Option<String> {
     serde_json::from_str::<Value>(&text).ok().map(|_| text)
 }
 
+/// A Query-API list parameter in order: `PREFIX1`, `PREFIX2`, … (e.g.
+/// `ResourceId.` or `ActionNames.member.`), as EC2 and IAM both encode lists.
+pub fn query_list<'a>(params: &'a [(String, String)], prefix: &str) -> Vec<&'a str> {
+    let mut v: Vec<(u32, &str)> = params
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(prefix)
+                .and_then(|n| n.parse().ok())
+                .map(|n| (n, v.as_str()))
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, v)| v).collect()
+}
+
 /// The access key id a SigV4-signed request was signed with: from the
 /// `Authorization` header's `Credential=AKID/date/region/service/aws4_request`
 /// or a presigned URL's `X-Amz-Credential`.

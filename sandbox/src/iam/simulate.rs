@@ -28,16 +28,10 @@ pub struct Simulation {
 pub struct InvalidInput(pub String);
 
 fn member_list(params: &[(String, String)], prefix: &str) -> Vec<String> {
-    let mut v: Vec<(u32, String)> = params
-        .iter()
-        .filter_map(|(k, val)| {
-            k.strip_prefix(prefix)
-                .and_then(|n| n.parse().ok())
-                .map(|n| (n, val.clone()))
-        })
-        .collect();
-    v.sort();
-    v.into_iter().map(|(_, s)| s).collect()
+    super::query_list(params, prefix)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 impl Simulation {
