@@ -65,7 +65,25 @@ pub struct KarpenterExpectation {
     pub namespace: String,
     pub deployment: String,
     pub reserved_enis: u32,
+    /// One maxPods for every class: plans saved before podnet planned it per
+    /// EC2NodeClass (and their rollbacks).
     pub max_pods: Option<u32>,
+    /// EC2NodeClass → the static `kubelet.maxPods` it carries after the apply.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub class_max_pods: BTreeMap<String, u32>,
+    /// NodePool → its EC2NodeClass.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pool_classes: BTreeMap<String, String>,
+}
+
+impl KarpenterExpectation {
+    /// The static maxPods a NodePool's nodes carry, if any.
+    fn max_pods_for(&self, pool: &str) -> Option<u32> {
+        if self.pool_classes.is_empty() {
+            return self.max_pods;
+        }
+        self.class_max_pods.get(self.pool_classes.get(pool)?).copied()
+    }
 }
 
 impl Expectations {
@@ -73,9 +91,9 @@ impl Expectations {
     /// under custom networking; `None` when the type is unknown.
     pub fn expected_pods(&self, node: &NodeSummary) -> Option<u32> {
         let info = self.instance_types.get(node.instance_type.as_deref()?)?;
-        if node.nodepool.is_some() {
+        if let Some(pool) = &node.nodepool {
             let k = self.karpenter.as_ref();
-            return Some(match k.and_then(|k| k.max_pods) {
+            return Some(match k.and_then(|k| k.max_pods_for(pool)) {
                 Some(m) => m,
                 None => karpenter_max_pods(info, k.map(|k| k.reserved_enis).unwrap_or(0)),
             });

@@ -63,6 +63,11 @@ pub struct NodegroupInfo {
 }
 
 impl NodegroupInfo {
+    /// A Windows AMI type (`WINDOWS_CORE_2022_x86_64`, …).
+    pub fn is_windows(&self) -> bool {
+        self.ami_type.as_deref().is_some_and(|t| t.starts_with("WINDOWS_"))
+    }
+
     /// A custom AMI (`CUSTOM` AMI type) means EKS does not compute max pods.
     pub fn uses_custom_ami(&self) -> bool {
         self.ami_type.as_deref() == Some("CUSTOM")

@@ -100,7 +100,7 @@ pub fn report(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> CapacityR
     let before = cni_before(d);
     let after = cni_after(spec, d);
     let reserved = spec.karpenter.reserved_enis;
-    let (groups, nodes_to_replace) = group_capacity(spec, d, &before, &after);
+    let (groups, nodes_to_replace) = group_capacity(spec, d, inputs, &before, &after);
     CapacityReport {
         zones: zone_capacity(spec, d, inputs),
         instance_types: type_capacity(d, &before, &after, reserved),
@@ -163,6 +163,7 @@ fn type_capacity(d: &Discovery, before: &CniSettings, after: &CniSettings, reser
 fn group_capacity(
     spec: &Spec,
     d: &Discovery,
+    inputs: &MigrationInputs,
     before: &CniSettings,
     after: &CniSettings,
 ) -> (Vec<GroupCapacity>, Vec<NodeToReplace>) {
@@ -170,10 +171,13 @@ fn group_capacity(
     let mut nodes_to_replace = Vec::new();
     // Per group: what its nodes hold now and would hold after.
     let info = |t: Option<&str>| -> Option<&InstanceInfo> { t.and_then(|t| d.instance_types.get(t)) };
-    let karpenter_after = |i: &InstanceInfo| {
-        spec.karpenter
-            .max_pods
-            .unwrap_or_else(|| karpenter_max_pods(i, reserved).min(max_pods(i, after, true).uncapped))
+    let pool_classes = super::karpenter::pool_classes(d);
+    let static_max = |pool: &str| -> Option<u32> {
+        let k = inputs.karpenter.as_ref()?;
+        k.class_max_pods.get(pool_classes.get(pool)?).copied()
+    };
+    let karpenter_after = |i: &InstanceInfo, pool: &str| {
+        static_max(pool).unwrap_or_else(|| karpenter_max_pods(i, reserved).min(max_pods(i, after, true).uncapped))
     };
     let mut groups: BTreeMap<(String, String), GroupCapacity> = BTreeMap::new();
     for n in &d.kube.nodes {
@@ -198,7 +202,7 @@ fn group_capacity(
         let cap_after = i
             .map(|i| {
                 if kind == "node-pool" {
-                    karpenter_after(i)
+                    karpenter_after(i, &name)
                 } else {
                     max_pods(i, after, false).max_pods
                 }

@@ -4,6 +4,8 @@
 //! so every rule is unit-testable on a hand-built discovery.
 
 pub mod capacity;
+pub mod karpenter;
+pub mod node_kinds;
 pub mod preflight;
 pub mod reach;
 
@@ -17,7 +19,6 @@ use crate::network::{carve_even, overlaps};
 use crate::spec::model::PdbBypass;
 use crate::spec::{CNI_ROLE_TAG, OWNER_TAG, PodSubnetPlan, Protocol, SecurityGroupRef, Spec};
 use crate::steps::addon::VpcCniInputs;
-use crate::steps::karpenter::KarpenterInputs;
 use crate::steps::replace_nodes::{DrainSettings, NodeGroupRoll};
 use crate::steps::{MigrationInputs, PodSubnetInput, SgPatchInput};
 use crate::verify::{Expectations, KarpenterExpectation};
@@ -66,7 +67,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
     let mut findings = Vec::new();
     let pod_subnets = pod_subnets(spec, d, &mut findings);
     let security_group_patches = sg_patches(spec, d, &mut findings);
-    let (karpenter, karpenter_skip_reason) = karpenter_inputs(spec, d);
+    let (karpenter, karpenter_skip_reason) = karpenter::inputs(spec, d, &mut findings);
     let vpc_cni = vpc_cni_inputs(spec, d);
     let expect = Expectations {
         vpc_id: d.vpc.id.clone(),
@@ -84,6 +85,8 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
             deployment: k.deployment.clone(),
             reserved_enis: k.reserved_enis,
             max_pods: k.max_pods,
+            class_max_pods: k.class_max_pods.clone(),
+            pool_classes: karpenter::pool_classes(d),
         }),
         direction: Default::default(),
     };
@@ -97,7 +100,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         // A probe pool left by an interrupted gate is podnet's, not a pool to migrate.
         .filter(|p| p != crate::steps::reach_gate::PROBE)
         .collect();
-    let karpenter_batches = karpenter_batches(d, &node_pools, &expect, r.batch_size);
+    let karpenter_batches = karpenter::batches(d, &node_pools, &expect, r.batch_size, Some(&mut findings));
     let (reach_gate, reach_findings) = reach::plan(spec, d, &expect, &node_pools);
     findings.extend(reach_findings);
     let inputs = MigrationInputs {
@@ -119,6 +122,9 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
             .nodegroups
             .iter()
             .filter(|g| r.node_groups.selects(&g.name))
+            // Custom networking cannot serve Windows nodes: never rolled
+            // (node_kinds refuses them unless the plan leaves them).
+            .filter(|g| !g.is_windows())
             .map(|g| NodeGroupRoll {
                 name: g.name.clone(),
                 launch_template: g.launch_template.clone(),
@@ -149,27 +155,6 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
     }
 }
 
-/// The Karpenter nodes still to replace, sorted by name, in batches: what
-/// `replace-karpenter-nodes/batch-N` replaces (BRIEF.md: nodes never switch
-/// to custom networking, they are replaced).
-pub(crate) fn karpenter_batches(
-    d: &Discovery,
-    node_pools: &[String],
-    expect: &Expectations,
-    batch_size: u32,
-) -> Vec<Vec<String>> {
-    let mut old: Vec<String> = d
-        .kube
-        .nodes
-        .iter()
-        .filter(|n| n.nodepool.as_ref().is_some_and(|p| node_pools.contains(p)))
-        .filter(|n| n.os != "windows" && !expect.node_is_migrated(n))
-        .map(|n| n.name.clone())
-        .collect();
-    old.sort();
-    old.chunks(batch_size.max(1) as usize).map(<[String]>::to_vec).collect()
-}
-
 /// The security groups of pod ENIs, as ids: the plan's, or the cluster
 /// security group. Unresolvable ones are preflight errors.
 fn eniconfig_security_groups(spec: &Spec, d: &Discovery) -> Vec<String> {
@@ -190,30 +175,6 @@ fn eniconfig_security_groups(spec: &Spec, d: &Discovery) -> Vec<String> {
         }
     }
     out
-}
-
-fn karpenter_inputs(spec: &Spec, d: &Discovery) -> (Option<KarpenterInputs>, String) {
-    if !spec.karpenter.configure {
-        return (None, "karpenter.configure = false in the plan file".into());
-    }
-    let Some(k) = &d.kube.karpenter else {
-        return (None, "the cluster runs no Karpenter".into());
-    };
-    let Some(c) = &k.controller else {
-        return (None, "no Karpenter controller Deployment was found".into());
-    };
-    (
-        Some(KarpenterInputs {
-            namespace: c.namespace.clone(),
-            deployment: c.deployment.clone(),
-            container: c.container.clone(),
-            helm_managed: c.helm_managed,
-            reserved_enis: spec.karpenter.reserved_enis,
-            max_pods: spec.karpenter.max_pods,
-            node_classes: spec.karpenter.node_classes.clone(),
-        }),
-        String::new(),
-    )
 }
 
 fn vpc_cni_inputs(spec: &Spec, d: &Discovery) -> VpcCniInputs {

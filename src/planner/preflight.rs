@@ -59,7 +59,7 @@ pub fn check(spec: &Spec, d: &Discovery, inputs: &MigrationInputs) -> Vec<Findin
     cidr(spec, d, &mut f);
     cluster(d, &mut f);
     cni(spec, d, &mut f);
-    nodes(d, &mut f);
+    super::node_kinds::check(spec, d, inputs, &mut f);
     zones(d, inputs, &mut f);
     karpenter(spec, d, inputs, &mut f);
     eniconfig_security_groups(spec, d, &mut f);
@@ -217,50 +217,6 @@ fn cni(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
             ));
         }
         CustomNetworking::Off => {}
-    }
-}
-
-fn nodes(d: &Discovery, f: &mut Vec<Finding>) {
-    let windows: Vec<&str> = d
-        .kube
-        .nodes
-        .iter()
-        .filter(|n| n.os == "windows")
-        .map(|n| n.name.as_str())
-        .collect();
-    if !windows.is_empty() {
-        f.push(Finding::warning(
-            "nodes.windows",
-            format!("{} Windows node(s) ({}): custom networking does not apply to Windows, so their pods keep node-subnet addresses", windows.len(), windows.join(", ")),
-            "leave enough free addresses in the node subnets for Windows pods; podnet does not replace Windows nodes",
-        ));
-    }
-    let overridden: Vec<String> = d
-        .kube
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            let how = n
-                .external_eniconfig_label
-                .as_ref()
-                .map(|v| format!("label vpc.amazonaws.com/externalEniConfig={v}"))
-                .or_else(|| {
-                    n.eniconfig_annotation
-                        .as_ref()
-                        .map(|v| format!("annotation k8s.amazonaws.com/eniConfig={v}"))
-                })?;
-            Some(format!("{} ({how})", n.name))
-        })
-        .collect();
-    if !overridden.is_empty() {
-        f.push(Finding::warning(
-            "nodes.eniconfig-override",
-            format!(
-                "nodes choose their ENIConfig by an override, not the zone label: {}",
-                overridden.join(", ")
-            ),
-            "those nodes use the named ENIConfig, not the AZ's; remove the override or make sure that ENIConfig exists",
-        ));
     }
 }
 

@@ -181,7 +181,7 @@ fn karpenter_step(rec: &ApplyRecord) -> StepPlan {
     for (class, was) in k.max_pods_before.iter().flatten() {
         plan = plan.with(Change::new(Action::Update, "karpenter_ec2nodeclass", class).change(
             "spec.kubelet.maxPods",
-            k.max_pods,
+            k.class_max_pods.get(class).copied().or(k.max_pods),
             was,
         ));
     }

@@ -68,12 +68,25 @@ fn expectations_before(inputs: &MigrationInputs, rec: &ApplyRecord) -> Expectati
             .and_then(|p| p.value.as_deref())
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        // One maxPods for every class, or none to check against.
-        let befores: Vec<Option<u32>> = r.max_pods_before.iter().flatten().map(|(_, v)| *v).collect();
-        k.max_pods = match befores.split_first() {
-            Some((first, rest)) if rest.iter().all(|v| v == first) => *first,
-            _ => None,
-        };
+        if k.pool_classes.is_empty() {
+            // A plan saved before podnet knew each NodePool's class: one
+            // maxPods for every class, or none to check against.
+            let befores: Vec<Option<u32>> = r.max_pods_before.iter().flatten().map(|(_, v)| *v).collect();
+            k.max_pods = match befores.split_first() {
+                Some((first, rest)) if rest.iter().all(|v| v == first) => *first,
+                _ => None,
+            };
+        } else {
+            // Each class back to its own value; one that had none is sized
+            // by Karpenter from RESERVED_ENIS again.
+            k.max_pods = None;
+            k.class_max_pods = r
+                .max_pods_before
+                .iter()
+                .flatten()
+                .filter_map(|(c, v)| Some((c.clone(), (*v)?)))
+                .collect();
+        }
     }
     x
 }
@@ -84,7 +97,7 @@ impl RollbackInputs {
     pub fn new(inputs: &MigrationInputs, rec: ApplyRecord, d: &Discovery, plan_file: Option<PathBuf>) -> Self {
         let expect = expectations_before(inputs, &rec);
         let karpenter_batches =
-            crate::planner::karpenter_batches(d, &inputs.node_pools, &expect, inputs.drain.batch_size);
+            crate::planner::karpenter::batches(d, &inputs.node_pools, &expect, inputs.drain.batch_size, None);
         RollbackInputs {
             cluster: inputs.cluster.clone(),
             region: inputs.region.clone(),

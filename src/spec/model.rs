@@ -274,6 +274,19 @@ pub enum PdbBypass {
     AfterTimeout,
 }
 
+/// What the plan does about Windows nodes, which custom networking cannot
+/// serve (EKS user guide, "Deploy Windows nodes on EKS clusters":
+/// "You can't use custom networking with Windows nodes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowsNodes {
+    /// `plan` stops with an error naming the Windows nodes and their groups.
+    #[default]
+    Refuse,
+    /// Migrate the Linux nodes; Windows pods keep node-subnet addresses.
+    Leave,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplacementSection {
@@ -295,6 +308,8 @@ pub struct ReplacementSection {
     pub evict_unmanaged: bool,
     #[serde(default)]
     pub pdb_bypass: PdbBypass,
+    #[serde(default)]
+    pub windows: WindowsNodes,
 }
 
 impl Default for ReplacementSection {
@@ -307,6 +322,7 @@ impl Default for ReplacementSection {
             evict_emptydir: false,
             evict_unmanaged: false,
             pdb_bypass: PdbBypass::default(),
+            windows: WindowsNodes::default(),
         }
     }
 }

@@ -65,6 +65,7 @@ pub fn validate(file: &PlanFile, overrides: &Overrides) -> Result<Spec, Vec<Prob
             evict_emptydir: r.evict_emptydir,
             evict_unmanaged: r.evict_unmanaged,
             pdb_bypass: r.pdb_bypass,
+            windows: r.windows,
         },
         waits,
         control_plane: file.control_plane.clone(),

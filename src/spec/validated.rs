@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::model::{KarpenterSection, PdbBypass, Selection, VpcCniSection};
+use super::model::{KarpenterSection, PdbBypass, Selection, VpcCniSection, WindowsNodes};
 
 /// One thing wrong with a plan file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +121,9 @@ pub struct ReplacementSpec {
     pub evict_emptydir: bool,
     pub evict_unmanaged: bool,
     pub pdb_bypass: PdbBypass,
+    /// Plans saved before podnet refused Windows nodes read as `refuse`.
+    #[serde(default)]
+    pub windows: WindowsNodes,
 }
 
 mod humantime_serde_compat {

@@ -26,8 +26,14 @@ pub struct KarpenterInputs {
     pub helm_managed: bool,
     pub reserved_enis: u32,
     pub max_pods: Option<u32>,
-    /// EC2NodeClasses that get `max_pods` (all of them when the plan lists none).
+    /// EC2NodeClasses that get `max_pods` (all of them when the plan lists
+    /// none); only read when `class_max_pods` is empty.
     pub node_classes: Vec<String>,
+    /// EC2NodeClass → the `spec.kubelet.maxPods` the planner chose for it.
+    /// Empty in plans saved before podnet planned it per class: those apply
+    /// `max_pods` to `node_classes`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub class_max_pods: BTreeMap<String, u32>,
 }
 
 pub struct ConfigureKarpenter {
@@ -44,6 +50,9 @@ pub struct ConfigureKarpenterOutputs {
     pub reserved_enis: Option<u32>,
     pub max_pods: Option<u32>,
     pub node_classes: Vec<String>,
+    /// The maxPods each class in `node_classes` was given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub class_max_pods: BTreeMap<String, u32>,
     /// Helm values to keep in sync, when Helm manages the controller.
     pub helm_values: Option<String>,
     /// RESERVED_ENIS on the controller before podnet set it. `None` when
@@ -91,8 +100,18 @@ pub(crate) fn env_value(d: &Deployment, container: &str, key: &str) -> Option<St
 }
 
 impl KarpenterInputs {
-    async fn node_classes(&self, client: &kube::Client) -> Result<Vec<Ec2NodeClass>, StepError> {
-        if self.max_pods.is_none() {
+    /// The maxPods the plan sets on the class named `name`, if any.
+    fn want_for(&self, name: &str) -> Option<u32> {
+        if !self.class_max_pods.is_empty() {
+            return self.class_max_pods.get(name).copied();
+        }
+        self.max_pods
+            .filter(|_| self.node_classes.is_empty() || self.node_classes.iter().any(|n| n == name))
+    }
+
+    /// The EC2NodeClasses that get a maxPods, each with its value.
+    async fn node_classes(&self, client: &kube::Client) -> Result<Vec<(Ec2NodeClass, u32)>, StepError> {
+        if self.max_pods.is_none() && self.class_max_pods.is_empty() {
             return Ok(vec![]);
         }
         let all = k8s::list_crd::<Ec2NodeClass>(client, "EC2NodeClasses")
@@ -100,8 +119,9 @@ impl KarpenterInputs {
             .unwrap_or_default();
         Ok(all
             .into_iter()
-            .filter(|o| {
-                self.node_classes.is_empty() || self.node_classes.iter().any(|n| Some(n) == o.metadata.name.as_ref())
+            .filter_map(|o| {
+                let want = self.want_for(o.metadata.name.as_deref()?)?;
+                Some((o, want))
             })
             .collect())
     }
@@ -152,9 +172,9 @@ impl Unit<Env> for ConfigureKarpenter {
         } else {
             Change::new(Action::Update, "kubernetes_deployment_env", name).change("env.RESERVED_ENIS", have, want)
         });
-        for nc in k.node_classes(client).await? {
+        for (nc, want) in k.node_classes(client).await? {
             let have = max_pods_of(&nc);
-            let want = k.max_pods;
+            let want = Some(want);
             let n = nc.metadata.name.clone().unwrap_or_default();
             plan = plan.with(if have == want {
                 Change::new(Action::NoOp, "karpenter_ec2nodeclass", n)
@@ -193,14 +213,14 @@ impl Unit<Env> for ConfigureKarpenter {
             || {
                 classes
                     .iter()
-                    .map(|nc| (nc.metadata.name.clone().unwrap_or_default(), max_pods_of(nc)))
+                    .map(|(nc, _)| (nc.metadata.name.clone().unwrap_or_default(), max_pods_of(nc)))
                     .collect()
             },
         )?;
         // A class that appeared since the first attempt: recorded as it is
         // now, before podnet touches it.
         let mut max_pods_before = max_pods_before;
-        for nc in &classes {
+        for (nc, _) in &classes {
             let n = nc.metadata.name.clone().unwrap_or_default();
             if let std::collections::btree_map::Entry::Vacant(e) = max_pods_before.entry(n) {
                 e.insert(max_pods_of(nc));
@@ -223,10 +243,12 @@ impl Unit<Env> for ConfigureKarpenter {
             k8s::apply_owned(&api, &k.deployment, &body, &format!("Deployment {what}")).await?;
         }
         let mut patched = Vec::new();
-        if let Some(max) = k.max_pods {
+        let mut class_max_pods = BTreeMap::new();
+        {
             let nc_api: Api<Ec2NodeClass> = Api::all(client.clone());
-            for nc in &classes {
-                let n = nc.metadata.name.clone().unwrap_or_default();
+            for (nc, max) in &classes {
+                let (n, max) = (nc.metadata.name.clone().unwrap_or_default(), *max);
+                class_max_pods.insert(n.clone(), max);
                 if max_pods_of(nc) != Some(max) {
                     let body = json!({
                         "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass",
@@ -254,9 +276,10 @@ impl Unit<Env> for ConfigureKarpenter {
             reserved_enis: Some(k.reserved_enis),
             max_pods: k.max_pods,
             node_classes: patched,
+            class_max_pods,
             helm_values: k.helm_managed.then(|| helm_snippet(k.reserved_enis)),
             reserved_enis_before: Some(reserved_before),
-            max_pods_before: k.max_pods.map(|_| max_pods_before),
+            max_pods_before: (!classes.is_empty() || k.max_pods.is_some()).then_some(max_pods_before),
         };
         Ok(out)
     }

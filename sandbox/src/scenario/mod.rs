@@ -11,6 +11,7 @@
 
 pub mod control_plane;
 pub mod ec2;
+pub mod karpenter;
 pub mod objects;
 pub mod placement;
 pub mod seed;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::instance_types;
+pub use karpenter::{KarpenterNodes, KarpenterSpec, Pool, PoolSpec};
 
 /// The reference scenario (BRIEF.md's seed 000).
 pub const SEED: &str = include_str!("../../scenarios/seed.toml");
@@ -73,24 +75,6 @@ fn default_interface_endpoints() -> Vec<String> {
 }
 fn default_vpc_cni_version() -> String {
     "v1.19.2-eksbuild.1".into()
-}
-fn default_nodepool() -> String {
-    "default".into()
-}
-fn default_controller_replicas() -> u32 {
-    2
-}
-fn default_karpenter_version() -> String {
-    "1.1.1".into()
-}
-fn default_one() -> u32 {
-    1
-}
-fn default_limits_cpu() -> String {
-    "10".into()
-}
-fn default_limits_memory() -> String {
-    "40Gi".into()
 }
 
 /// A scenario file.
@@ -191,41 +175,6 @@ pub struct NodeGroupSpec {
     pub launch_template: bool,
     #[serde(default = "default_ami_type")]
     pub ami_type: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KarpenterSpec {
-    #[serde(default = "default_nodepool")]
-    pub nodepool: String,
-    #[serde(default = "default_nodepool")]
-    pub nodeclass: String,
-    pub instance_types: Vec<String>,
-    #[serde(default = "default_limits_cpu")]
-    pub limits_cpu: String,
-    #[serde(default = "default_limits_memory")]
-    pub limits_memory: String,
-    #[serde(default = "default_controller_replicas")]
-    pub controller_replicas: u32,
-    #[serde(default = "default_karpenter_version")]
-    pub version: String,
-    /// `RESERVED_ENIS` on the controller (absent in the seed).
-    #[serde(default)]
-    pub reserved_enis: Option<u32>,
-    /// EC2NodeClass `spec.kubelet.maxPods`.
-    #[serde(default)]
-    pub max_pods: Option<u32>,
-    #[serde(default)]
-    pub nodes: Vec<KarpenterNodes>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KarpenterNodes {
-    pub instance_type: String,
-    pub zone: String,
-    #[serde(default = "default_one")]
-    pub count: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -408,19 +357,7 @@ impl Scenario {
             }
         }
         if let Some(k) = &self.karpenter {
-            for t in &k.instance_types {
-                if !known(t) {
-                    return Err(format!("karpenter: unknown instance type {t}"));
-                }
-            }
-            for n in &k.nodes {
-                if !known(&n.instance_type) {
-                    return Err(format!("karpenter node: unknown instance type {}", n.instance_type));
-                }
-                if !zone_names.contains(&n.zone.as_str()) {
-                    return Err(format!("karpenter node: zone {} is not a scenario zone", n.zone));
-                }
-            }
+            k.validate(&zone_names)?;
         }
         for w in &self.workloads {
             if cpu_millis(&w.cpu).is_none() || mem_mib(&w.memory).is_none() {

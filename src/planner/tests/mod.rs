@@ -1,5 +1,6 @@
 //! Planner rules on a hand-built discovery of the reference scenario.
 
+mod karpenter;
 pub(crate) mod seed;
 
 use serde_json::json;

@@ -89,8 +89,10 @@ fn kube_steps(cluster: &str) -> Vec<Box<dyn Step<Env>>> {
                 container: "controller".into(),
                 helm_managed: true,
                 reserved_enis: 1,
-                max_pods: Some(110),
+                max_pods: None,
                 node_classes: vec![],
+                // As the planner writes it: a value per EC2NodeClass.
+                class_max_pods: [("default".to_string(), 20)].into(),
             }),
             skip_reason: String::new(),
         }),
@@ -231,7 +233,15 @@ async fn the_kubernetes_steps_run_twice_change_nothing_and_resume_from_a_failure
         serde_json::json!({ "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": null, "ENI_CONFIG_LABEL_DEF": null }),
         "{want_befores}"
     );
-    assert!(want_befores["max_pods"].is_object(), "{want_befores}");
+    assert_eq!(
+        want_befores["max_pods"],
+        serde_json::json!({ "default": null }),
+        "{want_befores}"
+    );
+    assert_eq!(
+        outputs["configure-karpenter"]["class_max_pods"],
+        serde_json::json!({ "default": 20 })
+    );
     let want_writes = writes(&sb);
     assert!(
         want_writes.iter().filter(|a| *a == "UpdateAddon").count() == 1,

@@ -126,16 +126,28 @@ pub(super) async fn provision(
         return;
     }
     let reserved = reserved_enis(ctx);
-    for np in ctx.list(NODEPOOL) {
+    // Karpenter offers a pod to NodePools by weight, heaviest first, equal
+    // weights by name, later in the alphabet first
+    // (sigs.k8s.io/karpenter NodePoolList.OrderByWeight); a pool that takes
+    // a pod leaves it to no other, a pool at its limits passes it on.
+    let mut pools = ctx.list(NODEPOOL);
+    pools.sort_by(|a, b| {
+        let w = |p: &Arc<Stored>| p.value.pointer("/spec/weight").and_then(Value::as_i64).unwrap_or(0);
+        w(b).cmp(&w(a)).then_with(|| b.name().cmp(a.name()))
+    });
+    let mut waiting = unschedulable;
+    for np in pools {
         if is_deleting(&np.value) {
             continue;
         }
-        provision_pool(ctx, &np, claims, nodes, pods, &unschedulable, reserved).await;
+        let taken = provision_pool(ctx, &np, claims, nodes, pods, &waiting, reserved).await;
+        waiting.retain(|p| !taken.iter().any(|t| t == p.uid()));
     }
 }
 
 /// One NodePool's answer to the unschedulable pods it could take: a
-/// NodeClaim of the smallest type that holds them, within its limits.
+/// NodeClaim of the smallest type that holds them, within its limits. The
+/// uids of the pods it took (room coming on its claims, or a new claim).
 async fn provision_pool(
     ctx: &Ctx,
     np: &Arc<Stored>,
@@ -144,11 +156,11 @@ async fn provision_pool(
     pods: &[Arc<Stored>],
     unschedulable: &[&Arc<Stored>],
     reserved: u32,
-) {
+) -> Vec<String> {
     let np_name = np.name().to_string();
     let class_name = s(&np.value, "/spec/template/spec/nodeClassRef/name").to_string();
     let Ok(nodeclass) = ctx.store.get(EC2NODECLASS, "", &class_name) else {
-        return;
+        return vec![];
     };
     let mut types: Vec<&'static instance_types::InstanceType> =
         requirement(&np.value, "node.kubernetes.io/instance-type")
@@ -156,7 +168,7 @@ async fn provision_pool(
             .filter_map(|t| instance_types::lookup(t))
             .collect();
     if types.is_empty() {
-        return;
+        return vec![];
     }
     let max_pods_of = |t: &instance_types::InstanceType| -> u32 {
         nodeclass
@@ -172,8 +184,9 @@ async fn provision_pool(
     // up only when a node is really launched.
     let compatible = compatible_pods(ctx, &np.value, &types, unschedulable);
     if compatible.is_empty() {
-        return;
+        return vec![];
     }
+    let taken: Vec<String> = compatible.iter().map(|p| p.uid().to_string()).collect();
     let mine: Vec<&Arc<Stored>> = claims
         .iter()
         .filter(|c| label(&c.value, "karpenter.sh/nodepool") == Some(np_name.as_str()))
@@ -182,7 +195,7 @@ async fn provision_pool(
     let spare = spare_room(&mine, nodes, pods);
     let want = compatible.len() as i64 - spare;
     if want <= 0 {
-        return;
+        return taken;
     }
     let fitting = fitting_type(&np.value, &types, &mine, want, &max_pods_of);
     let Some(itype) = fitting else {
@@ -198,10 +211,10 @@ async fn provision_pool(
                 Source::Karpenter,
             );
         }
-        return;
+        return vec![];
     };
     let zone = pick_zone(ctx, &np.value, &nodeclass.value, itype, &compatible, &mine).await;
-    let Some((zone, subnet)) = zone else { return };
+    let Some((zone, subnet)) = zone else { return vec![] };
     let max_pods = max_pods_of(itype);
     if let Some(claim_name) = launch_claim(ctx, np, &class_name, itype, &zone, &subnet, max_pods).await {
         for p in compatible.iter().take(max_pods.saturating_sub(2) as usize) {
@@ -215,6 +228,7 @@ async fn provision_pool(
             );
         }
     }
+    taken
 }
 
 /// The unschedulable pods a node of the pool could take: taints tolerated

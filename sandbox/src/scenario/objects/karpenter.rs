@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::instance_types;
-use crate::scenario::{NodeInfo, Scenario, World};
+use crate::scenario::{NodeInfo, Pool, Scenario, World};
 
 use super::nodes::{capacity_mem_mib, nodeclaim_uid};
 
@@ -76,10 +76,9 @@ pub fn helm_annotations() -> Value {
     json!({"meta.helm.sh/release-name": "karpenter", "meta.helm.sh/release-namespace": "kube-system"})
 }
 
-pub fn nodepool(s: &Scenario, nodes: u32, cpu: u32, mem_mib_total: u64, created: &str) -> Option<Value> {
-    let k = s.karpenter.as_ref()?;
+pub fn nodepool(k: &Pool<'_>, nodes: u32, cpu: u32, mem_mib_total: u64, created: &str) -> Value {
     let cond = |t: &str| json!({"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": created, "observedGeneration": 1});
-    Some(json!({
+    json!({
         "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
         "metadata": {"name": k.nodepool, "creationTimestamp": created,
             "annotations": {"karpenter.sh/nodepool-hash": "6821555240594823858", "karpenter.sh/nodepool-hash-version": "v3",
@@ -99,18 +98,18 @@ pub fn nodepool(s: &Scenario, nodes: u32, cpu: u32, mem_mib_total: u64, created:
                 }
             },
             "limits": {"cpu": k.limits_cpu, "memory": k.limits_memory},
-            "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "0s", "budgets": [{"nodes": "10%"}]}
+            "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "0s", "budgets": [{"nodes": k.budget}]}
         },
         "status": {
             "conditions": [cond("ValidationSucceeded"), cond("NodeClassReady"), cond("NodeRegistrationHealthy"), cond("Ready")],
             "resources": {"cpu": cpu.to_string(), "memory": format!("{}Ki", mem_mib_total * 1024), "nodes": nodes.to_string(),
                 "pods": "0", "ephemeral-storage": "0", "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
         }
-    }))
+    })
 }
 
-pub fn ec2nodeclass(s: &Scenario, w: &World, created: &str) -> Option<Value> {
-    let k = s.karpenter.as_ref()?;
+/// An EC2NodeClass named `name`, with `kubelet.maxPods` when given.
+pub fn ec2nodeclass(s: &Scenario, w: &World, name: &str, max_pods: Option<u32>, created: &str) -> Value {
     let cond = |t: &str| json!({"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": created, "observedGeneration": 1});
     let subnets: Vec<Value> = w
         .zones
@@ -125,13 +124,13 @@ pub fn ec2nodeclass(s: &Scenario, w: &World, created: &str) -> Option<Value> {
         "metadataOptions": {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled", "httpPutResponseHopLimit": 1, "httpTokens": "required"},
         "tags": {"karpenter.sh/discovery": s.cluster},
     });
-    if let Some(mp) = k.max_pods {
+    if let Some(mp) = max_pods {
         spec["kubelet"] = json!({"maxPods": mp});
     }
     let hash = crate::workloads::template_hash(&spec);
-    Some(json!({
+    json!({
         "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass",
-        "metadata": {"name": k.nodeclass, "creationTimestamp": created, "finalizers": ["karpenter.k8s.aws/termination"],
+        "metadata": {"name": name, "creationTimestamp": created, "finalizers": ["karpenter.k8s.aws/termination"],
             "annotations": {"karpenter.k8s.aws/ec2nodeclass-hash": hash, "karpenter.k8s.aws/ec2nodeclass-hash-version": "v4"}},
         "spec": spec,
         "status": {
@@ -142,7 +141,7 @@ pub fn ec2nodeclass(s: &Scenario, w: &World, created: &str) -> Option<Value> {
             "instanceProfile": format!("{}_1234567890123456789", s.cluster),
             "conditions": [cond("AMIsReady"), cond("SubnetsReady"), cond("SecurityGroupsReady"), cond("InstanceProfileReady"), cond("ValidationSucceeded"), cond("Ready")]
         }
-    }))
+    })
 }
 
 /// What a NodeClaim records of its EC2NodeClass (and the EC2NodeClass of
@@ -153,13 +152,13 @@ pub fn nodeclass_hash(nodeclass: &Value) -> String {
 
 pub fn nodeclaim(
     s: &Scenario,
+    k: &Pool<'_>,
     n: &NodeInfo,
     nodepool_uid: &str,
     nodeclass_hash: &str,
     max_pods: u32,
     created: &str,
 ) -> Option<Value> {
-    let k = s.karpenter.as_ref()?;
     let name = n.nodeclaim.clone()?;
     let t = instance_types::lookup(&n.instance_type)?;
     let cond = |ty: &str| json!({"type": ty, "status": "True", "reason": ty, "message": "", "lastTransitionTime": created, "observedGeneration": 1});

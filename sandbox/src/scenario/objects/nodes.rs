@@ -46,8 +46,8 @@ pub enum NodeOrigin {
 /// view (`kubelet.maxPods`, else reserved ENIs).
 pub fn node_max_pods(s: &Scenario, t: &InstanceType, origin: &NodeOrigin) -> u32 {
     match (origin, &s.karpenter) {
-        (NodeOrigin::Karpenter { .. }, Some(k)) => k
-            .max_pods
+        (NodeOrigin::Karpenter { nodeclass, .. }, Some(k)) => k
+            .class_max_pods(nodeclass)
             .unwrap_or_else(|| t.max_pods(k.reserved_enis.unwrap_or(0), false)),
         _ => t.default_max_pods(),
     }

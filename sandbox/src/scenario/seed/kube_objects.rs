@@ -155,31 +155,34 @@ fn create_pods(
     Ok(())
 }
 
-/// Karpenter's NodePool (its limits sized to the seeded nodes),
-/// EC2NodeClass and one NodeClaim per Karpenter node.
+/// Karpenter's NodePools (each `status.resources` summing its seeded
+/// nodes), their EC2NodeClasses and one NodeClaim per Karpenter node.
 fn karpenter_objects(store: &Store, s: &Scenario, world: &World, planned: &[Planned]) -> Result<(), SeedError> {
-    let karp: Vec<&Planned> = planned
-        .iter()
-        .filter(|p| matches!(p.origin, NodeOrigin::Karpenter { .. }))
-        .collect();
-    let cpu: u32 = karp
-        .iter()
-        .filter_map(|p| instance_types::lookup(&p.info.instance_type))
-        .map(|t| t.vcpus)
-        .sum();
-    let mem: u64 = karp
-        .iter()
-        .filter_map(|p| instance_types::lookup(&p.info.instance_type))
-        .map(obj::capacity_mem_mib)
-        .sum();
-    if let Some(np) = obj::nodepool(s, karp.len() as u32, cpu, mem, &ago(25, 0)) {
-        let np = create(store, r::NODEPOOL, np)?;
-        let mut hash = String::new();
-        if let Some(nc) = obj::ec2nodeclass(s, world, &ago(25, 0)) {
-            hash = obj::nodeclass_hash(&create(store, r::EC2NODECLASS, nc)?.value);
-        }
-        for p in karp {
-            if let Some(claim) = obj::nodeclaim(s, &p.info, np.uid(), &hash, p.max_pods, &p.created) {
+    let Some(k) = &s.karpenter else { return Ok(()) };
+    let mut hashes = std::collections::BTreeMap::new();
+    for (name, max_pods) in k.node_classes() {
+        let nc = obj::ec2nodeclass(s, world, name, max_pods, &ago(25, 0));
+        hashes.insert(name, obj::nodeclass_hash(&create(store, r::EC2NODECLASS, nc)?.value));
+    }
+    for pool in k.pools() {
+        let mine: Vec<&Planned> = planned
+            .iter()
+            .filter(|p| matches!(&p.origin, NodeOrigin::Karpenter { nodepool, .. } if nodepool == pool.nodepool))
+            .collect();
+        let types = || {
+            mine.iter()
+                .filter_map(|p| instance_types::lookup(&p.info.instance_type))
+        };
+        let cpu: u32 = types().map(|t| t.vcpus).sum();
+        let mem: u64 = types().map(obj::capacity_mem_mib).sum();
+        let np = create(
+            store,
+            r::NODEPOOL,
+            obj::nodepool(&pool, mine.len() as u32, cpu, mem, &ago(25, 0)),
+        )?;
+        let hash = hashes.get(pool.nodeclass).cloned().unwrap_or_default();
+        for p in mine {
+            if let Some(claim) = obj::nodeclaim(s, &pool, &p.info, np.uid(), &hash, p.max_pods, &p.created) {
                 create(store, r::NODECLAIM, claim)?;
             }
         }

@@ -113,12 +113,16 @@ pub(super) fn plan_nodes(s: &Scenario, world: &World, ipam: &mut Ipam) -> Result
     }
     if let Some(k) = &s.karpenter {
         let mut idx = 0;
-        for spec in &k.nodes {
+        for (pool, spec) in k.pools().into_iter().flat_map(|p| p.nodes.iter().map(move |n| (p, n))) {
             for _ in 0..spec.count {
                 let origin = NodeOrigin::Karpenter {
-                    nodepool: k.nodepool.clone(),
-                    nodeclass: k.nodeclass.clone(),
-                    nodeclaim: format!("{}-{}", k.nodepool, suffix(&format!("{}/nodeclaim/{idx}", s.cluster))),
+                    nodepool: pool.nodepool.to_string(),
+                    nodeclass: pool.nodeclass.to_string(),
+                    nodeclaim: format!(
+                        "{}-{}",
+                        pool.nodepool,
+                        suffix(&format!("{}/nodeclaim/{idx}", s.cluster))
+                    ),
                 };
                 planned.push(plan_node(
                     s,
