@@ -61,6 +61,40 @@ pub struct Discovery {
     /// Instance types EC2 did not describe, filled from the embedded table.
     pub instance_types_from_table: Vec<String>,
     pub kube: KubeSnapshot,
+    /// Node group → its launch template version's user data, for the
+    /// custom-AMI groups (EKS writes max pods for the others).
+    #[serde(default)]
+    pub launch_template_user_data: BTreeMap<String, LaunchTemplateUserData>,
+}
+
+/// A launch template version's user data as EC2 keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchTemplateUserData {
+    /// The version, by number.
+    pub version: String,
+    pub base64: Option<String>,
+}
+
+/// The user data of each custom-AMI node group's launch template version.
+async fn custom_ami_user_data(
+    aws: &AwsClients,
+    nodegroups: &[NodegroupInfo],
+) -> Result<BTreeMap<String, LaunchTemplateUserData>, AwsError> {
+    let mut out = BTreeMap::new();
+    for g in nodegroups.iter().filter(|g| g.uses_custom_ami()) {
+        let Some(lt) = &g.launch_template else { continue };
+        let id = match (&lt.id, &lt.name) {
+            (Some(id), _) => id.clone(),
+            (None, Some(name)) => aws.ec2.launch_template_id(name).await?,
+            (None, None) => continue,
+        };
+        let (version, base64) = aws
+            .ec2
+            .launch_template_user_data(&id, lt.version.as_deref().unwrap_or("$Default"))
+            .await?;
+        out.insert(g.name.clone(), LaunchTemplateUserData { version, base64 });
+    }
+    Ok(out)
 }
 
 /// Reads the cluster. `progress` hears what is being read (as a phase).
@@ -123,6 +157,7 @@ pub async fn discover(
         types.extend(k.nodepools.iter().flat_map(|p| p.instance_types()));
     }
     let types: Vec<String> = types.into_iter().collect();
+    let launch_template_user_data = custom_ami_user_data(aws, &nodegroups).await?;
     progress("reading instance types");
     let mut instance_types = BTreeMap::new();
     let mut instance_types_from_table = Vec::new();
@@ -158,6 +193,7 @@ pub async fn discover(
         instance_types,
         instance_types_from_table,
         kube,
+        launch_template_user_data,
     })
 }
 

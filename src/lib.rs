@@ -8,7 +8,8 @@
 //! - [`commands`]: one thin module per subcommand;
 //! - [`spec`]: plan files and their validation;
 //! - [`engine`]: steps, the journal, the lock, the runner;
-//! - [`network`], [`capacity`]: pure CIDR and max-pods rules;
+//! - [`network`], [`capacity`], [`userdata`]: pure CIDR, max-pods and
+//!   launch template user data rules;
 //! - [`aws`]: SDK configuration and calls;
 //! - [`output`]: the one [`output::Printer`].
 
@@ -31,6 +32,7 @@ pub mod rollback;
 pub mod simulate;
 pub mod spec;
 pub mod steps;
+pub mod userdata;
 pub mod verify;
 
 use std::process::ExitCode;

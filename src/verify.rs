@@ -79,7 +79,9 @@ pub struct KarpenterExpectation {
 impl KarpenterExpectation {
     /// The static maxPods a NodePool's nodes carry, if any.
     fn max_pods_for(&self, pool: &str) -> Option<u32> {
-        if self.pool_classes.is_empty() {
+        // As configure-karpenter reads its inputs: no per-class values
+        // means the one max_pods for every class.
+        if self.pool_classes.is_empty() || self.class_max_pods.is_empty() {
             return self.max_pods;
         }
         self.class_max_pods.get(self.pool_classes.get(pool)?).copied()
@@ -238,8 +240,8 @@ pub fn evaluate(
     subnets: Option<&[crate::aws::ec2::SubnetInfo]>,
 ) -> VerifyReport {
     let mut r = VerifyReport::default();
-    let linux: Vec<&NodeSummary> = snap.nodes.iter().filter(|n| n.os != "windows").collect();
-    r.checks.push(pods_in_pod_cidr(x, snap));
+    let linux: Vec<&NodeSummary> = snap.nodes.iter().filter(|n| n.on_vpc_cni()).collect();
+    r.checks.push(pods_in_pod_cidr(x, snap, &linux));
     r.checks.push(nodes_eniconfig_label(x, &linux));
     r.checks.push(nodes_capacity_pods(x, &linux));
     r.checks.push(pods_no_ip_assignment_failures(snap, events));
@@ -254,11 +256,13 @@ pub fn evaluate(
     r
 }
 
-fn pods_in_pod_cidr(x: &Expectations, snap: &KubeSnapshot) -> Check {
+/// Pods on Windows and Fargate nodes keep their addresses: not checked.
+fn pods_in_pod_cidr(x: &Expectations, snap: &KubeSnapshot, on_cni: &[&NodeSummary]) -> Check {
     let running: Vec<_> = snap
         .pods
         .iter()
         .filter(|p| p.phase == "Running" && !p.host_network)
+        .filter(|p| p.node.as_ref().is_none_or(|n| on_cni.iter().any(|c| &c.name == n)))
         .collect();
     let outside: Vec<String> = running
         .iter()

@@ -187,3 +187,228 @@ fn many_node_pools_on_many_node_classes_migrate_each_within_its_own_budget() {
     let o = podnet(&sb, dir.path(), &plan, &["verify"]);
     assert_eq!(o.status.code(), Some(0), "verify: {}", text(&o));
 }
+
+/// The seed (with room) plus a Windows managed node group of one t3.large.
+fn with_windows() -> podnet_sandbox::Scenario {
+    let mut s = seed_with_room();
+    s.node_groups.push(podnet_sandbox::scenario::NodeGroupSpec {
+        name: "podnet-demo-windows".into(),
+        instance_type: "t3.large".into(),
+        size: 1,
+        min_size: Some(1),
+        max_size: Some(2),
+        zones: Some(vec!["ap-northeast-2a".into()]),
+        launch_template: true,
+        ami_type: "WINDOWS_CORE_2022_x86_64".into(),
+        user_data: None,
+    });
+    s
+}
+
+fn windows_nodes(sb: &podnet_sandbox::Sandbox) -> Vec<Value> {
+    kubectl_json(sb, &["get", "nodes", "-l", "kubernetes.io/os=windows"])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn windows_nodes_stop_the_plan_before_any_change_unless_the_plan_leaves_them() {
+    let sb = start(with_windows());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = windows_nodes(&sb);
+    assert_eq!(before.len(), 1, "the scenario's Windows node");
+    let windows_node = before[0]["metadata"]["name"].as_str().unwrap_or("?").to_string();
+    assert_eq!(before[0]["spec"]["taints"][0]["key"], "os", "{:#}", before[0]);
+    let on_it = kubectl_json(
+        &sb,
+        &[
+            "get",
+            "pods",
+            "-A",
+            "--field-selector",
+            &format!("spec.nodeName={windows_node}"),
+        ],
+    );
+    assert_eq!(on_it["items"], serde_json::json!([]), "Linux pods on the Windows node");
+    sb.clear_calls();
+
+    // Refused: exit 1, the node and its group named with the fix, nothing changed.
+    let plan = repo().join(SEED_PLAN);
+    let o = podnet(&sb, dir.path(), &plan, &["plan"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("nodes.windows"), "{out}");
+    assert!(
+        out.contains(&format!("node group podnet-demo-windows ({windows_node})")),
+        "{out}"
+    );
+    assert!(out.contains("replacement.windows = \"leave\""), "{out}");
+    let o = podnet(&sb, dir.path(), &plan, &["apply", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "apply refuses too: {}", text(&o));
+    assert_eq!(
+        all_mutations(&sb),
+        Vec::<String>::new(),
+        "a refused plan changed something"
+    );
+
+    // Left: the Linux nodes migrate, the Windows node is neither changed nor replaced.
+    let seed_plan = std::fs::read_to_string(&plan).expect("seed plan");
+    let plan = write_plan(
+        dir.path(),
+        "leave.toml",
+        &seed_plan.replace("[replacement]\n", "[replacement]\nwindows = \"leave\"\n"),
+    );
+    let (code, doc) = plan_json(&sb, dir.path(), &plan);
+    assert_eq!(code, 2, "{doc:#}");
+    let o = podnet(&sb, dir.path(), &plan, &["apply", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let after = windows_nodes(&sb);
+    assert_eq!(after.len(), 1, "{after:#?}");
+    let n = &after[0];
+    assert_eq!(
+        n["metadata"]["name"],
+        windows_node.as_str(),
+        "the Windows node was replaced"
+    );
+    assert!(label(n, "vpc.amazonaws.com/eniConfig").is_none(), "{n:#}");
+    assert_ne!(n["spec"]["unschedulable"], true, "the Windows node was cordoned");
+    let linux = kubectl_json(&sb, &["get", "nodes", "-l", "kubernetes.io/os=linux"]);
+    for n in linux["items"].as_array().expect("nodes") {
+        assert_eq!(
+            label(n, "vpc.amazonaws.com/eniConfig"),
+            label(n, "topology.kubernetes.io/zone"),
+            "{}",
+            n["metadata"]["name"]
+        );
+    }
+    let o = podnet(&sb, dir.path(), &plan, &["verify"]);
+    assert_eq!(o.status.code(), Some(0), "verify: {}", text(&o));
+}
+
+const BOTTLEROCKET: &str = "[settings.kubernetes]\napi-server = \"https://EXAMPLE.gr7.ap-northeast-2.eks.amazonaws.com\"\ncluster-certificate = \"LS0tLS1CRUdJTg==\"\ncluster-name = \"podnet-demo\"\n\n[settings.kubernetes.node-labels]\n\"team\" = \"batch\"\n";
+
+const NODEADM: &str = "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"MIMEBOUNDARY\"\n\n--MIMEBOUNDARY\nContent-Transfer-Encoding: 7bit\nContent-Type: application/node.eks.aws\n\n---\napiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    apiServerEndpoint: https://EXAMPLE.gr7.ap-northeast-2.eks.amazonaws.com\n    certificateAuthority: LS0tLS1CRUdJTg==\n    cidr: 172.20.0.0/16\n    name: podnet-demo\n  kubelet:\n    flags:\n      - --node-labels=team=web\n\n--MIMEBOUNDARY\nContent-Type: text/x-shellscript\n\n#!/bin/bash\necho custom\n\n--MIMEBOUNDARY--\n";
+
+/// The seed (with room) plus two managed node groups on custom AMIs: a
+/// Bottlerocket t3.large and an AL2023 t3.medium, whose user data set no
+/// max pods (the AMI's default, blind to custom networking: 35 and 17).
+fn with_custom_amis() -> podnet_sandbox::Scenario {
+    let mut s = seed_with_room();
+    for (name, itype, zone, user_data) in [
+        ("podnet-demo-bottlerocket", "t3.large", "ap-northeast-2a", BOTTLEROCKET),
+        ("podnet-demo-al2023", "t3.medium", "ap-northeast-2c", NODEADM),
+    ] {
+        s.node_groups.push(podnet_sandbox::scenario::NodeGroupSpec {
+            name: name.into(),
+            instance_type: itype.into(),
+            size: 1,
+            min_size: Some(1),
+            max_size: Some(2),
+            zones: Some(vec![zone.into()]),
+            launch_template: true,
+            ami_type: "CUSTOM".into(),
+            user_data: Some(user_data.into()),
+        });
+    }
+    s
+}
+
+/// Each version's user data (decoded) of a node group's launch template,
+/// oldest first, read with the AWS CLI.
+fn user_data_versions(sb: &podnet_sandbox::Sandbox, group: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let ng = aws_json(
+        sb,
+        &[
+            "eks",
+            "describe-nodegroup",
+            "--cluster-name",
+            "podnet-demo",
+            "--nodegroup-name",
+            group,
+        ],
+    );
+    let id = ng["nodegroup"]["launchTemplate"]["id"]
+        .as_str()
+        .expect("launch template id")
+        .to_string();
+    let vs = aws_json(
+        sb,
+        &["ec2", "describe-launch-template-versions", "--launch-template-id", &id],
+    );
+    let mut vs: Vec<Value> = vs["LaunchTemplateVersions"].as_array().cloned().unwrap_or_default();
+    vs.sort_by_key(|v| v["VersionNumber"].as_i64());
+    vs.iter()
+        .map(|v| {
+            let b = v["LaunchTemplateData"]["UserData"].as_str().unwrap_or("");
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).expect("base64")).expect("utf-8")
+        })
+        .collect()
+}
+
+/// The lines of `new` not in `old`, and of `old` not in `new`.
+fn line_diff(old: &str, new: &str) -> (Vec<String>, Vec<String>) {
+    let o: Vec<&str> = old.lines().collect();
+    let n: Vec<&str> = new.lines().collect();
+    (
+        n.iter().filter(|l| !o.contains(l)).map(|l| l.to_string()).collect(),
+        o.iter().filter(|l| !n.contains(l)).map(|l| l.to_string()).collect(),
+    )
+}
+
+#[test]
+fn custom_ami_node_groups_get_max_pods_in_their_user_data() {
+    let sb = start(with_custom_amis());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = repo().join(SEED_PLAN);
+    let capacity = |group: &str| -> Vec<String> {
+        let nodes = kubectl_json(
+            &sb,
+            &["get", "nodes", "-l", &format!("eks.amazonaws.com/nodegroup={group}")],
+        );
+        nodes["items"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["status"]["capacity"]["pods"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    assert_eq!(capacity("podnet-demo-bottlerocket"), ["35"], "the AMI's default before");
+    assert_eq!(capacity("podnet-demo-al2023"), ["17"]);
+
+    let (code, doc) = plan_json(&sb, dir.path(), &plan);
+    assert_eq!(code, 2, "{doc:#}");
+    let roll = doc["steps"]
+        .as_array()
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["step"] == "roll-node-groups/podnet-demo-bottlerocket")
+        })
+        .expect("the Bottlerocket group is rolled")
+        .to_string();
+    assert!(roll.contains("user_data.max_pods (Bottlerocket)"), "{roll}");
+
+    let o = podnet(&sb, dir.path(), &plan, &["apply", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Custom networking: t3.large (3 − 1) × (12 − 1) + 2 = 24, t3.medium 12.
+    assert_eq!(capacity("podnet-demo-bottlerocket"), ["24"]);
+    assert_eq!(capacity("podnet-demo-al2023"), ["12"]);
+    for (group, want) in [
+        ("podnet-demo-bottlerocket", vec!["max-pods = 24"]),
+        ("podnet-demo-al2023", vec!["    config:", "      maxPods: 12"]),
+    ] {
+        let versions = user_data_versions(&sb, group);
+        assert_eq!(versions.len(), 2, "{group}: {versions:#?}");
+        let (added, removed) = line_diff(&versions[0], &versions[1]);
+        assert_eq!(added, want, "{group}");
+        assert!(removed.is_empty(), "{group}: {removed:?}");
+    }
+    let pods = kubectl_json(&sb, &["get", "pods", "-A"]);
+    for p in pods["items"].as_array().expect("pods") {
+        let name = format!("{}/{}", p["metadata"]["namespace"], p["metadata"]["name"]);
+        assert_ne!(p["status"]["phase"], "Pending", "{name} is stuck: {}", p["status"]);
+    }
+    let o = podnet(&sb, dir.path(), &plan, &["verify"]);
+    assert_eq!(o.status.code(), Some(0), "verify: {}", text(&o));
+}

@@ -29,6 +29,7 @@ pub mod moto;
 pub mod scenario;
 mod startup;
 pub mod sts;
+pub mod user_data;
 pub mod workloads;
 
 use std::path::{Path, PathBuf};

@@ -114,6 +114,9 @@ pub const ACTIONS: &[Action] = &[
     ec2("DescribeVpcEndpoints", false, READ, Scope::Any),
     ec2("DescribeInstanceTypes", false, READ, Scope::Any),
     ec2("DescribeLaunchTemplates", false, BOTH, Scope::Any),
+    // A custom-AMI node group's user data: read at plan, again before its
+    // new version is made.
+    ec2("DescribeLaunchTemplateVersions", false, BOTH, Scope::Any),
     ec2("DescribeNetworkInterfaces", false, ROLLBACK, Scope::Any),
     eks("DescribeCluster", false, READ, Scope::Cluster),
     eks("ListNodegroups", false, READ, Scope::Cluster),

@@ -57,6 +57,18 @@ pub struct NodeSummary {
     pub replace_mark: Option<String>,
 }
 
+impl NodeSummary {
+    /// A node whose pods the VPC CNI addresses: not Windows (the VPC
+    /// resource controller's), not Fargate (its profile's subnets). Only
+    /// these move to custom networking.
+    pub fn on_vpc_cni(&self) -> bool {
+        self.os != "windows" && self.labels.get(COMPUTE_TYPE_LABEL).map(String::as_str) != Some("fargate")
+    }
+}
+
+/// The label EKS puts on Fargate nodes (`fargate`).
+pub const COMPUTE_TYPE_LABEL: &str = "eks.amazonaws.com/compute-type";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodSummary {
     pub namespace: String,

@@ -181,7 +181,7 @@ fn group_capacity(
     };
     let mut groups: BTreeMap<(String, String), GroupCapacity> = BTreeMap::new();
     for n in &d.kube.nodes {
-        if n.os == "windows" {
+        if !n.on_vpc_cni() {
             continue;
         }
         let (kind, name) = match (&n.nodegroup, &n.nodepool) {

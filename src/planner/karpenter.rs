@@ -59,18 +59,30 @@ pub(super) fn inputs(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) -> (Optio
     )
 }
 
+/// The Linux NodePools launching from `class` (a Windows NodePool's nodes
+/// never use custom networking).
+fn pools_of<'d>(d: &'d Discovery, class: &str) -> Vec<&'d NodePoolSummary> {
+    d.kube
+        .karpenter
+        .iter()
+        .flat_map(|k| &k.nodepools)
+        .filter(|p| p.node_class.as_deref() == Some(class))
+        .filter(|p| {
+            !p.requirements.iter().any(|r| {
+                r["key"] == "kubernetes.io/os"
+                    && r["operator"] == "In"
+                    && r["values"].as_array().is_some_and(|v| v.iter().all(|x| x == "windows"))
+            })
+        })
+        .collect()
+}
+
 /// The most pods every node of a class can hold under custom networking:
 /// the least over the instance types its NodePools allow. `Err` names the
 /// NodePools that allow types podnet cannot enumerate or does not know.
 fn smallest_fit(spec: &Spec, d: &Discovery, class: &str) -> Result<(u32, String), Vec<String>> {
     let after = cni_after(spec, d);
-    let pools: Vec<&NodePoolSummary> = d
-        .kube
-        .karpenter
-        .iter()
-        .flat_map(|k| &k.nodepools)
-        .filter(|p| p.node_class.as_deref() == Some(class))
-        .collect();
+    let pools = pools_of(d, class);
     let mut open = Vec::new();
     let mut best: Option<(u32, String)> = None;
     for p in &pools {
@@ -130,8 +142,25 @@ fn class_max_pods(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) -> BTreeMap<
                 }
                 out.insert(nc.name.clone(), m);
             }
-            (None, Some(have), Ok((fit, _))) => {
-                out.insert(nc.name.clone(), have.min(fit));
+            (None, Some(have), Ok((fit, t))) => {
+                // Lowering the value drifts the class's nodes: Karpenter
+                // replaces them. Only where the plan replaces them anyway.
+                let left: Vec<&str> = pools_of(d, &nc.name)
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .filter(|p| !spec.replacement.node_pools.selects(p))
+                    .collect();
+                if have <= fit {
+                    out.insert(nc.name.clone(), have);
+                } else if left.is_empty() {
+                    out.insert(nc.name.clone(), fit);
+                } else {
+                    f.push(Finding::warning(
+                        "karpenter.static-max-pods-left",
+                        format!("EC2NodeClass {} sets kubelet.maxPods = {have}, more than its smallest type {t} holds under custom networking ({fit}), and the plan leaves its NodePool(s) {} as they are", nc.name, left.join(", ")),
+                        format!("its new nodes will promise pods they have no address for: set its maxPods to {fit} yourself (Karpenter then replaces its nodes as drifted), or select those NodePools in replacement.node_pools"),
+                    ));
+                }
             }
             (None, Some(have), Err(open)) => f.push(Finding::error(
                 "karpenter.static-max-pods",
@@ -222,7 +251,7 @@ pub(crate) fn batches(
             .collect();
         let mut old: Vec<String> = all
             .iter()
-            .filter(|n| n.os != "windows" && !expect.node_is_migrated(n))
+            .filter(|n| n.on_vpc_cni() && !expect.node_is_migrated(n))
             .map(|n| n.name.clone())
             .collect();
         if old.is_empty() {

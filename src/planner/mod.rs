@@ -5,6 +5,7 @@
 
 pub mod capacity;
 pub mod karpenter;
+pub mod node_groups;
 pub mod node_kinds;
 pub mod preflight;
 pub mod reach;
@@ -19,7 +20,7 @@ use crate::network::{carve_even, overlaps};
 use crate::spec::model::PdbBypass;
 use crate::spec::{CNI_ROLE_TAG, OWNER_TAG, PodSubnetPlan, Protocol, SecurityGroupRef, Spec};
 use crate::steps::addon::VpcCniInputs;
-use crate::steps::replace_nodes::{DrainSettings, NodeGroupRoll};
+use crate::steps::replace_nodes::DrainSettings;
 use crate::steps::{MigrationInputs, PodSubnetInput, SgPatchInput};
 use crate::verify::{Expectations, KarpenterExpectation};
 
@@ -118,18 +119,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         vpc_cni,
         node_pools,
         karpenter_batches,
-        node_groups: d
-            .nodegroups
-            .iter()
-            .filter(|g| r.node_groups.selects(&g.name))
-            // Custom networking cannot serve Windows nodes: never rolled
-            // (node_kinds refuses them unless the plan leaves them).
-            .filter(|g| !g.is_windows())
-            .map(|g| NodeGroupRoll {
-                name: g.name.clone(),
-                launch_template: g.launch_template.clone(),
-            })
-            .collect(),
+        node_groups: node_groups::rolls(spec, d, &mut findings),
         drain: DrainSettings {
             batch_size: r.batch_size,
             drain_timeout_secs: r.drain_timeout.as_secs(),

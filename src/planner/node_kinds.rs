@@ -7,15 +7,13 @@
 use std::collections::BTreeMap;
 
 use crate::discovery::Discovery;
-use crate::k8s::snapshot::NodeSummary;
+use crate::k8s::snapshot::{COMPUTE_TYPE_LABEL, NodeSummary};
 use crate::spec::Spec;
 use crate::spec::model::WindowsNodes;
 use crate::steps::MigrationInputs;
 
 use super::Finding;
 
-/// The label EKS puts on Fargate nodes.
-pub const COMPUTE_TYPE_LABEL: &str = "eks.amazonaws.com/compute-type";
 /// The label eksctl puts on the nodes of its (managed and self-managed) groups.
 const EKSCTL_GROUP_LABEL: &str = "alpha.eksctl.io/nodegroup-name";
 /// Turns on security groups for pods (trunk and branch ENIs).

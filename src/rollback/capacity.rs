@@ -64,7 +64,7 @@ pub struct ZoneNeed {
 pub fn needs(d: &Discovery, cidr: Ipv4Net) -> Vec<ZoneNeed> {
     let warm = Warm::of(&d.cni_env());
     let mut zones: BTreeMap<String, ZoneNeed> = BTreeMap::new();
-    for n in d.kube.nodes.iter().filter(|n| n.os != "windows") {
+    for n in d.kube.nodes.iter().filter(|n| n.on_vpc_cni()) {
         let Some(ip) = n
             .internal_ip
             .as_deref()

@@ -113,7 +113,19 @@ impl RollbackInputs {
             resolve_conflicts: inputs.vpc_cni.resolve_conflicts.clone(),
             node_pools: inputs.node_pools.clone(),
             karpenter_batches,
-            node_groups: inputs.node_groups.clone(),
+            // Back to the version the apply started from, unedited: a
+            // custom AMI's user data as it was (its own max pods).
+            node_groups: inputs
+                .node_groups
+                .iter()
+                .map(|g| {
+                    let mut g = g.clone();
+                    if let (Some(u), Some(lt)) = (g.user_data.take(), g.launch_template.as_mut()) {
+                        lt.version = Some(u.source_version);
+                    }
+                    g
+                })
+                .collect(),
             drain: inputs.drain.clone(),
             expect,
             waits: inputs.waits,

@@ -287,6 +287,12 @@ pub enum WindowsNodes {
     Leave,
 }
 
+impl WindowsNodes {
+    pub fn is_refuse(&self) -> bool {
+        *self == WindowsNodes::Refuse
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplacementSection {

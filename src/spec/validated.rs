@@ -121,8 +121,9 @@ pub struct ReplacementSpec {
     pub evict_emptydir: bool,
     pub evict_unmanaged: bool,
     pub pdb_bypass: PdbBypass,
-    /// Plans saved before podnet refused Windows nodes read as `refuse`.
-    #[serde(default)]
+    /// Plans saved before podnet refused Windows nodes read as `refuse`;
+    /// the default is not written, so their fingerprint is unchanged.
+    #[serde(default, skip_serializing_if = "WindowsNodes::is_refuse")]
     pub windows: WindowsNodes,
 }
 

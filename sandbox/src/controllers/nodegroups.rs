@@ -113,6 +113,7 @@ async fn start(ctx: &Ctx, id: &str, ng_name: &str, effect: &UpdateEffect) -> Opt
         .map(|n| n.name().to_string())
         .collect();
     let instance_type = ng.instance_types.first().cloned().unwrap_or_else(|| "t3.medium".into());
+    let max_pods = launched_max_pods(ctx, &ng.ami_type, launch_template.as_ref(), &instance_type).await;
     tracing::info!("rolling node group {ng_name} (update {id}): {} node(s)", old.len());
     Some(Rollout {
         nodegroup: ng_name.to_string(),
@@ -122,7 +123,7 @@ async fn start(ctx: &Ctx, id: &str, ng_name: &str, effect: &UpdateEffect) -> Opt
         force,
         max_unavailable: ng.max_unavailable.max(1) as usize,
         launch_template,
-        max_pods: group_max_pods(ctx, &instance_type),
+        max_pods,
         instance_type,
         draining: BTreeMap::new(),
     })
@@ -204,6 +205,41 @@ fn launch_request(
     }
 }
 
+/// Max pods a node launched from this group's template gets: on a custom
+/// AMI, what the version's user data sets (else the AMI's own default,
+/// blind to custom networking); otherwise what EKS computes.
+async fn launched_max_pods(ctx: &Ctx, ami_type: &str, lt: Option<&(String, String)>, instance_type: &str) -> u32 {
+    if ami_type != "CUSTOM" {
+        return group_max_pods(ctx, instance_type);
+    }
+    let default = crate::instance_types::lookup(instance_type)
+        .map(|t| t.default_max_pods())
+        .unwrap_or(110);
+    let (Some(c), Some((id, version))) = (&ctx.ec2, lt) else {
+        return default;
+    };
+    let version = resolve_version(ctx, id, version).await;
+    let data = c
+        .describe_launch_template_versions()
+        .launch_template_id(id)
+        .versions(&version)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| {
+            o.launch_template_versions()
+                .first()
+                .and_then(|v| v.launch_template_data())
+                .and_then(|d| d.user_data())
+                .map(str::to_string)
+        });
+    use base64::Engine as _;
+    data.and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .and_then(|d| String::from_utf8(d).ok())
+        .and_then(|text| crate::user_data::max_pods(&text))
+        .unwrap_or(default)
+}
+
 /// Max pods EKS gives a managed node of this type now.
 fn group_max_pods(ctx: &Ctx, instance_type: &str) -> u32 {
     let (custom, prefix) = vpc_cni_flags(ctx);
@@ -265,7 +301,7 @@ async fn desired_count(ctx: &Ctx) {
             if let Some((_, zone, subnet)) = best {
                 let instance_type = ng.instance_types.first().cloned().unwrap_or_else(|| "t3.medium".into());
                 let lt = ng.launch_template.as_ref().map(|l| (l.id.clone(), l.version.clone()));
-                let max_pods = group_max_pods(ctx, &instance_type);
+                let max_pods = launched_max_pods(ctx, &ng.ami_type, lt.as_ref(), &instance_type).await;
                 let req = launch_request(ctx, &ng.name, &instance_type, lt, max_pods, zone, subnet);
                 if let Err(e) = launch::launch(ctx, req).await {
                     tracing::warn!("scaling out node group {}: {e}", ng.name);

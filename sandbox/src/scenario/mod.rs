@@ -175,6 +175,11 @@ pub struct NodeGroupSpec {
     pub launch_template: bool,
     #[serde(default = "default_ami_type")]
     pub ami_type: String,
+    /// The launch template's user data (plain text; stored base64). With
+    /// `ami_type = "CUSTOM"` the template names an image and EKS writes no
+    /// max pods: the kubelet takes what this sets, else the AMI's default.
+    #[serde(default)]
+    pub user_data: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -385,6 +390,21 @@ impl Scenario {
     }
 
     /// The aws-node env values the add-on configuration sets.
+    /// The user data a custom-AMI managed node group's nodes boot with.
+    pub fn custom_ami_user_data(&self, name: &str) -> Option<&str> {
+        self.node_groups
+            .iter()
+            .find(|g| g.name == name && g.ami_type == "CUSTOM")
+            .map(|g| g.user_data.as_deref().unwrap_or(""))
+    }
+
+    /// A managed node group on a Windows AMI type (`WINDOWS_CORE_2022_x86_64`, …).
+    pub fn is_windows_group(&self, name: &str) -> bool {
+        self.node_groups
+            .iter()
+            .any(|g| g.name == name && g.ami_type.starts_with("WINDOWS_"))
+    }
+
     pub fn vpc_cni_config(&self) -> Value {
         self.vpc_cni
             .configuration_values

@@ -11,6 +11,8 @@ pub struct Slot {
     pub mem_mib: u64,
     /// Managed node group nodes (system pods stay off Karpenter nodes).
     pub managed: bool,
+    /// A Windows node: the scenario's pods (all Linux) stay off it.
+    pub windows: bool,
     pub zone: usize,
     pub used_pods: u32,
     pub used_cpu_m: u32,
@@ -24,6 +26,7 @@ impl Slot {
             cpu_m,
             mem_mib,
             managed,
+            windows: false,
             zone,
             used_pods: 0,
             used_cpu_m: 0,
@@ -32,7 +35,8 @@ impl Slot {
     }
 
     fn fits(&self, d: &Demand) -> bool {
-        self.used_pods < self.max_pods
+        !self.windows
+            && self.used_pods < self.max_pods
             && self.used_cpu_m + d.cpu_m <= self.cpu_m
             && self.used_mem_mib + d.mem_mib <= self.mem_mib
             && (!d.managed_only || self.managed)
@@ -94,7 +98,8 @@ pub fn zone_interleaved(slots: &[Slot]) -> Vec<usize> {
 /// Place one replica per node on every node (DaemonSets).
 pub fn place_everywhere(slots: &mut [Slot], d: &Demand) -> Vec<usize> {
     let mut out = Vec::new();
-    for (i, s) in slots.iter_mut().enumerate() {
+    // aws-node and kube-proxy are Linux DaemonSets.
+    for (i, s) in slots.iter_mut().enumerate().filter(|(_, s)| !s.windows) {
         s.take(d);
         out.push(i);
     }

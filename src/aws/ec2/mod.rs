@@ -38,7 +38,8 @@ pub trait Ec2Api: Send + Sync {
         route_table_id: &str,
     ) -> Result<String, AwsError>;
     async fn create_tags(&self, resource_id: &str, tags: &Tags) -> Result<(), AwsError>;
-    /// A new version of a launch template with the source version's data;
+    /// A new version of a launch template with the source version's data
+    /// (and `user_data`, base64, in place of the source's when given);
     /// returns the new version number. `client_token` makes it idempotent.
     async fn create_launch_template_version(
         &self,
@@ -46,7 +47,15 @@ pub trait Ec2Api: Send + Sync {
         source_version: &str,
         description: &str,
         client_token: &str,
+        user_data: Option<&str>,
     ) -> Result<String, AwsError>;
+    /// A launch template version's user data (base64, as EC2 keeps it) and
+    /// its version number; `version` may be `$Default` or `$Latest`.
+    async fn launch_template_user_data(
+        &self,
+        launch_template_id: &str,
+        version: &str,
+    ) -> Result<(String, Option<String>), AwsError>;
     /// The launch template's id from its name.
     async fn launch_template_id(&self, name: &str) -> Result<String, AwsError>;
 

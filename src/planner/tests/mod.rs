@@ -1,6 +1,7 @@
 //! Planner rules on a hand-built discovery of the reference scenario.
 
 mod karpenter;
+mod node_groups;
 pub(crate) mod seed;
 
 use serde_json::json;

@@ -102,7 +102,7 @@ impl Replacement {
         let mut v: Vec<NodeSummary> = nodes(client, &self.selector())
             .await?
             .into_iter()
-            .filter(|n| n.os != "windows" && !self.expect.node_is_migrated(n))
+            .filter(|n| n.on_vpc_cni() && !self.expect.node_is_migrated(n))
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)

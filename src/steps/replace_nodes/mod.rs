@@ -41,7 +41,7 @@ use crate::verify::Expectations;
 use limits::{RaisedLimits, RecordsRaises, ensure_headroom};
 
 pub use karpenter::{BatchOutput, FinishReplacement, ReplaceBatch, ReplaceKarpenterNodesOutputs, ReplacedNode};
-pub use node_groups::{FinishRolls, NodeGroupRoll, RollNodeGroup, RolledNodeGroup};
+pub use node_groups::{FinishRolls, NodeGroupRoll, RollNodeGroup, RolledNodeGroup, UserDataPlan};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainSettings {

@@ -19,6 +19,7 @@ use crate::engine::{
 };
 use crate::k8s::snapshot::{NODEGROUP_LABEL, NodeSummary};
 use crate::steps::ids;
+use crate::userdata::{self, AmiFamily};
 use crate::verify::Expectations;
 
 /// A managed node group to roll.
@@ -26,6 +27,22 @@ use crate::verify::Expectations;
 pub struct NodeGroupRoll {
     pub name: String,
     pub launch_template: Option<LaunchTemplateRef>,
+    /// Max pods written into the new version's user data: for a custom
+    /// AMI, EKS computes none (absent in plans that need no edit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<UserDataPlan>,
+}
+
+/// The user data edit of a roll, decided at plan time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDataPlan {
+    pub family: AmiFamily,
+    /// The source version by number: launch template versions never
+    /// change, so apply edits exactly what plan read.
+    pub source_version: String,
+    pub max_pods: u32,
+    /// Max pods the source version's user data sets (`None`: the AMI's own).
+    pub before: Option<u32>,
 }
 
 /// What one roll did.
@@ -134,6 +151,13 @@ impl RollNodeGroup {
                         )));
                     }
                 };
+                let (source, user_data) = match &self.group.user_data {
+                    Some(u) => (
+                        u.source_version.clone(),
+                        Some(self.edited_user_data(env, &id, u).await?),
+                    ),
+                    None => (lt.version.clone().unwrap_or_else(|| "$Default".into()), None),
+                };
                 let token = ctx.once(|c| &mut c.launch_template_token, || uuid::Uuid::new_v4().to_string())?;
                 env.status(
                     &self.id,
@@ -144,9 +168,10 @@ impl RollNodeGroup {
                     .ec2
                     .create_launch_template_version(
                         &id,
-                        lt.version.as_deref().unwrap_or("$Default"),
+                        &source,
                         "podnet: nodes under VPC CNI custom networking",
                         &token,
+                        user_data.as_deref(),
                     )
                     .await?;
                 ctx.save(|c| c.launch_template_version = Some(v.clone()))?;
@@ -158,6 +183,31 @@ impl RollNodeGroup {
             name: lt.name.clone(),
             version: Some(version),
         }))
+    }
+
+    /// The source version's user data with max pods set as planned, base64
+    /// as EC2 takes it. The edit is pure, so a retry makes the same bytes.
+    async fn edited_user_data(&self, env: &Env, id: &str, u: &UserDataPlan) -> Result<String, StepError> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (_, data) = env.aws.ec2.launch_template_user_data(id, &u.source_version).await?;
+        let text = data
+            .and_then(|d| b64.decode(d).ok())
+            .and_then(|d| String::from_utf8(d).ok())
+            .ok_or_else(|| {
+                StepError::failed(format!(
+                    "launch template {id} version {} has no readable user data",
+                    u.source_version
+                ))
+            })?;
+        let e = userdata::set_max_pods(&text, u.family, u.max_pods).map_err(|e| {
+            StepError::failed(format!(
+                "launch template {id} version {}: {e}: {}",
+                u.source_version,
+                e.lines.join(" | ")
+            ))
+        })?;
+        Ok(b64.encode(e.user_data))
     }
 
     /// The update this unit started (or starts now), if any old node is left.
@@ -280,6 +330,9 @@ impl Unit<Env> for RollNodeGroup {
                 Some(serde_json::json!(lt.version)),
                 After::KnownAfterApply,
             );
+        }
+        if let Some(u) = &self.group.user_data {
+            c = c.change(format!("user_data.max_pods ({})", u.family), u.before, u.max_pods);
         }
         Ok(plan.with(c.because(format!(
             "rolling update replaces {}",

@@ -385,9 +385,22 @@ impl Ec2Api for FakeEc2 {
         _source_version: &str,
         _description: &str,
         _client_token: &str,
+        _user_data: Option<&str>,
     ) -> Result<String, AwsError> {
         Err(refused(
             "CreateLaunchTemplateVersion",
+            ErrorClass::Invalid,
+            "NotModelled",
+        ))
+    }
+
+    async fn launch_template_user_data(
+        &self,
+        _launch_template_id: &str,
+        _version: &str,
+    ) -> Result<(String, Option<String>), AwsError> {
+        Err(refused(
+            "DescribeLaunchTemplateVersions",
             ErrorClass::Invalid,
             "NotModelled",
         ))

@@ -216,17 +216,20 @@ async fn provision_pool(
     let zone = pick_zone(ctx, &np.value, &nodeclass.value, itype, &compatible, &mine).await;
     let Some((zone, subnet)) = zone else { return vec![] };
     let max_pods = max_pods_of(itype);
-    if let Some(claim_name) = launch_claim(ctx, np, &class_name, itype, &zone, &subnet, max_pods).await {
-        for p in compatible.iter().take(max_pods.saturating_sub(2) as usize) {
-            ctx.events.emit(
-                ctx,
-                &p.value,
-                false,
-                "Nominated",
-                &format!("Pod should schedule on: nodeclaim/{claim_name}"),
-                Source::Karpenter,
-            );
-        }
+    // A failed launch leaves the pods to the next pool, as Karpenter falls
+    // through to other offerings.
+    let Some(claim_name) = launch_claim(ctx, np, &class_name, itype, &zone, &subnet, max_pods).await else {
+        return vec![];
+    };
+    for p in compatible.iter().take(max_pods.saturating_sub(2) as usize) {
+        ctx.events.emit(
+            ctx,
+            &p.value,
+            false,
+            "Nominated",
+            &format!("Pod should schedule on: nodeclaim/{claim_name}"),
+            Source::Karpenter,
+        );
     }
     taken
 }

@@ -13,19 +13,26 @@ use aws_sdk_ec2::types::{
 };
 
 use super::common::{SeedError, ec2_err, missing, tags};
-use crate::scenario::World;
+use crate::scenario::{NodeGroupSpec, World};
 
 /// The launch template of a managed node group (as Terraform's eks module
-/// makes one): node security group, IMDSv2, nodeadm user data.
-pub async fn launch_template(c: &Client, w: &World, group: &str) -> Result<(String, String), SeedError> {
-    let name = format!("{group}-20241104021139");
-    let user_data = "TUlNRS1WZXJzaW9uOiAxLjAKQ29udGVudC1UeXBlOiBtdWx0aXBhcnQvbWl4ZWQ7IGJvdW5kYXJ5PSIvLyIKCi0tLy8KQ29udGVudC1UeXBlOiBhcHBsaWNhdGlvbi9ub2RlLmVrcy5hd3MKCi0tLQphcGlWZXJzaW9uOiBub2RlLmVrcy5hd3MvdjFhbHBoYTEKa2luZDogTm9kZUNvbmZpZwpzcGVjOgogIGNsdXN0ZXI6IHt9Ci0tLy8tLQo=";
+/// makes one): node security group, IMDSv2, nodeadm user data — or, for a
+/// custom AMI, the image and the scenario's user data.
+pub async fn launch_template(c: &Client, w: &World, g: &NodeGroupSpec) -> Result<(String, String), SeedError> {
+    use base64::Engine as _;
+    let name = format!("{}-20241104021139", g.name);
+    let user_data = match &g.user_data {
+        Some(text) => base64::engine::general_purpose::STANDARD.encode(text),
+        None => "TUlNRS1WZXJzaW9uOiAxLjAKQ29udGVudC1UeXBlOiBtdWx0aXBhcnQvbWl4ZWQ7IGJvdW5kYXJ5PSIvLyIKCi0tLy8KQ29udGVudC1UeXBlOiBhcHBsaWNhdGlvbi9ub2RlLmVrcy5hd3MKCi0tLQphcGlWZXJzaW9uOiBub2RlLmVrcy5hd3MvdjFhbHBoYTEKa2luZDogTm9kZUNvbmZpZwpzcGVjOgogIGNsdXN0ZXI6IHt9Ci0tLy8tLQo=".into(),
+    };
+    let image = (g.ami_type == "CUSTOM").then(|| super::AMI_ID.to_string());
     let out = c
         .create_launch_template()
         .launch_template_name(&name)
         .version_description("Managed by Terraform")
         .launch_template_data(
             RequestLaunchTemplateData::builder()
+                .set_image_id(image)
                 .security_group_ids(w.security_groups.get("node").cloned().unwrap_or_default())
                 .user_data(user_data)
                 .metadata_options(

@@ -49,8 +49,29 @@ pub fn node_max_pods(s: &Scenario, t: &InstanceType, origin: &NodeOrigin) -> u32
         (NodeOrigin::Karpenter { nodeclass, .. }, Some(k)) => k
             .class_max_pods(nodeclass)
             .unwrap_or_else(|| t.max_pods(k.reserved_enis.unwrap_or(0), false)),
+        // "Windows nodes support one elastic network interface per node …
+        // equal to the number of IP addresses available per elastic
+        // network interface … minus one" (EKS user guide, Windows support).
+        _ if is_windows(s, origin) => t.ipv4_per_eni.saturating_sub(1),
+        (NodeOrigin::Managed { nodegroup, .. }, _) => s
+            .custom_ami_user_data(nodegroup)
+            .and_then(crate::user_data::max_pods)
+            .unwrap_or_else(|| t.default_max_pods()),
         _ => t.default_max_pods(),
     }
+}
+
+/// The taint the sandbox's Windows node groups carry. The scenario's
+/// workloads and DaemonSets are Linux pods without an OS node selector; a
+/// real mixed cluster keeps them off Windows nodes the same way (a taint,
+/// or `kubernetes.io/os: linux` selectors — EKS user guide, "Deploy Windows
+/// nodes on EKS clusters").
+pub static WINDOWS_TAINT: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| json!({"key": "os", "value": "windows", "effect": "NoSchedule"}));
+
+/// A node of a Windows managed node group.
+pub fn is_windows(s: &Scenario, origin: &NodeOrigin) -> bool {
+    matches!(origin, NodeOrigin::Managed { nodegroup, .. } if s.is_windows_group(nodegroup))
 }
 
 fn quantity_ki(mib: u64) -> String {
@@ -97,11 +118,15 @@ pub fn node(s: &Scenario, n: &NodeInfo, origin: &NodeOrigin, max_pods: u32, crea
         // Karpenter terminates the instance before the Node may go.
         meta["finalizers"] = json!(["karpenter.sh/termination"]);
     }
+    let mut spec = json!({"providerID": format!("aws:///{}/{}", n.zone, n.instance_id)});
+    if is_windows(s, origin) {
+        spec["taints"] = json!([WINDOWS_TAINT.clone()]);
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": meta,
-        "spec": {"providerID": format!("aws:///{}/{}", n.zone, n.instance_id)},
+        "spec": spec,
         "status": node_status(n, max_pods, created, (vcpus, arch), (cap_mem, alloc_cpu, alloc_mem)),
     })
 }
@@ -109,16 +134,17 @@ pub fn node(s: &Scenario, n: &NodeInfo, origin: &NodeOrigin, max_pods: u32, crea
 /// The well-known labels the kubelet and the cloud provider set, plus those
 /// EKS managed node groups or Karpenter add for their nodes.
 fn node_labels(s: &Scenario, n: &NodeInfo, t: Option<&InstanceType>, arch: &str, origin: &NodeOrigin) -> Value {
+    let os = if is_windows(s, origin) { "windows" } else { "linux" };
     let mut labels = json!({
         "beta.kubernetes.io/arch": arch,
         "beta.kubernetes.io/instance-type": n.instance_type,
-        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/os": os,
         "failure-domain.beta.kubernetes.io/region": s.region,
         "failure-domain.beta.kubernetes.io/zone": n.zone,
         "k8s.io/cloud-provider-aws": "b69a9d9e0d4a3b2c1f0e8d7c6b5a4f3e",
         "kubernetes.io/arch": arch,
         "kubernetes.io/hostname": n.name,
-        "kubernetes.io/os": "linux",
+        "kubernetes.io/os": os,
         "node.kubernetes.io/instance-type": n.instance_type,
         "topology.k8s.aws/zone-id": crate::scenario::zone_id(&n.zone),
         "topology.kubernetes.io/region": s.region,

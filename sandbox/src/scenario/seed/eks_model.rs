@@ -90,7 +90,12 @@ fn add_nodegroups(input: &SeedInput<'_>, world: &World) -> Result<(), SeedError>
                 ami_type: g.ami_type.clone(),
                 node_role: format!("arn:aws:iam::{ACCOUNT}:role/{}-node", s.cluster),
                 labels: BTreeMap::new(),
-                taints: Vec::new(),
+                // EKS's form of the taint its Windows nodes carry.
+                taints: if s.is_windows_group(&g.name) {
+                    vec![serde_json::json!({"key": "os", "value": "windows", "effect": "NO_SCHEDULE"})]
+                } else {
+                    Vec::new()
+                },
                 launch_template: lt,
                 asg_name: asg_name(&g.name),
                 max_unavailable: 1,

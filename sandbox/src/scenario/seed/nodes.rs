@@ -77,7 +77,7 @@ pub(super) async fn network(s: &Scenario, moto: Option<&Client>) -> Result<(Worl
     }
     for g in s.node_groups.iter().filter(|g| g.launch_template) {
         let lt = match moto {
-            Some(c) => ec2::launch_template(c, &world, &g.name).await?,
+            Some(c) => ec2::launch_template(c, &world, g).await?,
             None => (fake_id("lt"), "1".to_string()),
         };
         world.launch_templates.insert(g.name.clone(), lt);

@@ -60,6 +60,7 @@ pub(super) fn slots(s: &Scenario, planned: &[Planned]) -> Vec<Slot> {
     let zone_index: BTreeMap<&str, usize> = s.zones.iter().enumerate().map(|(i, z)| (z.name.as_str(), i)).collect();
     for (slot, p) in slots.iter_mut().zip(planned) {
         slot.zone = zone_index.get(p.info.zone.as_str()).copied().unwrap_or(0);
+        slot.windows = obj::is_windows(s, &p.origin);
     }
     slots
 }

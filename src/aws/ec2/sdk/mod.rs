@@ -172,6 +172,7 @@ impl Ec2Api for SdkEc2 {
         source_version: &str,
         description: &str,
         client_token: &str,
+        user_data: Option<&str>,
     ) -> Result<String, AwsError> {
         writes::create_launch_template_version(
             &self.client,
@@ -179,8 +180,17 @@ impl Ec2Api for SdkEc2 {
             source_version,
             description,
             client_token,
+            user_data,
         )
         .await
+    }
+
+    async fn launch_template_user_data(
+        &self,
+        launch_template_id: &str,
+        version: &str,
+    ) -> Result<(String, Option<String>), AwsError> {
+        reads::launch_template_user_data(&self.client, launch_template_id, version).await
     }
 
     async fn launch_template_id(&self, name: &str) -> Result<String, AwsError> {

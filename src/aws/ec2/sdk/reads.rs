@@ -272,3 +272,25 @@ pub(super) async fn launch_template_id(client: &Client, name: &str) -> Result<St
     )?
     .to_string())
 }
+
+pub(super) async fn launch_template_user_data(
+    client: &Client,
+    launch_template_id: &str,
+    version: &str,
+) -> Result<(String, Option<String>), AwsError> {
+    const OP: &str = "DescribeLaunchTemplateVersions";
+    let out = client
+        .describe_launch_template_versions()
+        .launch_template_id(launch_template_id)
+        .versions(version)
+        .send()
+        .await
+        .map_err(|e| from_sdk("ec2", OP, Some(launch_template_id.to_string()), e))?;
+    let v = out.launch_template_versions().first();
+    let number = need(v.and_then(|v| v.version_number()), OP, "VersionNumber")?;
+    let user_data = v
+        .and_then(|v| v.launch_template_data())
+        .and_then(|d| d.user_data())
+        .map(str::to_string);
+    Ok((number.to_string(), user_data))
+}

@@ -146,6 +146,7 @@ pub(super) async fn create_launch_template_version(
     source_version: &str,
     description: &str,
     client_token: &str,
+    user_data: Option<&str>,
 ) -> Result<String, AwsError> {
     use aws_sdk_ec2::types::RequestLaunchTemplateData;
     const OP: &str = "CreateLaunchTemplateVersion";
@@ -153,8 +154,9 @@ pub(super) async fn create_launch_template_version(
     // inherits the same launch parameters as the source version, except
     // for parameters that you explicitly specify in LaunchTemplateData",
     // CreateLaunchTemplateVersion in the EC2 API Reference): the version
-    // differs only in being new, so EKS recomputes max pods for it.
-    let req = RequestLaunchTemplateData::builder();
+    // differs only in being new, so EKS recomputes max pods for it — or,
+    // for a custom AMI, in the user data podnet edited.
+    let req = RequestLaunchTemplateData::builder().set_user_data(user_data.map(str::to_string));
     let out = client
         .create_launch_template_version()
         .launch_template_id(launch_template_id)

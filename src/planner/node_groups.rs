@@ -1,0 +1,139 @@
+//! Which managed node groups the plan rolls, and how each gets max pods
+//! for custom networking. EKS computes max pods for a managed node group's
+//! nodes from the VPC CNI configuration — except on a custom AMI, where it
+//! leaves the user data as written (EKS user guide, "Customizing managed
+//! nodes with launch templates": when an AMI is specified, "Amazon EKS
+//! doesn't merge any user data"). There podnet writes max pods into the new
+//! launch template version's user data, in the form the AMI family reads,
+//! at the value the group's smallest instance type holds under custom
+//! networking. User data podnet cannot interpret stops the plan.
+
+use base64::Engine as _;
+
+use super::Finding;
+use super::capacity::cni_after;
+use crate::aws::eks::NodegroupInfo;
+use crate::capacity::max_pods;
+use crate::discovery::Discovery;
+use crate::spec::Spec;
+use crate::steps::replace_nodes::{NodeGroupRoll, UserDataPlan};
+use crate::userdata::{self, AmiFamily};
+
+pub(super) fn rolls(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) -> Vec<NodeGroupRoll> {
+    d.nodegroups
+        .iter()
+        .filter(|g| spec.replacement.node_groups.selects(&g.name))
+        // Custom networking cannot serve Windows nodes: never rolled
+        // (node_kinds refuses them unless the plan leaves them).
+        .filter(|g| {
+            !g.is_windows()
+                && !d
+                    .kube
+                    .nodes
+                    .iter()
+                    .any(|n| n.nodegroup.as_deref() == Some(g.name.as_str()) && n.os == "windows")
+        })
+        .map(|g| NodeGroupRoll {
+            name: g.name.clone(),
+            launch_template: g.launch_template.clone(),
+            user_data: if g.uses_custom_ami() {
+                user_data_plan(spec, d, g, f)
+            } else {
+                None
+            },
+        })
+        .collect()
+}
+
+fn refuse(f: &mut Vec<Finding>, g: &NodegroupInfo, reason: String, lines: &[String]) {
+    let shown = if lines.is_empty() {
+        String::new()
+    } else {
+        format!(":\n    {}", lines.join("\n    "))
+    };
+    f.push(Finding::error(
+        "nodegroups.user-data",
+        format!("node group {} runs a custom AMI, so podnet must set its max pods in the launch template's user data, but {reason}{shown}", g.name),
+        "give the launch template user data podnet reads (an AL2023 nodeadm NodeConfig, an AL2 /etc/eks/bootstrap.sh call, or Bottlerocket [settings.kubernetes]), or leave the group out with replacement.node_groups and set its max pods yourself",
+    ));
+}
+
+fn user_data_plan(spec: &Spec, d: &Discovery, g: &NodegroupInfo, f: &mut Vec<Finding>) -> Option<UserDataPlan> {
+    let Some(lt) = d.launch_template_user_data.get(&g.name) else {
+        refuse(f, g, "its launch template could not be read".into(), &[]);
+        return None;
+    };
+    let text = lt
+        .base64
+        .as_deref()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let Some(text) = text else {
+        refuse(
+            f,
+            g,
+            format!(
+                "version {} has no user data podnet can decode (none, or gzip)",
+                lt.version
+            ),
+            &[],
+        );
+        return None;
+    };
+    let lines: Vec<String> = text.lines().take(20).map(str::to_string).collect();
+    let family = g
+        .ami_type
+        .as_deref()
+        .and_then(AmiFamily::from_ami_type)
+        .or_else(|| AmiFamily::detect(&text));
+    let Some(family) = family else {
+        refuse(
+            f,
+            g,
+            format!(
+                "podnet cannot tell the AMI family from version {}'s user data",
+                lt.version
+            ),
+            &lines,
+        );
+        return None;
+    };
+    let after = cni_after(spec, d);
+    let fits: Vec<u32> = g
+        .instance_types
+        .iter()
+        .filter_map(|t| d.instance_types.get(t))
+        .map(|i| max_pods(i, &after, false).max_pods)
+        .collect();
+    let Some(n) = fits
+        .iter()
+        .min()
+        .copied()
+        .filter(|_| fits.len() == g.instance_types.len())
+    else {
+        refuse(
+            f,
+            g,
+            format!("its instance types ({}) are not all known", g.instance_types.join(", ")),
+            &[],
+        );
+        return None;
+    };
+    match userdata::set_max_pods(&text, family, n) {
+        Ok(e) => Some(UserDataPlan {
+            family,
+            source_version: lt.version.clone(),
+            max_pods: n,
+            before: e.before,
+        }),
+        Err(e) => {
+            refuse(
+                f,
+                g,
+                format!("version {}'s {family} user data: {}", lt.version, e.reason),
+                &e.lines,
+            );
+            None
+        }
+    }
+}
