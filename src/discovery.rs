@@ -67,34 +67,63 @@ pub struct Discovery {
     pub launch_template_user_data: BTreeMap<String, LaunchTemplateUserData>,
 }
 
-/// A launch template version's user data as EC2 keeps it.
+/// A launch template version's user data as EC2 keeps it, or why podnet
+/// could not read it (the plan refuses that group, not the whole plan).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchTemplateUserData {
     /// The version, by number.
     pub version: String,
     pub base64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
-/// The user data of each custom-AMI node group's launch template version.
+/// The launch template version of each selected custom-AMI node group.
 async fn custom_ami_user_data(
     aws: &AwsClients,
+    spec: &Spec,
     nodegroups: &[NodegroupInfo],
-) -> Result<BTreeMap<String, LaunchTemplateUserData>, AwsError> {
+) -> BTreeMap<String, LaunchTemplateUserData> {
     let mut out = BTreeMap::new();
-    for g in nodegroups.iter().filter(|g| g.uses_custom_ami()) {
+    let groups = nodegroups
+        .iter()
+        .filter(|g| g.uses_custom_ami() && spec.replacement.node_groups.selects(&g.name));
+    for g in groups {
         let Some(lt) = &g.launch_template else { continue };
-        let id = match (&lt.id, &lt.name) {
-            (Some(id), _) => id.clone(),
-            (None, Some(name)) => aws.ec2.launch_template_id(name).await?,
-            (None, None) => continue,
+        let version = lt.version.clone().unwrap_or_else(|| "$Default".into());
+        let read = async {
+            let id = match (&lt.id, &lt.name) {
+                (Some(id), _) => id.clone(),
+                (None, Some(name)) => aws.ec2.launch_template_id(name).await?,
+                (None, None) => return Ok(None),
+            };
+            aws.ec2.launch_template_user_data(&id, &version).await.map(Some)
         };
-        let (version, base64) = aws
-            .ec2
-            .launch_template_user_data(&id, lt.version.as_deref().unwrap_or("$Default"))
-            .await?;
-        out.insert(g.name.clone(), LaunchTemplateUserData { version, base64 });
+        let entry = match read.await {
+            Ok(None) => LaunchTemplateUserData {
+                version,
+                base64: None,
+                instance_type: None,
+                error: Some("the node group's launch template has no id or name".into()),
+            },
+            Ok(Some(v)) => LaunchTemplateUserData {
+                version: v.version,
+                base64: v.user_data,
+                instance_type: v.instance_type,
+                error: None,
+            },
+            Err(e) => LaunchTemplateUserData {
+                version,
+                base64: None,
+                instance_type: None,
+                error: Some(e.to_string()),
+            },
+        };
+        out.insert(g.name.clone(), entry);
     }
-    Ok(out)
+    out
 }
 
 /// Reads the cluster. `progress` hears what is being read (as a phase).
@@ -156,8 +185,13 @@ pub async fn discover(
     if let Some(k) = &kube.karpenter {
         types.extend(k.nodepools.iter().flat_map(|p| p.instance_types()));
     }
+    let launch_template_user_data = custom_ami_user_data(aws, spec, &nodegroups).await;
+    types.extend(
+        launch_template_user_data
+            .values()
+            .filter_map(|l| l.instance_type.clone()),
+    );
     let types: Vec<String> = types.into_iter().collect();
-    let launch_template_user_data = custom_ami_user_data(aws, &nodegroups).await?;
     progress("reading instance types");
     let mut instance_types = BTreeMap::new();
     let mut instance_types_from_table = Vec::new();

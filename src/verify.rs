@@ -43,6 +43,10 @@ pub struct Expectations {
     /// they were before the apply). Absent from plans saved before rollback.
     #[serde(default, skip_serializing_if = "Direction::is_onto")]
     pub direction: Direction,
+    /// Self-managed nodes the plan leaves (`replacement.self_managed =
+    /// "leave"`): not checked, like Windows and Fargate nodes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leave_self_managed: bool,
 }
 
 /// Whether a replacement moves nodes onto custom networking or back off it.
@@ -240,7 +244,12 @@ pub fn evaluate(
     subnets: Option<&[crate::aws::ec2::SubnetInfo]>,
 ) -> VerifyReport {
     let mut r = VerifyReport::default();
-    let linux: Vec<&NodeSummary> = snap.nodes.iter().filter(|n| n.on_vpc_cni()).collect();
+    let linux: Vec<&NodeSummary> = snap
+        .nodes
+        .iter()
+        .filter(|n| n.on_vpc_cni())
+        .filter(|n| !(x.leave_self_managed && crate::planner::node_kinds::is_self_managed(n)))
+        .collect();
     r.checks.push(pods_in_pod_cidr(x, snap, &linux));
     r.checks.push(nodes_eniconfig_label(x, &linux));
     r.checks.push(nodes_capacity_pods(x, &linux));
@@ -513,5 +522,36 @@ mod tests {
         saved.as_object_mut().unwrap().remove("direction");
         let back: Expectations = serde_json::from_value(saved).unwrap();
         assert_eq!(back.direction, Direction::Onto);
+    }
+
+    /// Windows, Fargate and (when the plan leaves them) self-managed nodes
+    /// are passed by: neither they nor their pods fail the checks.
+    #[test]
+    fn nodes_the_plan_does_not_migrate_are_not_checked() {
+        let d = seed();
+        let mut x = crate::planner::plan(&seed_spec(), &d).inputs.expect;
+        let mut snap = d.kube.clone();
+        snap.nodes.truncate(1);
+        snap.nodes[0].nodegroup = None;
+        snap.pods
+            .retain(|p| p.node.as_deref() == Some(snap.nodes[0].name.as_str()));
+        let failed = |x: &Expectations, snap: &KubeSnapshot| -> Vec<String> {
+            evaluate(x, snap, &[], None)
+                .checks
+                .iter()
+                .filter(|c| c.id.starts_with("nodes.") || c.id == "pods.ip-in-pod-cidr")
+                .filter(|c| !c.failures.is_empty())
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        assert!(
+            !failed(&x, &snap).is_empty(),
+            "an old self-managed node fails when checked"
+        );
+        x.leave_self_managed = true;
+        assert_eq!(failed(&x, &snap), Vec::<String>::new());
+        x.leave_self_managed = false;
+        snap.nodes[0].os = "windows".into();
+        assert_eq!(failed(&x, &snap), Vec::<String>::new());
     }
 }

@@ -46,29 +46,46 @@ fn bodies<'a>(text: &'a str, content_type: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// A `--max-pods` in `spec.kubelet.flags` goes on the kubelet's command
+/// line, which wins over the config file nodeadm writes.
 fn nodeadm(text: &str) -> Option<u32> {
-    let mut found = None;
+    let mut config = None;
+    let mut flag = None;
     for body in bodies(text, "application/node.eks.aws") {
         for doc in body.split("\n---") {
             let Ok(v) = serde_saphyr::from_str::<Value>(doc.trim_start_matches("---")) else {
                 continue;
             };
-            if v["kind"] == "NodeConfig"
-                && let Some(n) = v.pointer("/spec/kubelet/config/maxPods").and_then(Value::as_u64)
-            {
-                found = Some(n as u32);
+            if v["kind"] != "NodeConfig" {
+                continue;
+            }
+            if let Some(n) = v.pointer("/spec/kubelet/config/maxPods").and_then(Value::as_u64) {
+                config = Some(n as u32);
+            }
+            let flags = v.pointer("/spec/kubelet/flags").and_then(Value::as_array);
+            for f in flags.into_iter().flatten().filter_map(Value::as_str) {
+                if let Some(n) = f.strip_prefix("--max-pods=").and_then(|n| n.parse().ok()) {
+                    flag = Some(n);
+                }
             }
         }
     }
-    found
+    flag.or(config)
 }
 
+/// The command whose command word is bootstrap.sh (after `sudo`, `exec`,
+/// `then`), on any line or after `;`, `&&`, `||`.
 fn bootstrap(text: &str) -> Option<u32> {
     let call = text.replace("\\\n", " ");
-    let line = call.lines().find(|l| {
-        let t = l.trim_start();
-        !t.starts_with('#') && t.contains("/etc/eks/bootstrap.sh")
-    })?;
+    let line = call
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split([';', '&', '|']))
+        .find(|cmd| {
+            cmd.split_whitespace()
+                .find(|w| !matches!(*w, "sudo" | "exec" | "then" | "do" | "env") && !w.contains('='))
+                == Some("/etc/eks/bootstrap.sh")
+        })?;
     let at = line.rfind("--max-pods")?;
     let digits: String = line[at + "--max-pods".len()..]
         .trim_start_matches(['=', ' '])
@@ -110,5 +127,15 @@ mod tests {
         );
         assert_eq!(max_pods("[settings.kubernetes]\ncluster-name = \"c\"\n"), None);
         assert_eq!(max_pods("#!/bin/bash\n/etc/eks/bootstrap.sh c\n"), None);
+        let test_first = "if [ -f /etc/eks/bootstrap.sh ]; then sudo /etc/eks/bootstrap.sh c --kubelet-extra-args '--max-pods=9'; fi\n";
+        assert_eq!(max_pods(test_first), Some(9));
+        let flagged =
+            "kind: NodeConfig\nspec:\n  kubelet:\n    config:\n      maxPods: 12\n    flags:\n      - --max-pods=30\n";
+        assert_eq!(
+            max_pods(&format!(
+                "Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: application/node.eks.aws\n\n{flagged}--B--\n"
+            )),
+            Some(30)
+        );
     }
 }

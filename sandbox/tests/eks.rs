@@ -605,3 +605,45 @@ fn faults_and_the_call_log() {
     );
     assert!(sb.calls().is_empty());
 }
+
+/// EKS updates a custom-AMI node group only through its launch template,
+/// and refuses a Kubernetes or AMI release version for it.
+#[test]
+fn a_custom_ami_node_group_is_updated_only_through_its_launch_template() {
+    let mut scenario = podnet_sandbox::Scenario::seed();
+    scenario.node_groups[0].ami_type = "CUSTOM".into();
+    scenario.node_groups[0].user_data = Some("[settings.kubernetes]\ncluster-name = \"podnet-demo\"\n".into());
+    let sb = Sandbox::start(SandboxOptions {
+        moto: false,
+        ..SandboxOptions::default().with_scenario(scenario)
+    })
+    .unwrap();
+    let update = |extra: &[&str]| {
+        let mut args = vec![
+            "eks",
+            "update-nodegroup-version",
+            "--cluster-name",
+            "podnet-demo",
+            "--nodegroup-name",
+            "podnet-demo-system",
+        ];
+        args.extend_from_slice(extra);
+        aws(&sb, &args)
+    };
+    let r = update(&[]);
+    assert!(r.stderr.contains("(InvalidParameterException)"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Launch template details can't be null for Custom ami type node group"),
+        "{}",
+        r.stderr
+    );
+    let r = update(&[
+        "--kubernetes-version",
+        "1.31",
+        "--launch-template",
+        "name=podnet-demo-system-20241104021139,version=1",
+    ]);
+    assert!(r.stderr.contains("(InvalidParameterException)"), "{}", r.stderr);
+    assert!(r.stderr.contains("custom AMI"), "{}", r.stderr);
+}

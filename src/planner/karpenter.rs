@@ -183,7 +183,10 @@ fn allowed(p: &NodePoolSummary, nodes: usize, f: &mut Vec<Finding>) -> usize {
     let budgets: &[Value] = if p.budgets.is_empty() { &default } else { &p.budgets };
     let mut least = usize::MAX;
     for b in budgets {
-        let applies = b["reasons"].as_array().is_none_or(|r| r.iter().any(|x| x == "Drifted"));
+        // No reasons (or an empty list) means every reason.
+        let applies = b["reasons"]
+            .as_array()
+            .is_none_or(|r| r.is_empty() || r.iter().any(|x| x == "Drifted"));
         if !applies {
             continue;
         }
@@ -210,6 +213,28 @@ fn allowed(p: &NodePoolSummary, nodes: usize, f: &mut Vec<Finding>) -> usize {
         least = least.min(n);
     }
     least
+}
+
+/// NodePool → the most of its nodes one batch may replace, where its
+/// budget is below `batch_size` (what the finish unit keeps to as well).
+pub(crate) fn pool_batch(d: &Discovery, node_pools: &[String], batch_size: u32) -> BTreeMap<String, u32> {
+    let mut sink = Vec::new();
+    d.kube
+        .karpenter
+        .iter()
+        .flat_map(|k| &k.nodepools)
+        .filter(|p| node_pools.contains(&p.name))
+        .filter_map(|p| {
+            let nodes = d
+                .kube
+                .nodes
+                .iter()
+                .filter(|n| n.nodepool.as_deref() == Some(p.name.as_str()))
+                .count();
+            let n = allowed(p, nodes, &mut sink).max(1);
+            (n < batch_size as usize).then(|| (p.name.clone(), n as u32))
+        })
+        .collect()
 }
 
 /// `"10%"` of `nodes`, rounded up as Karpenter rounds; `"3"` as is.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::ec2::{RuleSource, Tags};
 use crate::discovery::{CUSTOM_NETWORK_ENV, Discovery, ENI_CONFIG_LABEL_ENV, PREFIX_DELEGATION_ENV};
 use crate::network::{carve_even, overlaps};
-use crate::spec::model::PdbBypass;
+use crate::spec::model::{NotMigrated, PdbBypass};
 use crate::spec::{CNI_ROLE_TAG, OWNER_TAG, PodSubnetPlan, Protocol, SecurityGroupRef, Spec};
 use crate::steps::addon::VpcCniInputs;
 use crate::steps::replace_nodes::DrainSettings;
@@ -90,6 +90,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
             pool_classes: karpenter::pool_classes(d),
         }),
         direction: Default::default(),
+        leave_self_managed: spec.replacement.self_managed == NotMigrated::Leave,
     };
     let r = &spec.replacement;
     let node_pools: Vec<String> = d
@@ -102,6 +103,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         .filter(|p| p != crate::steps::reach_gate::PROBE)
         .collect();
     let karpenter_batches = karpenter::batches(d, &node_pools, &expect, r.batch_size, Some(&mut findings));
+    let pool_batch = karpenter::pool_batch(d, &node_pools, r.batch_size);
     let (reach_gate, reach_findings) = reach::plan(spec, d, &expect, &node_pools);
     findings.extend(reach_findings);
     let inputs = MigrationInputs {
@@ -126,6 +128,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
             evict_emptydir: r.evict_emptydir,
             evict_unmanaged: r.evict_unmanaged,
             pdb_bypass_after_timeout: r.pdb_bypass == PdbBypass::AfterTimeout,
+            pool_batch,
         },
         expect,
         waits: spec.waits,

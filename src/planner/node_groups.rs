@@ -63,6 +63,10 @@ fn user_data_plan(spec: &Spec, d: &Discovery, g: &NodegroupInfo, f: &mut Vec<Fin
         refuse(f, g, "its launch template could not be read".into(), &[]);
         return None;
     };
+    if let Some(e) = &lt.error {
+        refuse(f, g, format!("its launch template could not be read: {e}"), &[]);
+        return None;
+    }
     let text = lt
         .base64
         .as_deref()
@@ -99,22 +103,22 @@ fn user_data_plan(spec: &Spec, d: &Discovery, g: &NodegroupInfo, f: &mut Vec<Fin
         return None;
     };
     let after = cni_after(spec, d);
-    let fits: Vec<u32> = g
-        .instance_types
+    // A template that sets InstanceType leaves the group's list empty.
+    let types: Vec<String> = if g.instance_types.is_empty() {
+        lt.instance_type.iter().cloned().collect()
+    } else {
+        g.instance_types.clone()
+    };
+    let fits: Vec<u32> = types
         .iter()
         .filter_map(|t| d.instance_types.get(t))
         .map(|i| max_pods(i, &after, false).max_pods)
         .collect();
-    let Some(n) = fits
-        .iter()
-        .min()
-        .copied()
-        .filter(|_| fits.len() == g.instance_types.len())
-    else {
+    let Some(n) = fits.iter().min().copied().filter(|_| fits.len() == types.len()) else {
         refuse(
             f,
             g,
-            format!("its instance types ({}) are not all known", g.instance_types.join(", ")),
+            format!("its instance types ({}) are not all known", types.join(", ")),
             &[],
         );
         return None;

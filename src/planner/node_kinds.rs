@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::discovery::Discovery;
 use crate::k8s::snapshot::{COMPUTE_TYPE_LABEL, NodeSummary};
 use crate::spec::Spec;
-use crate::spec::model::WindowsNodes;
+use crate::spec::model::NotMigrated;
 use crate::steps::MigrationInputs;
 
 use super::Finding;
@@ -21,6 +21,7 @@ pub const POD_ENI_ENV: &str = "ENABLE_POD_ENI";
 
 pub fn check(spec: &Spec, d: &Discovery, inputs: &MigrationInputs, f: &mut Vec<Finding>) {
     windows(spec, d, f);
+    self_managed(spec, d, f);
     fargate(d, f);
     overrides(d, inputs, f);
     pod_security_groups(d, f);
@@ -57,17 +58,56 @@ fn windows(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
         list.join("; ")
     );
     match spec.replacement.windows {
-        WindowsNodes::Refuse => f.push(Finding::error(
+        NotMigrated::Refuse => f.push(Finding::error(
             "nodes.windows",
             reason,
             "move the Windows workloads to a group in subnets with room (or another cluster), or, to migrate the Linux nodes and leave the Windows ones on the node subnets, set replacement.windows = \"leave\" in the plan file",
         )),
-        WindowsNodes::Leave => f.push(Finding::warning(
+        NotMigrated::Leave => f.push(Finding::warning(
             "nodes.windows",
             reason,
             "replacement.windows = \"leave\": podnet neither changes nor replaces them; keep enough free addresses in the node subnets for their pods",
         )),
     }
+}
+
+/// Linux nodes on the VPC CNI in no managed node group and no NodePool:
+/// podnet changes their CNI mode only for nodes it replaces, so these stay
+/// on node-subnet addresses (and a custom-networking aws-node without an
+/// ENIConfig label they match) until someone replaces them.
+fn self_managed(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
+    let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for n in d.kube.nodes.iter().filter(|n| is_self_managed(n)) {
+        groups.entry(group_of(n)).or_default().push(&n.name);
+    }
+    if groups.is_empty() {
+        return;
+    }
+    let list: Vec<String> = groups
+        .iter()
+        .map(|(g, nodes)| format!("{g} ({})", nodes.join(", ")))
+        .collect();
+    let reason = format!(
+        "self-managed nodes: {} — podnet replaces managed node groups and Karpenter nodes only; these are not replaced, so their pods keep node-subnet addresses and the kubelet keeps the max pods its user data sets, too many once aws-node restarts with custom networking",
+        list.join("; ")
+    );
+    match spec.replacement.self_managed {
+        NotMigrated::Refuse => f.push(Finding::error(
+            "nodes.self-managed",
+            reason,
+            "move their workloads to a managed node group or NodePool first, or set replacement.self_managed = \"leave\" and replace them yourself after the apply (a launch template version whose user data sets the custom-networking max pods — podnet max-pods — then terminate them a batch at a time)",
+        )),
+        NotMigrated::Leave => f.push(Finding::warning(
+            "nodes.self-managed",
+            reason,
+            "replacement.self_managed = \"leave\": podnet neither replaces nor verifies them; replace them yourself after the apply",
+        )),
+    }
+}
+
+/// In no managed node group and no NodePool, on the VPC CNI.
+pub fn is_self_managed(n: &NodeSummary) -> bool {
+    n.on_vpc_cni() && n.nodegroup.is_none() && n.nodepool.is_none()
 }
 
 fn fargate(d: &Discovery, f: &mut Vec<Finding>) {

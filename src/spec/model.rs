@@ -274,22 +274,24 @@ pub enum PdbBypass {
     AfterTimeout,
 }
 
-/// What the plan does about Windows nodes, which custom networking cannot
-/// serve (EKS user guide, "Deploy Windows nodes on EKS clusters":
-/// "You can't use custom networking with Windows nodes").
+/// What the plan does about nodes podnet does not move to custom
+/// networking: Windows nodes, which custom networking cannot serve (EKS
+/// user guide, "Deploy Windows nodes on EKS clusters": "You can't use custom
+/// networking with Windows nodes"), and self-managed nodes, which podnet
+/// does not replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum WindowsNodes {
-    /// `plan` stops with an error naming the Windows nodes and their groups.
+pub enum NotMigrated {
+    /// `plan` stops with an error naming the nodes and their groups.
     #[default]
     Refuse,
-    /// Migrate the Linux nodes; Windows pods keep node-subnet addresses.
+    /// Migrate the other nodes; these keep node-subnet addresses.
     Leave,
 }
 
-impl WindowsNodes {
+impl NotMigrated {
     pub fn is_refuse(&self) -> bool {
-        *self == WindowsNodes::Refuse
+        *self == NotMigrated::Refuse
     }
 }
 
@@ -315,7 +317,9 @@ pub struct ReplacementSection {
     #[serde(default)]
     pub pdb_bypass: PdbBypass,
     #[serde(default)]
-    pub windows: WindowsNodes,
+    pub windows: NotMigrated,
+    #[serde(default)]
+    pub self_managed: NotMigrated,
 }
 
 impl Default for ReplacementSection {
@@ -328,7 +332,8 @@ impl Default for ReplacementSection {
             evict_emptydir: false,
             evict_unmanaged: false,
             pdb_bypass: PdbBypass::default(),
-            windows: WindowsNodes::default(),
+            windows: NotMigrated::default(),
+            self_managed: NotMigrated::default(),
         }
     }
 }

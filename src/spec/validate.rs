@@ -66,6 +66,7 @@ pub fn validate(file: &PlanFile, overrides: &Overrides) -> Result<Spec, Vec<Prob
             evict_unmanaged: r.evict_unmanaged,
             pdb_bypass: r.pdb_bypass,
             windows: r.windows,
+            self_managed: r.self_managed,
         },
         waits,
         control_plane: file.control_plane.clone(),

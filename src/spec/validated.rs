@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::model::{KarpenterSection, PdbBypass, Selection, VpcCniSection, WindowsNodes};
+use super::model::{KarpenterSection, NotMigrated, PdbBypass, Selection, VpcCniSection};
 
 /// One thing wrong with a plan file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,8 +123,10 @@ pub struct ReplacementSpec {
     pub pdb_bypass: PdbBypass,
     /// Plans saved before podnet refused Windows nodes read as `refuse`;
     /// the default is not written, so their fingerprint is unchanged.
-    #[serde(default, skip_serializing_if = "WindowsNodes::is_refuse")]
-    pub windows: WindowsNodes,
+    #[serde(default, skip_serializing_if = "NotMigrated::is_refuse")]
+    pub windows: NotMigrated,
+    #[serde(default, skip_serializing_if = "NotMigrated::is_refuse")]
+    pub self_managed: NotMigrated,
 }
 
 mod humantime_serde_compat {

@@ -18,9 +18,10 @@ struct Word {
     value: String,
 }
 
-/// The words of the logical line that starts at `from`, up to a shell
-/// operator or comment. Errors on an unterminated quote.
-fn words(script: &str, from: usize) -> Result<Vec<Word>, String> {
+/// The words of one simple command starting at `from`, up to a shell
+/// operator, a redirection or a comment, and where that stop is. Errors on
+/// an unterminated quote.
+fn words(script: &str, from: usize) -> Result<(Vec<Word>, usize), String> {
     let b = script.as_bytes();
     let mut i = from;
     let mut out = Vec::new();
@@ -32,8 +33,12 @@ fn words(script: &str, from: usize) -> Result<Vec<Word>, String> {
             i += if b[i + 1] == b'\r' { 3 } else { 2 };
             continue;
         }
-        if i >= b.len() || matches!(b[i], b'\n' | b'\r' | b';' | b'&' | b'|' | b'#') {
-            return Ok(out);
+        let redirect = {
+            let digits = b[i.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
+            matches!(b.get(i + digits), Some(b'>' | b'<'))
+        };
+        if i >= b.len() || redirect || matches!(b[i], b'\n' | b'\r' | b';' | b'&' | b'|' | b'#') {
+            return Ok((out, i));
         }
         let start = i;
         let mut value = String::new();
@@ -61,25 +66,62 @@ fn words(script: &str, from: usize) -> Result<Vec<Word>, String> {
     }
 }
 
+/// Words that start a command before the command itself (`sudo`, `exec`,
+/// `then`, `VAR=value`, …).
+fn is_prefix(w: &Word) -> bool {
+    matches!(
+        w.value.as_str(),
+        "sudo" | "exec" | "env" | "then" | "do" | "else" | "command" | "time" | "-E"
+    ) || w.value.split_once('=').is_some_and(|(k, _)| {
+        !k.is_empty() && !k.starts_with('-') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
 fn line_at(s: &str, at: usize) -> &str {
     let start = s[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
     s[start..].lines().next().unwrap_or("")
 }
 
-/// Where the bootstrap call's words start: the bootstrap.sh word itself.
+/// The bootstrap call: the simple command whose command word is
+/// bootstrap.sh (after `sudo`, `exec`, `then`, assignments …), from its
+/// arguments' first word. Every command of every line is looked at, so
+/// `[ -f /etc/eks/bootstrap.sh ]` or `B=/etc/eks/bootstrap.sh` is not taken
+/// for the call.
 fn call(script: &str) -> Result<Vec<Word>, String> {
+    let b = script.as_bytes();
     let mut at = 0;
-    for line in script.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        if !trimmed.starts_with('#')
-            && let Some(i) = line.find(BOOTSTRAP)
+    while at < b.len() {
+        let (ws, stop) = words(script, at)?;
+        if let Some(i) = ws.iter().position(|w| !is_prefix(w))
+            && ws[i].value == BOOTSTRAP
         {
-            let ws = words(script, at + i)?;
-            if ws.first().is_some_and(|w| w.value == BOOTSTRAP) {
-                return Ok(ws);
+            let call: Vec<Word> = ws.into_iter().skip(i).collect();
+            if let Some(w) = call.iter().find(|w| {
+                let raw = &script[w.span.clone()];
+                raw.contains("$(") || raw.contains('`')
+            }) {
+                return Err(format!(
+                    "the bootstrap call has a command substitution podnet will not edit around: {}",
+                    &script[w.span.clone()]
+                ));
             }
+            return Ok(call);
         }
-        at += line.len();
+        // Past the operator, comment or redirection that ended the command.
+        at = match b.get(stop) {
+            Some(b'#') => script[stop..].find('\n').map(|n| stop + n + 1).unwrap_or(b.len()),
+            Some(b'&' | b'|') => stop + b[stop..].iter().take_while(|c| matches!(c, b'&' | b'|')).count(),
+            Some(b'\n' | b'\r' | b';') => stop + 1,
+            // A redirection: past its operator and target.
+            Some(_) => {
+                let mut next = stop;
+                while next < b.len() && !matches!(b[next], b' ' | b'\t' | b'\n' | b';') {
+                    next += 1;
+                }
+                next.max(stop + 1)
+            }
+            None => b.len(),
+        };
     }
     Err(format!("no {BOOTSTRAP} call"))
 }
@@ -108,6 +150,37 @@ fn max_pods_in(extra: &str) -> Option<(Range<usize>, u32)> {
     Some((start..start + digits.len(), n))
 }
 
+/// The edit of the `--kubelet-extra-args` value word, made on its raw text
+/// so its quoting (and a variable a double quote expands) stays as written:
+/// the digits of an existing `--max-pods` replaced, or ` --max-pods=N`
+/// added before the closing quote.
+fn extra_args_edit(script: &str, w: &Word, n: u32) -> Result<(Range<usize>, String), String> {
+    let raw = &script[w.span.clone()];
+    if let Some((r, _)) = max_pods_in(raw) {
+        let at = w.span.start + r.start;
+        return Ok((at..w.span.start + r.end, n.to_string()));
+    }
+    match raw.chars().last() {
+        Some(q @ ('\'' | '"')) if raw.len() >= 2 => {
+            let inner = raw[..raw.len() - 1].rsplit(q).next().unwrap_or("");
+            let sep = if inner.trim().is_empty() { "" } else { " " };
+            let end = w.span.end - 1;
+            Ok((end..end, format!("{sep}--max-pods={n}")))
+        }
+        _ if raw.contains('$') || raw.contains('\\') => Err(format!(
+            "--kubelet-extra-args {raw} is unquoted and expands: podnet will not guess its words"
+        )),
+        _ => {
+            let value = raw.strip_prefix("--kubelet-extra-args=");
+            let text = match value {
+                Some(v) => format!("--kubelet-extra-args='{v} --max-pods={n}'"),
+                None => format!("'{raw} --max-pods={n}'"),
+            };
+            Ok((w.span.clone(), text))
+        }
+    }
+}
+
 /// Max pods the call sets today (`None`: bootstrap computes it).
 pub fn read(script: &str) -> Result<Option<u32>, String> {
     let ws = call(script)?;
@@ -130,20 +203,7 @@ pub fn set(script: &str, n: u32) -> Result<String, String> {
         None => append.push_str(" --use-max-pods false"),
     }
     match flag(&ws, "--kubelet-extra-args") {
-        Some((i, eq, v)) => {
-            let extra = match max_pods_in(v) {
-                Some((r, _)) => format!("{}{n}{}", &v[..r.start], &v[r.end..]),
-                None if v.trim().is_empty() => format!("--max-pods={n}"),
-                None => format!("{v} --max-pods={n}"),
-            };
-            let quoted = format!("'{}'", extra.replace('\'', r"'\''"));
-            let text = if eq {
-                format!("--kubelet-extra-args={quoted}")
-            } else {
-                quoted
-            };
-            edits.push((ws[i].span.clone(), text));
-        }
+        Some((i, _, _)) => edits.push(extra_args_edit(script, &ws[i], n)?),
         None => append.push_str(&format!(" --kubelet-extra-args '--max-pods={n}'")),
     }
     if !append.is_empty() {
@@ -180,7 +240,7 @@ mod tests {
         let out = set(s, 24).unwrap();
         assert_eq!(
             out,
-            "#!/bin/bash\n/etc/eks/bootstrap.sh podnet-demo \\\n  --use-max-pods false \\\n  --kubelet-extra-args '--node-labels=a=b --max-pods=24' \\\n  --apiserver-endpoint https://x\n"
+            "#!/bin/bash\n/etc/eks/bootstrap.sh podnet-demo \\\n  --use-max-pods false \\\n  --kubelet-extra-args \"--node-labels=a=b --max-pods=24\" \\\n  --apiserver-endpoint https://x\n"
         );
         assert_eq!(read(s).unwrap(), Some(35));
     }
@@ -193,6 +253,21 @@ mod tests {
             out,
             "/etc/eks/bootstrap.sh c --kubelet-extra-args='--node-labels=x=y --max-pods=12' --use-max-pods false\n"
         );
+    }
+
+    #[test]
+    fn only_the_command_is_the_call_and_its_quoting_and_redirections_stay() {
+        let s = "if [ -f /etc/eks/bootstrap.sh ]; then sudo /etc/eks/bootstrap.sh c --kubelet-extra-args \"--node-labels=id=$ID\" 2>&1 | tee /var/log/b; fi\n";
+        let out = set(s, 9).unwrap();
+        assert_eq!(
+            out,
+            "if [ -f /etc/eks/bootstrap.sh ]; then sudo /etc/eks/bootstrap.sh c --kubelet-extra-args \"--node-labels=id=$ID --max-pods=9\" --use-max-pods false 2>&1 | tee /var/log/b; fi\n"
+        );
+        assert_eq!(read(&out).unwrap(), Some(9));
+        let e = set("B=/etc/eks/bootstrap.sh\n$B c\n", 9).unwrap_err();
+        assert!(e.contains("no /etc/eks/bootstrap.sh call"), "{e}");
+        let e = set("/etc/eks/bootstrap.sh c --dns-cluster-ip $(cat /ip)\n", 9).unwrap_err();
+        assert!(e.contains("command substitution"), "{e}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub fn set(text: &str, n: u32) -> Result<String, String> {
             if in_table {
                 break;
             }
-            in_table = bare.trim() == TABLE;
+            in_table = bare.split('#').next().unwrap_or("").trim() == TABLE;
             if in_table {
                 table_end = Some(at + line.len());
             }

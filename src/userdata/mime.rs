@@ -100,6 +100,11 @@ pub fn parts(text: &str) -> Result<Option<Vec<PartSpan>>, String> {
     if delimiters.is_empty() {
         return Err(format!("no part starts with the boundary line {open}"));
     }
+    // Without the closing delimiter the last part's end is unknown (and a
+    // part podnet skipped could be the one that wins).
+    if !delimiters.last().is_some_and(|d| d.2) {
+        return Err(format!("the multi-part has no closing {open}-- line"));
+    }
     let mut out = Vec::new();
     for pair in delimiters.windows(2) {
         let ((_, start, closing), (next, _, _)) = (pair[0], pair[1]);
@@ -145,6 +150,12 @@ mod tests {
         assert_eq!(&TWO[p[0].body.clone()], "---\r\nkind: NodeConfig\r\n");
         assert_eq!(p[1].content_type, "text/x-shellscript");
         assert_eq!(&TWO[p[1].body.clone()], "#!/bin/bash\r\necho hi");
+    }
+
+    #[test]
+    fn a_multipart_without_its_closing_line_is_refused() {
+        let open = TWO.replace("--//--\r\n", "");
+        assert!(parts(&open).unwrap_err().contains("no closing --//--"));
     }
 
     #[test]

@@ -60,7 +60,10 @@ impl AmiFamily {
         if user_data.contains("kind: NodeConfig") {
             return Some(AmiFamily::Al2023);
         }
-        if user_data.lines().any(|l| l.trim() == "[settings.kubernetes]") {
+        if user_data
+            .lines()
+            .any(|l| l.split('#').next().unwrap_or("").trim() == "[settings.kubernetes]")
+        {
             return Some(AmiFamily::Bottlerocket);
         }
         None
@@ -145,6 +148,19 @@ pub fn set_max_pods(user_data: &str, family: AmiFamily, n: u32) -> Result<Edited
         AmiFamily::Bottlerocket => bottlerocket::set(body, n),
     }
     .map_err(|e| UserDataError::new(e, body))?;
+    // Read back as the AMI would: a line edit that missed is never written.
+    let landed = match family {
+        AmiFamily::Al2023 => nodeadm::read(&edited),
+        AmiFamily::Al2 => bootstrap::read(&edited),
+        AmiFamily::Bottlerocket => bottlerocket::read(&edited),
+    }
+    .map_err(|e| UserDataError::new(e, &edited))?;
+    if landed != Some(n) {
+        return Err(UserDataError::new(
+            format!("podnet's edit would leave max pods at {landed:?}, not {n}"),
+            body,
+        ));
+    }
     Ok(Edited {
         user_data: format!("{}{edited}{}", &user_data[..range.start], &user_data[range.end..]),
         before,

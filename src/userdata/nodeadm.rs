@@ -95,7 +95,23 @@ pub fn read(doc: &str) -> Result<Option<u32>, String> {
 }
 
 /// Sets `spec.kubelet.config.maxPods` to `n` in one NodeConfig document.
+/// A `--max-pods` in `spec.kubelet.flags` is refused: nodeadm passes the
+/// flags on the kubelet's command line, where they win over the config.
 pub fn set(doc: &str, n: u32) -> Result<String, String> {
+    let v: Value = serde_saphyr::from_str(doc).map_err(|e| format!("the NodeConfig is not YAML: {e}"))?;
+    if let Some(f) = v
+        .pointer("/spec/kubelet/flags")
+        .and_then(Value::as_array)
+        .and_then(|fs| {
+            fs.iter()
+                .filter_map(Value::as_str)
+                .find(|f| f.starts_with("--max-pods"))
+        })
+    {
+        return Err(format!(
+            "spec.kubelet.flags has {f}, which the kubelet takes over kubelet.config.maxPods: remove it so podnet can set maxPods"
+        ));
+    }
     let ls = lines(doc);
     // The block of each key on the path: [from, to) line indexes.
     let (mut from, mut to) = (0, ls.len());
@@ -216,6 +232,12 @@ mod tests {
             out,
             "kind: NodeConfig\r\nspec:\r\n  kubelet:\r\n    config:\r\n      maxPods: 9\r\n    flags: []\r\n"
         );
+    }
+
+    #[test]
+    fn a_max_pods_flag_is_refused() {
+        let doc = "kind: NodeConfig\nspec:\n  kubelet:\n    flags:\n      - --max-pods=110\n";
+        assert!(set(doc, 9).unwrap_err().contains("--max-pods=110"));
     }
 
     #[test]

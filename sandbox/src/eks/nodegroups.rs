@@ -82,6 +82,25 @@ impl Eks {
                 .with("clusterName", cluster)
                 .with("nodegroupName", ng));
             }
+            // A custom AMI group is updated only through its launch template
+            // (EKS API Reference, UpdateNodegroupVersion: "If you specify
+            // launchTemplate, and your launch template uses a custom AMI,
+            // then don't specify version, or the node group update will
+            // fail"; without launchTemplate EKS answers as modelled here).
+            if n.ami_type == "CUSTOM" {
+                if lt.is_none() {
+                    return Err(EksError::invalid_parameter(
+                        "Launch template details can't be null for Custom ami type node group".to_string(),
+                    )
+                    .with("nodegroupName", ng));
+                }
+                if body.get("version").is_some() || body.get("releaseVersion").is_some() {
+                    return Err(EksError::invalid_parameter(
+                        "You cannot specify a Kubernetes version or AMI release version for a node group that uses a custom AMI in its launch template".to_string(),
+                    )
+                    .with("nodegroupName", ng));
+                }
+            }
             let mut params = Vec::new();
             let mut lt_version = None;
             if let Some(lt) = lt {

@@ -55,7 +55,7 @@ pub trait Ec2Api: Send + Sync {
         &self,
         launch_template_id: &str,
         version: &str,
-    ) -> Result<(String, Option<String>), AwsError>;
+    ) -> Result<LaunchTemplateVersionData, AwsError>;
     /// The launch template's id from its name.
     async fn launch_template_id(&self, name: &str) -> Result<String, AwsError>;
 

@@ -358,3 +358,14 @@ mod tests {
         assert!(rule("icmp", Some(-1), Some(-1)).covers("icmp", Some(8), Some(0)));
     }
 }
+
+/// What podnet reads of a launch template version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchTemplateVersionData {
+    /// The version, by number.
+    pub version: String,
+    /// `UserData`, base64 as EC2 keeps it.
+    pub user_data: Option<String>,
+    /// `InstanceType`, when the template sets it (the node group then lists none).
+    pub instance_type: Option<String>,
+}

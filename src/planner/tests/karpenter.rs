@@ -8,7 +8,7 @@ use super::super::*;
 use super::seed::*;
 use crate::capacity::InstanceTable;
 use crate::k8s::snapshot::{KarpenterController, NodeClassSummary, NodePoolSummary};
-use crate::spec::model::WindowsNodes;
+use crate::spec::model::NotMigrated;
 
 /// The seed plan with changes made to it.
 fn spec_with(change: impl FnOnce(&mut Spec)) -> Spec {
@@ -172,7 +172,8 @@ fn a_static_max_pods_without_known_types_is_refused() {
 
 #[test]
 fn each_node_pool_is_replaced_in_batches_within_its_own_budget() {
-    // default: 50% of 4 → 2 at a time; batch: "1".
+    // default: 50% of 4 → 2 at a time; batch: "1". An empty reasons list
+    // means every reason.
     let d = two_pools(json!([{"nodes": "50%"}]), json!([{"nodes": "1"}]));
     let p = plan(&spec_with(|s| s.replacement.batch_size = 3), &d);
     assert_eq!(
@@ -195,12 +196,20 @@ fn each_node_pool_is_replaced_in_batches_within_its_own_budget() {
     let p = plan(&spec_with(|s| s.replacement.batch_size = 5), &d);
     assert_eq!(p.inputs.karpenter_batches[0], ["bt-0", "bt-1", "bt-2"]);
     assert_eq!(p.inputs.karpenter_batches[2], ["kp-0"]);
+    // The finish unit keeps to the same sizes for nodes the plan did not know.
+    assert_eq!(
+        p.inputs.drain.pool_batch,
+        [("batch".to_string(), 3), ("default".to_string(), 1)].into()
+    );
+    assert_eq!(p.inputs.drain.batch_for(Some("default")), 1);
+    assert_eq!(p.inputs.drain.batch_for(None), 5);
 }
 
 #[test]
 fn a_budget_that_allows_nothing_is_named() {
+    // An empty reasons list means every reason (Karpenter: len(reasons) == 0).
     let d = two_pools(
-        json!([{"nodes": "0"}]),
+        json!([{"nodes": "0", "reasons": []}]),
         json!([{"nodes": "0", "schedule": "0 9 * * mon-fri", "duration": "8h"}, {"nodes": "2"}]),
     );
     let p = plan(&spec_with(|s| s.replacement.batch_size = 4), &d);
@@ -232,7 +241,7 @@ fn windows_nodes_are_refused_unless_the_plan_leaves_them() {
     assert_eq!(f.severity, Severity::Error);
     assert!(f.reason.contains("node group system (ng-a)"), "{}", f.reason);
     assert!(f.fix.contains("replacement.windows = \"leave\""), "{}", f.fix);
-    let p = plan(&spec_with(|s| s.replacement.windows = WindowsNodes::Leave), &d);
+    let p = plan(&spec_with(|s| s.replacement.windows = NotMigrated::Leave), &d);
     let f = p.findings.iter().find(|f| f.id == "nodes.windows").expect("named");
     assert_eq!(f.severity, Severity::Warning);
     assert!(!p.has_errors(), "{:#?}", p.findings);
@@ -242,7 +251,7 @@ fn windows_nodes_are_refused_unless_the_plan_leaves_them() {
 fn a_windows_node_group_is_never_rolled() {
     let mut d = seed();
     d.nodegroups[0].ami_type = Some("WINDOWS_CORE_2022_x86_64".into());
-    let p = plan(&spec_with(|s| s.replacement.windows = WindowsNodes::Leave), &d);
+    let p = plan(&spec_with(|s| s.replacement.windows = NotMigrated::Leave), &d);
     assert!(p.inputs.node_groups.is_empty(), "{:?}", p.inputs.node_groups);
 }
 
@@ -277,5 +286,38 @@ fn fargate_security_groups_for_pods_and_overrides() {
         by_sev(Severity::Warning).contains("=ap-northeast-2a)"),
         "{:#?}",
         p.findings
+    );
+}
+
+#[test]
+fn self_managed_nodes_are_refused_unless_the_plan_leaves_them() {
+    let mut d = seed();
+    d.kube.nodes[0].nodegroup = None;
+    d.kube.nodes[0]
+        .labels
+        .insert("alpha.eksctl.io/nodegroup-name".into(), "legacy".into());
+    let p = plan(&seed_spec(), &d);
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.id == "nodes.self-managed")
+        .expect("refused");
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.reason.contains("self-managed group legacy (ng-a)"), "{}", f.reason);
+    assert!(f.fix.contains("replacement.self_managed = \"leave\""), "{}", f.fix);
+    let p = plan(&spec_with(|s| s.replacement.self_managed = NotMigrated::Leave), &d);
+    assert!(!p.has_errors(), "{:#?}", p.findings);
+    assert!(p.inputs.expect.leave_self_managed);
+    // Fargate nodes are not self-managed: they are not on the VPC CNI.
+    let mut d = seed();
+    d.kube.nodes[0].nodegroup = None;
+    d.kube.nodes[0]
+        .labels
+        .insert("eks.amazonaws.com/compute-type".into(), "fargate".into());
+    assert!(
+        !plan(&seed_spec(), &d)
+            .findings
+            .iter()
+            .any(|f| f.id == "nodes.self-managed")
     );
 }

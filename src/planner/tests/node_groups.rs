@@ -24,6 +24,8 @@ fn custom(user_data: Option<&str>) -> Discovery {
         LaunchTemplateUserData {
             version: "3".into(),
             base64: user_data.map(|u| base64::engine::general_purpose::STANDARD.encode(u)),
+            instance_type: None,
+            error: None,
         },
     );
     d
@@ -76,4 +78,24 @@ fn user_data_podnet_cannot_read_is_refused_with_its_lines() {
             .iter()
             .any(|f| f.id == "nodegroups.user-data")
     );
+}
+
+#[test]
+fn a_launch_template_instance_type_counts_when_the_group_lists_none() {
+    let mut d = custom(Some("[settings.kubernetes]\ncluster-name = \"podnet-demo\"\n"));
+    d.nodegroups[0].instance_types.clear();
+    let lt = d.launch_template_user_data.get_mut("system").unwrap();
+    lt.instance_type = Some("t3.large".into());
+    let p = plan(&seed_spec(), &d);
+    assert!(!p.has_errors(), "{:#?}", p.findings);
+    // t3.large under custom networking: (3 − 1) × (12 − 1) + 2 = 24.
+    assert_eq!(p.inputs.node_groups[0].user_data.as_ref().unwrap().max_pods, 24);
+    // A template podnet could not read refuses that group, naming why.
+    d.launch_template_user_data.get_mut("system").unwrap().error = Some("AccessDenied".into());
+    let f = plan(&seed_spec(), &d)
+        .findings
+        .into_iter()
+        .find(|f| f.id == "nodegroups.user-data")
+        .expect("refused");
+    assert!(f.reason.contains("AccessDenied"), "{}", f.reason);
 }

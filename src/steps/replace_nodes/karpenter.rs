@@ -456,7 +456,14 @@ impl Unit<Env> for FinishReplacement {
         loop {
             let old = r.old_nodes(&client).await?;
             let Some(first) = old.first() else { break };
-            let batch: Vec<NodeSummary> = old.iter().take(r.drain.batch_size.max(1) as usize).cloned().collect();
+            // One NodePool at a time, within its budget, as the planned batches.
+            let pool = first.nodepool.clone();
+            let batch: Vec<NodeSummary> = old
+                .iter()
+                .filter(|n| n.nodepool == pool)
+                .take(r.drain.batch_for(pool.as_deref()))
+                .cloned()
+                .collect();
             env.status(
                 &self.id,
                 &format!("{} old node(s) the plan did not know; next: {}", old.len(), first.name),

@@ -50,6 +50,18 @@ pub struct DrainSettings {
     pub evict_emptydir: bool,
     pub evict_unmanaged: bool,
     pub pdb_bypass_after_timeout: bool,
+    /// NodePool → the most of its nodes replaced at once (its disruption
+    /// budget, when below `batch_size`). Absent from older plans.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub pool_batch: std::collections::BTreeMap<String, u32>,
+}
+
+impl DrainSettings {
+    /// How many of `pool`'s nodes go in one batch.
+    pub fn batch_for(&self, pool: Option<&str>) -> usize {
+        let budget = pool.and_then(|p| self.pool_batch.get(p)).copied().unwrap_or(u32::MAX);
+        self.batch_size.min(budget).max(1) as usize
+    }
 }
 
 impl DrainSettings {

@@ -190,7 +190,12 @@ impl RollNodeGroup {
     async fn edited_user_data(&self, env: &Env, id: &str, u: &UserDataPlan) -> Result<String, StepError> {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let (_, data) = env.aws.ec2.launch_template_user_data(id, &u.source_version).await?;
+        let data = env
+            .aws
+            .ec2
+            .launch_template_user_data(id, &u.source_version)
+            .await?
+            .user_data;
         let text = data
             .and_then(|d| b64.decode(d).ok())
             .and_then(|d| String::from_utf8(d).ok())

@@ -16,8 +16,9 @@ use ipnet::Ipv4Net;
 
 use crate::aws::AwsError;
 use crate::aws::ec2::{
-    CidrAssociation, DryRun, Ec2Api, IngressRule, NetworkInterfaceInfo, NewIngress, Permission, RouteTableAssociation,
-    RouteTableInfo, RuleSource, SecurityGroupInfo, SubnetInfo, Tags, VpcEndpointInfo, VpcInfo,
+    CidrAssociation, DryRun, Ec2Api, IngressRule, LaunchTemplateVersionData, NetworkInterfaceInfo, NewIngress,
+    Permission, RouteTableAssociation, RouteTableInfo, RuleSource, SecurityGroupInfo, SubnetInfo, Tags,
+    VpcEndpointInfo, VpcInfo,
 };
 use crate::capacity::InstanceInfo;
 use crate::error_class::ErrorClass;
@@ -398,7 +399,7 @@ impl Ec2Api for FakeEc2 {
         &self,
         _launch_template_id: &str,
         _version: &str,
-    ) -> Result<(String, Option<String>), AwsError> {
+    ) -> Result<LaunchTemplateVersionData, AwsError> {
         Err(refused(
             "DescribeLaunchTemplateVersions",
             ErrorClass::Invalid,

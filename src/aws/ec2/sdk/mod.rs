@@ -189,7 +189,7 @@ impl Ec2Api for SdkEc2 {
         &self,
         launch_template_id: &str,
         version: &str,
-    ) -> Result<(String, Option<String>), AwsError> {
+    ) -> Result<LaunchTemplateVersionData, AwsError> {
         reads::launch_template_user_data(&self.client, launch_template_id, version).await
     }
 

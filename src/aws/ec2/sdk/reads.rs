@@ -277,7 +277,7 @@ pub(super) async fn launch_template_user_data(
     client: &Client,
     launch_template_id: &str,
     version: &str,
-) -> Result<(String, Option<String>), AwsError> {
+) -> Result<LaunchTemplateVersionData, AwsError> {
     const OP: &str = "DescribeLaunchTemplateVersions";
     let out = client
         .describe_launch_template_versions()
@@ -288,9 +288,10 @@ pub(super) async fn launch_template_user_data(
         .map_err(|e| from_sdk("ec2", OP, Some(launch_template_id.to_string()), e))?;
     let v = out.launch_template_versions().first();
     let number = need(v.and_then(|v| v.version_number()), OP, "VersionNumber")?;
-    let user_data = v
-        .and_then(|v| v.launch_template_data())
-        .and_then(|d| d.user_data())
-        .map(str::to_string);
-    Ok((number.to_string(), user_data))
+    let data = v.and_then(|v| v.launch_template_data());
+    Ok(LaunchTemplateVersionData {
+        version: number.to_string(),
+        user_data: data.and_then(|d| d.user_data()).map(str::to_string),
+        instance_type: data.and_then(|d| d.instance_type()).map(|t| t.as_str().to_string()),
+    })
 }
