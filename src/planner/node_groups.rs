@@ -33,16 +33,42 @@ pub(super) fn rolls(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) -> Vec<Nod
                     .iter()
                     .any(|n| n.nodegroup.as_deref() == Some(g.name.as_str()) && n.os == "windows")
         })
-        .map(|g| NodeGroupRoll {
-            name: g.name.clone(),
-            launch_template: g.launch_template.clone(),
-            user_data: if g.uses_custom_ami() {
-                user_data_plan(spec, d, g, f)
-            } else {
-                None
-            },
+        .map(|g| {
+            if g.launch_template.is_none() {
+                without_launch_template(g, f);
+            }
+            NodeGroupRoll {
+                name: g.name.clone(),
+                launch_template: g.launch_template.clone(),
+                user_data: if g.uses_custom_ami() {
+                    user_data_plan(spec, d, g, f)
+                } else {
+                    None
+                },
+            }
         })
         .collect()
+}
+
+/// A group on the launch template EKS made for it: EKS writes max pods into
+/// the user data of the nodes it launches, so only new nodes get the
+/// custom-networking value; the only roll EKS offers such a group is an
+/// update to the latest AMI release of its Kubernetes version (API
+/// Reference, UpdateNodegroupVersion: "If you update without a launch
+/// template, then you can update to the latest available AMI version"),
+/// and it cannot be moved to a launch template of its own ("existing node
+/// groups that don't use a custom launch template can't be updated
+/// directly", EKS user guide, launch templates).
+fn without_launch_template(g: &NodegroupInfo, f: &mut Vec<Finding>) {
+    f.push(Finding::note(
+        "nodegroups.no-launch-template",
+        format!(
+            "node group {} runs on the launch template EKS made for it (AMI release {}): podnet rolls it with UpdateNodegroupVersion to the latest AMI release of its Kubernetes version, and the nodes EKS launches get the custom-networking max pods",
+            g.name,
+            g.release_version.as_deref().unwrap_or("unknown")
+        ),
+        "if EKS has no newer release and does not replace its nodes, verify names the nodes left; a replacement node group (with a launch template of your own) is then the way to new nodes",
+    ));
 }
 
 fn refuse(f: &mut Vec<Finding>, g: &NodegroupInfo, reason: String, lines: &[String]) {

@@ -45,8 +45,26 @@ fn a_custom_ami_group_gets_max_pods_in_its_families_form() {
         (AmiFamily::Bottlerocket, 12, Some(17))
     );
     assert_eq!(u.source_version, "3");
-    // An EKS-built AMI needs no edit: EKS computes max pods.
-    assert!(plan(&seed_spec(), &seed()).inputs.node_groups[0].user_data.is_none());
+    // An EKS-built AMI needs no edit: EKS computes max pods. Without a
+    // launch template the plan says how its nodes get renewed.
+    let p = plan(&seed_spec(), &seed());
+    assert!(p.inputs.node_groups[0].user_data.is_none());
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.id == "nodegroups.no-launch-template")
+        .expect("said");
+    assert!(
+        f.reason.contains("node group system") && f.reason.contains("latest AMI release"),
+        "{}",
+        f.reason
+    );
+    assert!(
+        !plan(&seed_spec(), &d)
+            .findings
+            .iter()
+            .any(|f| f.id == "nodegroups.no-launch-template")
+    );
 }
 
 #[test]
