@@ -41,9 +41,25 @@ fn group_of(n: &NodeSummary) -> String {
     }
 }
 
-fn windows(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
+/// What a kind of node the plan does not migrate gets: an error naming
+/// each node and its group (with `refuse_fix`), or a warning once the plan
+/// says `leave`.
+struct NotMoved<'a> {
+    id: &'a str,
+    what: &'a str,
+    why: &'a str,
+    refuse_fix: &'a str,
+    leave_fix: &'a str,
+}
+
+fn not_moved<'n>(
+    setting: NotMigrated,
+    nodes: impl Iterator<Item = &'n NodeSummary>,
+    k: &NotMoved<'_>,
+    f: &mut Vec<Finding>,
+) {
     let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for n in d.kube.nodes.iter().filter(|n| n.os == "windows") {
+    for n in nodes {
         groups.entry(group_of(n)).or_default().push(&n.name);
     }
     if groups.is_empty() {
@@ -53,22 +69,23 @@ fn windows(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
         .iter()
         .map(|(g, nodes)| format!("{g} ({})", nodes.join(", ")))
         .collect();
-    let reason = format!(
-        "Windows nodes: {} — custom networking cannot be used with Windows nodes (EKS user guide, Windows support), so their pods keep node-subnet addresses and the node subnets stay as full for them",
-        list.join("; ")
-    );
-    match spec.replacement.windows {
-        NotMigrated::Refuse => f.push(Finding::error(
-            "nodes.windows",
-            reason,
-            "move the Windows workloads to a group in subnets with room (or another cluster), or, to migrate the Linux nodes and leave the Windows ones on the node subnets, set replacement.windows = \"leave\" in the plan file",
-        )),
-        NotMigrated::Leave => f.push(Finding::warning(
-            "nodes.windows",
-            reason,
-            "replacement.windows = \"leave\": podnet neither changes nor replaces them; keep enough free addresses in the node subnets for their pods",
-        )),
-    }
+    let reason = format!("{}: {} — {}", k.what, list.join("; "), k.why);
+    f.push(match setting {
+        NotMigrated::Refuse => Finding::error(k.id, reason, k.refuse_fix),
+        NotMigrated::Leave => Finding::warning(k.id, reason, k.leave_fix),
+    });
+}
+
+fn windows(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
+    let kind = NotMoved {
+        id: "nodes.windows",
+        what: "Windows nodes",
+        why: "custom networking cannot be used with Windows nodes (EKS user guide, Windows support), so their pods keep node-subnet addresses and the node subnets stay as full for them",
+        refuse_fix: "move the Windows workloads to a group in subnets with room (or another cluster), or, to migrate the Linux nodes and leave the Windows ones on the node subnets, set replacement.windows = \"leave\" in the plan file",
+        leave_fix: "replacement.windows = \"leave\": podnet neither changes nor replaces them; keep enough free addresses in the node subnets for their pods",
+    };
+    let nodes = d.kube.nodes.iter().filter(|n| n.os == "windows");
+    not_moved(spec.replacement.windows, nodes, &kind, f);
 }
 
 /// Linux nodes on the VPC CNI in no managed node group and no NodePool:
@@ -76,33 +93,15 @@ fn windows(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
 /// on node-subnet addresses (and a custom-networking aws-node without an
 /// ENIConfig label they match) until someone replaces them.
 fn self_managed(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
-    let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for n in d.kube.nodes.iter().filter(|n| is_self_managed(n)) {
-        groups.entry(group_of(n)).or_default().push(&n.name);
-    }
-    if groups.is_empty() {
-        return;
-    }
-    let list: Vec<String> = groups
-        .iter()
-        .map(|(g, nodes)| format!("{g} ({})", nodes.join(", ")))
-        .collect();
-    let reason = format!(
-        "self-managed nodes: {} — podnet replaces managed node groups and Karpenter nodes only; these are not replaced, so their pods keep node-subnet addresses and the kubelet keeps the max pods its user data sets, too many once aws-node restarts with custom networking",
-        list.join("; ")
-    );
-    match spec.replacement.self_managed {
-        NotMigrated::Refuse => f.push(Finding::error(
-            "nodes.self-managed",
-            reason,
-            "move their workloads to a managed node group or NodePool first, or set replacement.self_managed = \"leave\" and replace them yourself after the apply (a launch template version whose user data sets the custom-networking max pods — podnet max-pods — then terminate them a batch at a time)",
-        )),
-        NotMigrated::Leave => f.push(Finding::warning(
-            "nodes.self-managed",
-            reason,
-            "replacement.self_managed = \"leave\": podnet neither replaces nor verifies them; replace them yourself after the apply",
-        )),
-    }
+    let kind = NotMoved {
+        id: "nodes.self-managed",
+        what: "self-managed nodes",
+        why: "podnet replaces managed node groups and Karpenter nodes only; these are not replaced, so their pods keep node-subnet addresses and the kubelet keeps the max pods its user data sets, too many once aws-node restarts with custom networking",
+        refuse_fix: "move their workloads to a managed node group or NodePool first, or set replacement.self_managed = \"leave\" and replace them yourself after the apply (a launch template version whose user data sets the custom-networking max pods — podnet max-pods — then terminate them a batch at a time)",
+        leave_fix: "replacement.self_managed = \"leave\": podnet neither replaces nor verifies them; replace them yourself after the apply",
+    };
+    let nodes = d.kube.nodes.iter().filter(|n| is_self_managed(n));
+    not_moved(spec.replacement.self_managed, nodes, &kind, f);
 }
 
 /// In no managed node group and no NodePool, on the VPC CNI.

@@ -149,7 +149,7 @@ pub fn set(doc: &str, n: u32) -> Result<String, String> {
             .unwrap_or(to);
         (from, to, parent_indent, parent_line) = (i + 1, end, Some(ls[i].indent), Some(i));
     }
-    unreachable!("the path ends in maxPods")
+    Err("podnet found no place for spec.kubelet.config.maxPods".into())
 }
 
 /// Writes the missing `keys` (ending in maxPods) under the line
