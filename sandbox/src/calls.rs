@@ -26,6 +26,8 @@ pub enum Service {
     Iam,
     /// S3 (moto's), through the S3 proxy.
     S3,
+    /// The sandbox's Auto Scaling (`crate::autoscaling`).
+    Autoscaling,
 }
 
 /// One recorded call.

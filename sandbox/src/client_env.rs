@@ -97,6 +97,12 @@ pub(crate) fn write_client_files(
             "AWS_ENDPOINT_URL_S3".to_string(),
             started.s3_url.clone().unwrap_or_default(),
         ),
+        // The sandbox's Auto Scaling ("Auto Scaling" is the service id the
+        // SDKs turn into AUTO_SCALING).
+        (
+            "AWS_ENDPOINT_URL_AUTO_SCALING".to_string(),
+            started.autoscaling_url.clone(),
+        ),
         ("AWS_REGION".to_string(), s.region.clone()),
         ("AWS_DEFAULT_REGION".to_string(), s.region.clone()),
         ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),

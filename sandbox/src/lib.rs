@@ -13,6 +13,7 @@
 //! ```
 
 pub mod auth;
+pub mod autoscaling;
 pub mod bench;
 pub mod calls;
 mod client_env;
@@ -142,6 +143,8 @@ pub struct Sandbox {
     ec2_url: String,
     sts_url: String,
     s3_url: Option<String>,
+    autoscaling_url: String,
+    autoscaling: Arc<autoscaling::Groups>,
     moto_url: Option<String>,
     venv: Option<PathBuf>,
     tls: auth::tls::ClusterTls,
@@ -220,6 +223,8 @@ impl Sandbox {
             ec2_url: started.ec2_url,
             sts_url: started.sts_url,
             s3_url: started.s3_url,
+            autoscaling_url: started.autoscaling_url,
+            autoscaling: started.autoscaling,
             moto_url: started.moto_url,
             venv,
             tls: started.tls,
@@ -318,6 +323,16 @@ impl Sandbox {
     /// The S3 proxy in front of moto's S3 (`AWS_ENDPOINT_URL_S3`).
     pub fn s3_url(&self) -> Option<&str> {
         self.s3_url.as_deref()
+    }
+
+    /// The Auto Scaling API (`AWS_ENDPOINT_URL_AUTO_SCALING`).
+    pub fn autoscaling_url(&self) -> &str {
+        &self.autoscaling_url
+    }
+
+    /// The Auto Scaling groups, as the service holds them.
+    pub fn autoscaling_groups(&self) -> Vec<autoscaling::Group> {
+        self.autoscaling.all()
     }
 
     pub fn sts_url(&self) -> &str {

@@ -27,6 +27,8 @@ pub(crate) struct Started {
     pub(crate) sts_url: String,
     /// The S3 proxy in front of moto's S3 (absent without moto).
     pub(crate) s3_url: Option<String>,
+    pub(crate) autoscaling_url: String,
+    pub(crate) autoscaling: Arc<crate::autoscaling::Groups>,
     pub(crate) tls: auth::tls::ClusterTls,
     pub(crate) auth: Arc<auth::Auth>,
     pub(crate) moto_url: Option<String>,
@@ -78,6 +80,8 @@ async fn startup(
     let (ec2_l, ec2_addr) = bind("EC2 proxy").await?;
     let (sts_l, sts_addr) = bind("STS").await?;
     let (s3_l, s3_addr) = bind("S3 proxy").await?;
+    let (as_l, as_addr) = bind("Auto Scaling").await?;
+    let autoscaling = Arc::new(crate::autoscaling::Groups::default());
     let kube_url = format!("https://{kube_addr}");
     let tls = auth::tls::generate()?;
     let auth = Arc::new(auth::Auth::new(&s.cluster, &s.region, scenario::seed::ACCOUNT));
@@ -133,6 +137,18 @@ async fn startup(
         drop(s3_l);
     }
     let client = moto.map(|m| scenario::ec2::moto_client(&m.endpoint, &s.region));
+    serve(
+        as_l,
+        crate::autoscaling::http::router(crate::autoscaling::http::AsHttp {
+            groups: autoscaling.clone(),
+            calls: calls.clone(),
+            auth: auth.clone(),
+            ec2: client.clone(),
+            region: s.region.clone(),
+            account: scenario::seed::ACCOUNT.to_string(),
+        }),
+        stop.clone(),
+    );
     let seeded = scenario::seed::seed(scenario::seed::SeedInput {
         scenario: s,
         ec2: client.as_ref(),
@@ -140,6 +156,7 @@ async fn startup(
         eks: &eks,
         kube_endpoint: &kube_url,
         certificate_authority: &base64::engine::general_purpose::STANDARD.encode(tls.ca_pem.as_bytes()),
+        autoscaling: &autoscaling,
     })
     .await?;
     let ipam = Arc::new(Mutex::new(seeded.ipam));
@@ -153,6 +170,7 @@ async fn startup(
             s.clone(),
             seeded.world.clone(),
             opts.behaviour.clone(),
+            autoscaling.clone(),
         ))
     });
     if let Some(c) = &ctl {
@@ -165,6 +183,8 @@ async fn startup(
         ec2_url: format!("http://{ec2_addr}"),
         sts_url: format!("http://{sts_addr}"),
         s3_url: moto.map(|_| format!("http://{s3_addr}")),
+        autoscaling_url: format!("http://{as_addr}"),
+        autoscaling,
         tls,
         auth,
         moto_url: moto.map(|m| m.endpoint.clone()),

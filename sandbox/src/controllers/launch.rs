@@ -141,6 +141,7 @@ pub async fn launch(ctx: &Ctx, req: LaunchRequest) -> Result<NodeInfo, String> {
     let (nodegroup, nodeclaim) = match &req.origin {
         NodeOrigin::Managed { nodegroup, .. } => (Some(nodegroup.clone()), None),
         NodeOrigin::Karpenter { nodeclaim, .. } => (None, Some(nodeclaim.clone())),
+        NodeOrigin::SelfManaged { .. } => (None, None),
     };
     let info = NodeInfo {
         name: node_name(ip, &ctx.scenario.region),

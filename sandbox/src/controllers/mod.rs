@@ -13,6 +13,7 @@
 //! through the scaled [`Clock`].
 
 pub mod aggregation;
+pub mod autoscaling;
 pub mod events;
 pub mod ipamd;
 pub mod karpenter;
@@ -80,6 +81,8 @@ pub struct Ctx {
     pub rollouts: Mutex<nodegroups::Rollouts>,
     /// Karpenter's back-off after a failed launch (simulated time).
     pub launch_retry_at: Mutex<Duration>,
+    /// The Auto Scaling groups of self-managed node groups.
+    pub autoscaling: Arc<crate::autoscaling::Groups>,
 }
 
 impl Ctx {
@@ -94,6 +97,7 @@ impl Ctx {
         scenario: Scenario,
         world: World,
         behaviour: Behaviour,
+        autoscaling: Arc<crate::autoscaling::Groups>,
     ) -> Ctx {
         let nets = ipamd::seeded_nets(&world);
         Ctx {
@@ -110,6 +114,7 @@ impl Ctx {
             launches: launch::Launches::default(),
             rollouts: Mutex::new(nodegroups::Rollouts::default()),
             launch_retry_at: Mutex::new(Duration::ZERO),
+            autoscaling,
         }
     }
 
@@ -144,6 +149,7 @@ pub async fn tick(ctx: &Ctx) {
     scheduler::reconcile(ctx);
     karpenter::reconcile(ctx).await;
     nodegroups::reconcile(ctx).await;
+    autoscaling::reconcile(ctx).await;
 }
 
 /// Run the controllers until `stop` turns true.

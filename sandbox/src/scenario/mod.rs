@@ -15,6 +15,7 @@ pub mod karpenter;
 pub mod objects;
 pub mod placement;
 pub mod seed;
+pub mod self_managed;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -26,6 +27,7 @@ use serde_json::Value;
 
 use crate::instance_types;
 pub use karpenter::{KarpenterNodes, KarpenterSpec, Pool, PoolSpec};
+pub use self_managed::SelfManagedGroupSpec;
 
 /// The reference scenario (BRIEF.md's seed 000).
 pub const SEED: &str = include_str!("../../scenarios/seed.toml");
@@ -101,6 +103,9 @@ pub struct Scenario {
     pub endpoints: Endpoints,
     #[serde(default)]
     pub node_groups: Vec<NodeGroupSpec>,
+    /// Self-managed node groups: Auto Scaling groups EKS does not manage.
+    #[serde(default)]
+    pub self_managed_groups: Vec<SelfManagedGroupSpec>,
     #[serde(default)]
     pub karpenter: Option<KarpenterSpec>,
     #[serde(default)]
@@ -363,6 +368,14 @@ impl Scenario {
         }
         if let Some(k) = &self.karpenter {
             k.validate(&zone_names)?;
+        }
+        for g in &self.self_managed_groups {
+            g.validate(&zone_names)?;
+            if self.node_groups.iter().any(|m| m.name == g.name)
+                || self.self_managed_groups.iter().filter(|o| o.name == g.name).count() > 1
+            {
+                return Err(format!("node group name {} is used twice", g.name));
+            }
         }
         for w in &self.workloads {
             if cpu_millis(&w.cpu).is_none() || mem_mib(&w.memory).is_none() {

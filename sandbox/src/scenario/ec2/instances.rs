@@ -54,6 +54,45 @@ pub async fn launch_template(c: &Client, w: &World, g: &NodeGroupSpec) -> Result
     ))
 }
 
+/// The launch template of a self-managed group (as eksctl makes one for an
+/// unmanaged group): the AMI, the instance type, the node security group,
+/// IMDSv2 and the group's user data.
+pub async fn self_managed_template(
+    c: &Client,
+    w: &World,
+    name: &str,
+    instance_type: &str,
+    user_data: &str,
+) -> Result<(String, String), SeedError> {
+    use base64::Engine as _;
+    let out = c
+        .create_launch_template()
+        .launch_template_name(name)
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(super::AMI_ID)
+                .instance_type(InstanceType::from(instance_type))
+                .security_group_ids(w.security_groups.get("node").cloned().unwrap_or_default())
+                .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
+                .metadata_options(
+                    LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                        .http_tokens(aws_sdk_ec2::types::LaunchTemplateHttpTokensState::Required)
+                        .http_put_response_hop_limit(2)
+                        .build(),
+                )
+                .build(),
+        )
+        .tag_specifications(tags(ResourceType::LaunchTemplate, &[("Name", name)]))
+        .send()
+        .await
+        .map_err(|e| ec2_err("CreateLaunchTemplate", e))?;
+    let lt = out.launch_template().ok_or_else(|| missing("CreateLaunchTemplate"))?;
+    Ok((
+        lt.launch_template_id().unwrap_or_default().to_string(),
+        lt.latest_version_number().unwrap_or(1).to_string(),
+    ))
+}
+
 /// What a node needs from EC2.
 pub struct NodeLaunch {
     pub zone: String,

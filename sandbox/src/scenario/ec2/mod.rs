@@ -16,5 +16,5 @@ mod security_groups;
 
 pub use addresses::{NodeEniPlan, attach_enis, other_tenants, sync_ipam};
 pub use common::{AMI_ID, SeedError, fake_id, moto_client};
-pub use instances::{NodeLaunch, launch_nodes, launch_template};
+pub use instances::{NodeLaunch, launch_nodes, launch_template, self_managed_template};
 pub use network::network;

@@ -40,6 +40,8 @@ pub enum NodeOrigin {
         nodeclass: String,
         nodeclaim: String,
     },
+    /// An instance of a self-managed group's Auto Scaling group.
+    SelfManaged { group: String },
 }
 
 /// Max pods the node's kubelet runs with: the EKS default, or Karpenter's
@@ -57,9 +59,24 @@ pub fn node_max_pods(s: &Scenario, t: &InstanceType, origin: &NodeOrigin) -> u32
             .custom_ami_user_data(nodegroup)
             .and_then(crate::user_data::max_pods)
             .unwrap_or_else(|| t.default_max_pods()),
+        (NodeOrigin::SelfManaged { group }, _) => s
+            .self_managed_groups
+            .iter()
+            .find(|g| &g.name == group)
+            .and_then(|g| crate::user_data::max_pods(&g.user_data(&PLACEHOLDER_JOIN)))
+            .unwrap_or_else(|| t.default_max_pods()),
         _ => t.default_max_pods(),
     }
 }
+
+/// Enough of a join for reading max pods out of a self-managed group's
+/// default user data (which does not depend on the endpoint).
+const PLACEHOLDER_JOIN: crate::scenario::self_managed::Join<'static> = crate::scenario::self_managed::Join {
+    cluster: "cluster",
+    endpoint: "https://endpoint",
+    ca: "",
+    service_cidr: "172.20.0.0/16",
+};
 
 /// The taint the sandbox's Windows node groups carry. The scenario's
 /// workloads and DaemonSets are Linux pods without an OS node selector; a
@@ -162,6 +179,11 @@ fn node_labels(s: &Scenario, n: &NodeInfo, t: Option<&InstanceType>, arch: &str,
                 labels["eks.amazonaws.com/sourceLaunchTemplateId"] = json!(id);
                 labels["eks.amazonaws.com/sourceLaunchTemplateVersion"] = json!(v);
             }
+        }
+        NodeOrigin::SelfManaged { group } => {
+            // eksctl's label on its unmanaged groups' nodes; EKS adds none.
+            labels["alpha.eksctl.io/nodegroup-name"] = json!(group);
+            labels["alpha.eksctl.io/cluster-name"] = json!(s.cluster);
         }
         NodeOrigin::Karpenter {
             nodepool, nodeclass, ..

@@ -11,6 +11,7 @@ mod eks_model;
 mod kube_objects;
 mod nodes;
 mod planned;
+pub mod self_managed;
 mod workloads;
 
 use aws_sdk_ec2::Client;
@@ -39,6 +40,8 @@ pub struct SeedInput<'a> {
     /// What DescribeCluster reports as `certificateAuthority.data`: the
     /// cluster CA's PEM, base64-encoded.
     pub certificate_authority: &'a str,
+    /// Where the self-managed groups' Auto Scaling groups go.
+    pub autoscaling: &'a crate::autoscaling::Groups,
 }
 
 pub struct Seeded {
@@ -70,9 +73,16 @@ fn create_pod(store: &Store, base: &str, seed: &str, mut build: impl FnMut(&str)
 pub async fn seed(input: SeedInput<'_>) -> Result<Seeded, SeedError> {
     let s = input.scenario;
     let moto = input.ec2;
-    let (mut world, mut ipam) = nodes::network(s, moto).await?;
+    let join = super::self_managed::Join {
+        cluster: &s.cluster,
+        endpoint: input.kube_endpoint,
+        ca: input.certificate_authority,
+        service_cidr: &s.service_cidr,
+    };
+    let (mut world, mut ipam) = nodes::network(s, moto, &join).await?;
     let mut planned = nodes::plan_nodes(s, &world, &mut ipam)?;
     nodes::launch_instances(s, moto, &world, &mut planned).await?;
+    self_managed::register(s, &world, &planned, input.autoscaling);
 
     // Workloads and placement.
     let aws_node_env = obj::aws_node_env_for(s, &world);

@@ -17,6 +17,7 @@ use crate::ipam::{Ipam, SubnetPool, WarmConfig, layout_node};
 use crate::kube::Store;
 use crate::scenario::ec2::{self, NodeEniPlan, NodeLaunch, SeedError, fake_id};
 use crate::scenario::objects::{self as obj, NodeOrigin, ago};
+use crate::scenario::self_managed::Join;
 use crate::scenario::{EniInfo, NodeInfo, Scenario, World, ZoneInfo, node_name, zone_id};
 use crate::workloads::suffix;
 
@@ -56,7 +57,7 @@ fn fake_network(s: &Scenario) -> World {
 
 /// The network (in moto, or made up), the IPAM with what other tenants
 /// hold already taken, and the node groups' launch templates.
-pub(super) async fn network(s: &Scenario, moto: Option<&Client>) -> Result<(World, Ipam), SeedError> {
+pub(super) async fn network(s: &Scenario, moto: Option<&Client>, join: &Join<'_>) -> Result<(World, Ipam), SeedError> {
     let mut world = match moto {
         Some(c) => ec2::network(c, s, ACCOUNT).await?,
         None => fake_network(s),
@@ -78,6 +79,16 @@ pub(super) async fn network(s: &Scenario, moto: Option<&Client>) -> Result<(Worl
     for g in s.node_groups.iter().filter(|g| g.launch_template) {
         let lt = match moto {
             Some(c) => ec2::launch_template(c, &world, g).await?,
+            None => (fake_id("lt"), "1".to_string()),
+        };
+        world.launch_templates.insert(g.name.clone(), lt);
+    }
+    for g in &s.self_managed_groups {
+        let lt = match moto {
+            Some(c) => {
+                let name = super::self_managed::template_name(&g.name);
+                ec2::self_managed_template(c, &world, &name, &g.instance_type, &g.user_data(join)).await?
+            }
             None => (fake_id("lt"), "1".to_string()),
         };
         world.launch_templates.insert(g.name.clone(), lt);
@@ -107,6 +118,25 @@ pub(super) fn plan_nodes(s: &Scenario, world: &World, ipam: &mut Ipam) -> Result
                 &g.instance_type,
                 origin,
                 ago(20, i64::from(i)),
+                ipam,
+            )?);
+        }
+    }
+    for g in &s.self_managed_groups {
+        let zones: Vec<String> = g
+            .zones
+            .clone()
+            .unwrap_or_else(|| s.zones.iter().map(|z| z.name.clone()).collect());
+        for i in 0..g.size {
+            let zone = &zones[i as usize % zones.len()];
+            let origin = NodeOrigin::SelfManaged { group: g.name.clone() };
+            planned.push(plan_node(
+                s,
+                world,
+                zone,
+                &g.instance_type,
+                origin,
+                ago(40, i64::from(i)),
                 ipam,
             )?);
         }
@@ -158,6 +188,7 @@ fn plan_node(
     let (nodegroup, nodeclaim) = match &origin {
         NodeOrigin::Managed { nodegroup, .. } => (Some(nodegroup.clone()), None),
         NodeOrigin::Karpenter { nodeclaim, .. } => (None, Some(nodeclaim.clone())),
+        NodeOrigin::SelfManaged { .. } => (None, None),
     };
     Ok(Planned {
         info: NodeInfo {
@@ -187,7 +218,7 @@ pub(super) async fn launch_instances(
     planned: &mut [Planned],
 ) -> Result<(), SeedError> {
     if let (Some(c), true) = (moto, s.moto.instances) {
-        let launches: Vec<NodeLaunch> = planned.iter().map(|p| node_launch(s, p)).collect();
+        let launches: Vec<NodeLaunch> = planned.iter().map(|p| node_launch(s, world, p)).collect();
         let ids = ec2::launch_nodes(c, world, &launches).await?;
         for (p, (id, eni)) in planned.iter_mut().zip(ids) {
             p.info.instance_id = id;
@@ -203,7 +234,7 @@ pub(super) async fn launch_instances(
 }
 
 /// A node's instance, tagged the way EKS or Karpenter tags its instances.
-fn node_launch(s: &Scenario, p: &Planned) -> NodeLaunch {
+fn node_launch(s: &Scenario, world: &World, p: &Planned) -> NodeLaunch {
     let mut tags: Vec<(String, String)> = vec![(format!("kubernetes.io/cluster/{}", s.cluster), "owned".into())];
     let mut lt = None;
     match &p.origin {
@@ -229,6 +260,10 @@ fn node_launch(s: &Scenario, p: &Planned) -> NodeLaunch {
             tags.push(("karpenter.k8s.aws/ec2nodeclass".into(), nodeclass.clone()));
             tags.push(("karpenter.sh/nodeclaim".into(), nodeclaim.clone()));
             tags.push(("eks:eks-cluster-name".into(), s.cluster.clone()));
+        }
+        NodeOrigin::SelfManaged { group } => {
+            tags.extend(super::self_managed::instance_tags(s, group));
+            lt = world.launch_templates.get(group).cloned();
         }
     }
     NodeLaunch {
