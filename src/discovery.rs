@@ -10,13 +10,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aws::AwsClients;
+use crate::aws::autoscaling::AsgInfo;
 use crate::aws::ec2::{RouteTableInfo, SecurityGroupInfo, SubnetInfo, VpcEndpointInfo, VpcInfo};
-use crate::aws::eks::{AddonInfo, ClusterInfo, NodegroupInfo};
+use crate::aws::eks::{AddonInfo, ClusterInfo, LaunchTemplateRef, NodegroupInfo};
 use crate::aws::error::AwsError;
 use crate::capacity::{CniVersion, InstanceInfo, InstanceTable};
 use crate::engine::Observer;
 use crate::k8s::KubeError;
 use crate::k8s::snapshot::{self, KarpenterHint, KubeSnapshot};
+use crate::spec::model::SelfManagedPolicy;
 use crate::spec::{OWNER_TAG, Spec};
 
 pub const VPC_CNI_ADDON: &str = "vpc-cni";
@@ -65,6 +67,123 @@ pub struct Discovery {
     /// custom-AMI groups (EKS writes max pods for the others).
     #[serde(default)]
     pub launch_template_user_data: BTreeMap<String, LaunchTemplateUserData>,
+    /// Self-managed nodes' Auto Scaling groups (read only when the plan
+    /// replaces self-managed nodes and there are some).
+    #[serde(default, skip_serializing_if = "SelfManagedDiscovery::is_empty")]
+    pub self_managed: SelfManagedDiscovery,
+}
+
+/// What Auto Scaling says about the self-managed nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfManagedDiscovery {
+    /// Node → the Auto Scaling group of its instance (nodes in none are absent).
+    pub node_groups: BTreeMap<String, String>,
+    pub groups: Vec<AsgInfo>,
+    /// Group → its launch template version's user data.
+    pub user_data: BTreeMap<String, LaunchTemplateUserData>,
+    /// Why Auto Scaling could not be read: the plan refuses the nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SelfManagedDiscovery {
+    pub fn is_empty(&self) -> bool {
+        self.node_groups.is_empty() && self.groups.is_empty() && self.error.is_none()
+    }
+
+    pub fn group(&self, name: &str) -> Option<&AsgInfo> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
+/// The EC2 instance id in a node's `spec.providerID`
+/// (`aws:///<zone>/<instance-id>`).
+pub fn instance_id(provider_id: &str) -> Option<&str> {
+    provider_id
+        .strip_prefix("aws://")
+        .and_then(|rest| rest.rsplit('/').next())
+        .filter(|id| id.starts_with("i-"))
+}
+
+/// Reads one launch template version's user data; a failure is recorded,
+/// not raised (the plan refuses that group, not the whole plan).
+async fn read_user_data(aws: &AwsClients, lt: &LaunchTemplateRef) -> LaunchTemplateUserData {
+    let version = lt.version.clone().unwrap_or_else(|| "$Default".into());
+    let read = async {
+        let id = match (&lt.id, &lt.name) {
+            (Some(id), _) => id.clone(),
+            (None, Some(name)) => aws.ec2.launch_template_id(name).await?,
+            (None, None) => return Ok(None),
+        };
+        aws.ec2.launch_template_user_data(&id, &version).await.map(Some)
+    };
+    match read.await {
+        Ok(None) => LaunchTemplateUserData {
+            version,
+            base64: None,
+            instance_type: None,
+            error: Some("the launch template has no id or name".into()),
+        },
+        Ok(Some(v)) => LaunchTemplateUserData {
+            version: v.version,
+            base64: v.user_data,
+            instance_type: v.instance_type,
+            error: None,
+        },
+        Err(e) => LaunchTemplateUserData {
+            version,
+            base64: None,
+            instance_type: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// The Auto Scaling groups of the self-managed Linux nodes on the VPC CNI,
+/// and their launch templates' user data.
+async fn self_managed_groups(aws: &AwsClients, spec: &Spec, kube: &KubeSnapshot) -> SelfManagedDiscovery {
+    let mut out = SelfManagedDiscovery::default();
+    if spec.replacement.self_managed != SelfManagedPolicy::Replace {
+        return out;
+    }
+    let nodes: BTreeMap<String, String> = kube
+        .nodes
+        .iter()
+        .filter(|n| crate::planner::node_kinds::is_self_managed(n) && n.os != "windows")
+        .filter_map(|n| Some((instance_id(n.provider_id.as_deref()?)?.to_string(), n.name.clone())))
+        .collect();
+    if nodes.is_empty() {
+        return out;
+    }
+    let ids: Vec<String> = nodes.keys().cloned().collect();
+    let read = async {
+        let members = aws.autoscaling.instance_groups(&ids).await?;
+        let names: BTreeSet<String> = members.iter().map(|m| m.group.clone()).collect();
+        let groups = aws
+            .autoscaling
+            .describe_groups(&names.into_iter().collect::<Vec<_>>())
+            .await?;
+        Ok::<_, AwsError>((members, groups))
+    };
+    let (members, groups) = match read.await {
+        Ok(r) => r,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    for m in members {
+        if let Some(node) = nodes.get(&m.instance_id) {
+            out.node_groups.insert(node.clone(), m.group);
+        }
+    }
+    for g in &groups {
+        if let Some(lt) = &g.launch_template {
+            out.user_data.insert(g.name.clone(), read_user_data(aws, lt).await);
+        }
+    }
+    out.groups = groups;
+    out
 }
 
 /// A launch template version's user data as EC2 keeps it, or why podnet
@@ -92,36 +211,7 @@ async fn custom_ami_user_data(
         .filter(|g| g.uses_custom_ami() && spec.replacement.node_groups.selects(&g.name));
     for g in groups {
         let Some(lt) = &g.launch_template else { continue };
-        let version = lt.version.clone().unwrap_or_else(|| "$Default".into());
-        let read = async {
-            let id = match (&lt.id, &lt.name) {
-                (Some(id), _) => id.clone(),
-                (None, Some(name)) => aws.ec2.launch_template_id(name).await?,
-                (None, None) => return Ok(None),
-            };
-            aws.ec2.launch_template_user_data(&id, &version).await.map(Some)
-        };
-        let entry = match read.await {
-            Ok(None) => LaunchTemplateUserData {
-                version,
-                base64: None,
-                instance_type: None,
-                error: Some("the node group's launch template has no id or name".into()),
-            },
-            Ok(Some(v)) => LaunchTemplateUserData {
-                version: v.version,
-                base64: v.user_data,
-                instance_type: v.instance_type,
-                error: None,
-            },
-            Err(e) => LaunchTemplateUserData {
-                version,
-                base64: None,
-                instance_type: None,
-                error: Some(e.to_string()),
-            },
-        };
-        out.insert(g.name.clone(), entry);
+        out.insert(g.name.clone(), read_user_data(aws, lt).await);
     }
     out
 }
@@ -186,6 +276,8 @@ pub async fn discover(
         types.extend(k.nodepools.iter().flat_map(|p| p.instance_types()));
     }
     let launch_template_user_data = custom_ami_user_data(aws, spec, &nodegroups).await;
+    let self_managed = self_managed_groups(aws, spec, &kube).await;
+    types.extend(self_managed.user_data.values().filter_map(|l| l.instance_type.clone()));
     types.extend(
         launch_template_user_data
             .values()
@@ -228,6 +320,7 @@ pub async fn discover(
         instance_types_from_table,
         kube,
         launch_template_user_data,
+        self_managed,
     })
 }
 

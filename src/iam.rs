@@ -79,6 +79,7 @@ fn sid(scope: &Scope) -> String {
         Scope::NewTaggedSubnet => "CreatePodSubnets".into(),
         Scope::TaggedSubnet => "DeletePodSubnets".into(),
         Scope::LaunchTemplates => "LaunchTemplateVersions".into(),
+        Scope::AutoScalingGroups => "SelfManagedNodeGroups".into(),
         Scope::Principals => "SimulateOwnPermissions".into(),
     }
 }
@@ -140,6 +141,12 @@ fn statements(scope: &Scope, actions: Vec<String>, t: &Target) -> Vec<Value> {
             Some(json!({ "StringEquals": { format!("aws:ResourceTag/{OWNER_TAG}"): t.cluster } })),
         )],
         Scope::LaunchTemplates => vec![statement(sid(scope), json!(typed(&["launch-template"])), None)],
+        // Auto Scaling group ARNs carry a generated id before the name.
+        Scope::AutoScalingGroups => vec![statement(
+            sid(scope),
+            json!(t.arn("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*")),
+            None,
+        )],
         // IAM ARNs have no region. The simulator is asked about the
         // caller's own principal, any of the account's users and roles.
         Scope::Principals => {

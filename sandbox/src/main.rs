@@ -211,6 +211,7 @@ fn bench(path: PathBuf, iterations: u32) -> Result<()> {
 fn check(which: &str) -> Result<()> {
     let s = Scenario::load(which)?;
     let nodes: u32 = s.node_groups.iter().map(|g| g.size).sum::<u32>()
+        + s.self_managed_groups.iter().map(|g| g.size).sum::<u32>()
         + s.karpenter
             .as_ref()
             .map_or(0, |k| k.nodes.iter().map(|n| n.count).sum());

@@ -43,6 +43,8 @@ pub enum Scope {
     TaggedSubnet,
     /// Launch templates (the node groups' own).
     LaunchTemplates,
+    /// The account's Auto Scaling groups (self-managed node groups').
+    AutoScalingGroups,
     /// The account's IAM users and roles: the caller's own principal, which
     /// is not known when the policy is printed.
     Principals,
@@ -50,7 +52,7 @@ pub enum Scope {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Action {
-    /// `ec2` or `eks`: the IAM service prefix.
+    /// `ec2`, `eks`, `autoscaling` or `iam`: the IAM service prefix.
     pub service: &'static str,
     /// The API operation, as the adapters name it in errors.
     pub operation: &'static str,
@@ -94,6 +96,16 @@ const fn iam(operation: &'static str, phases: &'static [Phase], scope: Scope) ->
     }
 }
 
+const fn autoscaling(operation: &'static str, mutating: bool, phases: &'static [Phase], scope: Scope) -> Action {
+    Action {
+        service: "autoscaling",
+        operation,
+        mutating,
+        phases,
+        scope,
+    }
+}
+
 const fn eks(operation: &'static str, mutating: bool, phases: &'static [Phase], scope: Scope) -> Action {
     Action {
         service: "eks",
@@ -118,6 +130,10 @@ pub const ACTIONS: &[Action] = &[
     // new version is made.
     ec2("DescribeLaunchTemplateVersions", false, BOTH, Scope::Any),
     ec2("DescribeNetworkInterfaces", false, ROLLBACK, Scope::Any),
+    // Self-managed node groups: which group each node's instance is in,
+    // and the groups' launch templates and instances.
+    autoscaling("DescribeAutoScalingInstances", false, READ, Scope::Any),
+    autoscaling("DescribeAutoScalingGroups", false, READ, Scope::Any),
     eks("DescribeCluster", false, READ, Scope::Cluster),
     eks("ListNodegroups", false, READ, Scope::Cluster),
     eks("DescribeNodegroup", false, READ, Scope::Nodegroups),
@@ -149,6 +165,18 @@ pub const ACTIONS: &[Action] = &[
     ec2("CreateLaunchTemplateVersion", true, BOTH, Scope::LaunchTemplates),
     eks("UpdateAddon", true, BOTH, Scope::VpcCniAddon),
     eks("UpdateNodegroupVersion", true, BOTH, Scope::Nodegroups),
+    autoscaling("UpdateAutoScalingGroup", true, BOTH, Scope::AutoScalingGroups),
+    // Pointing a group at a launch template is authorized as
+    // ec2:RunInstances on the template as well (EC2 Auto Scaling User
+    // Guide, "Control Amazon EC2 launch template usage in Auto Scaling
+    // groups").
+    ec2("RunInstances", true, BOTH, Scope::LaunchTemplates),
+    autoscaling(
+        "TerminateInstanceInAutoScalingGroup",
+        true,
+        BOTH,
+        Scope::AutoScalingGroups,
+    ),
     ec2(
         "DeleteNetworkInterface",
         true,
@@ -199,6 +227,7 @@ mod tests {
             ("ec2", "ec2/sdk/removals.rs"),
             ("eks", "eks.rs"),
             ("iam", "access.rs"),
+            ("autoscaling", "autoscaling.rs"),
         ];
         let mut out = BTreeSet::new();
         for (service, file) in files {
@@ -219,6 +248,12 @@ mod tests {
         let it = std::fs::read_to_string(root.join("instance_types.rs")).expect("instance_types.rs");
         if it.contains(".describe_instance_types()") {
             out.insert(("ec2".into(), "DescribeInstanceTypes".into()));
+        }
+        // UpdateAutoScalingGroup with a launch template is also authorized
+        // as ec2:RunInstances on it.
+        let asg = std::fs::read_to_string(root.join("autoscaling.rs")).expect("autoscaling.rs");
+        if asg.contains(".update_auto_scaling_group()") {
+            out.insert(("ec2".into(), "RunInstances".into()));
         }
         out
     }

@@ -1,12 +1,13 @@
 //! AWS access: the SDK configuration (the standard credential and endpoint
 //! chain: environment, profiles, SSO, IMDS, IRSA, `AWS_ENDPOINT_URL_*`), the
-//! narrow [`Ec2Api`] and [`EksApi`] traits steps are written against (and
+//! narrow [`Ec2Api`], [`EksApi`] and [`AutoScalingApi`] traits steps are written against (and
 //! [`access::AccessApi`], who the credentials are and what IAM lets them do), the
 //! retry policy set on their clients, and the classification of AWS errors.
 
 pub mod access;
 pub mod actions;
 pub mod addon_config;
+pub mod autoscaling;
 pub mod ec2;
 pub mod eks;
 pub mod eks_token;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+pub use autoscaling::{AutoScalingApi, SdkAutoScaling};
 pub use ec2::{Ec2Api, SdkEc2};
 pub use eks::{EksApi, SdkEks};
 pub use eks_token::EksTokenSigner;
@@ -60,6 +62,8 @@ pub struct AwsClients {
     pub ec2: Arc<dyn Ec2Api>,
     pub eks: Arc<dyn EksApi>,
     pub access: Arc<dyn access::AccessApi>,
+    /// Self-managed node groups' Auto Scaling groups.
+    pub autoscaling: Arc<dyn AutoScalingApi>,
 }
 
 impl AwsClients {
@@ -72,6 +76,7 @@ impl AwsClients {
             ec2: Arc::new(SdkEc2::new(retry::ec2_client(cfg))),
             eks: Arc::new(SdkEks::new(retry::eks_client(cfg))),
             access: Arc::new(access::SdkAccess::new(cfg)),
+            autoscaling: Arc::new(SdkAutoScaling::new(retry::autoscaling_client(cfg))),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The one retry policy for podnet's EC2 and EKS calls, set on the SDK
+//! The one retry policy for podnet's EC2, EKS and Auto Scaling calls, set on the SDK
 //! clients on purpose rather than inherited from whatever the user's AWS
 //! config says (a profile with `max_attempts = 1`, as the sandbox's, would
 //! otherwise end a migration on the first throttled `DescribeVpcs`).
@@ -84,6 +84,16 @@ pub fn eks_client(cfg: &aws_config::SdkConfig) -> aws_sdk_eks::Client {
         .retry_partition(partition("eks"))
         .build();
     aws_sdk_eks::Client::from_conf(conf)
+}
+
+/// The Auto Scaling client, with podnet's retry policy over `cfg`'s.
+pub fn autoscaling_client(cfg: &aws_config::SdkConfig) -> aws_sdk_autoscaling::Client {
+    let conf = aws_sdk_autoscaling::config::Builder::from(cfg)
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .retry_partition(partition("autoscaling"))
+        .build();
+    aws_sdk_autoscaling::Client::from_conf(conf)
 }
 
 #[cfg(test)]

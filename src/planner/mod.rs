@@ -9,6 +9,7 @@ pub mod node_groups;
 pub mod node_kinds;
 pub mod preflight;
 pub mod reach;
+pub mod self_managed;
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::ec2::{RuleSource, Tags};
 use crate::discovery::{CUSTOM_NETWORK_ENV, Discovery, ENI_CONFIG_LABEL_ENV, PREFIX_DELEGATION_ENV};
 use crate::network::{carve_even, overlaps};
-use crate::spec::model::{NotMigrated, PdbBypass};
+use crate::spec::model::{PdbBypass, SelfManagedPolicy};
 use crate::spec::{CNI_ROLE_TAG, OWNER_TAG, PodSubnetPlan, Protocol, SecurityGroupRef, Spec};
 use crate::steps::addon::VpcCniInputs;
 use crate::steps::replace_nodes::DrainSettings;
@@ -90,7 +91,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
             pool_classes: karpenter::pool_classes(d),
         }),
         direction: Default::default(),
-        leave_self_managed: spec.replacement.self_managed == NotMigrated::Leave,
+        leave_self_managed: spec.replacement.self_managed == SelfManagedPolicy::Leave,
     };
     let r = &spec.replacement;
     let node_pools: Vec<String> = d
@@ -122,6 +123,7 @@ pub fn plan(spec: &Spec, d: &Discovery) -> Planned {
         node_pools,
         karpenter_batches,
         node_groups: node_groups::rolls(spec, d, &mut findings),
+        self_managed: self_managed::rolls(spec, d, &mut findings),
         drain: DrainSettings {
             batch_size: r.batch_size,
             drain_timeout_secs: r.drain_timeout.as_secs(),

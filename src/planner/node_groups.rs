@@ -14,7 +14,7 @@ use super::Finding;
 use super::capacity::cni_after;
 use crate::aws::eks::NodegroupInfo;
 use crate::capacity::max_pods;
-use crate::discovery::Discovery;
+use crate::discovery::{Discovery, LaunchTemplateUserData};
 use crate::spec::Spec;
 use crate::steps::replace_nodes::{NodeGroupRoll, UserDataPlan};
 use crate::userdata::{self, AmiFamily};
@@ -71,26 +71,62 @@ fn without_launch_template(g: &NodegroupInfo, f: &mut Vec<Finding>) {
     ));
 }
 
-fn refuse(f: &mut Vec<Finding>, g: &NodegroupInfo, reason: String, lines: &[String]) {
+/// Whose user data a plan edits, as findings name it.
+pub(super) struct UserDataSubject {
+    /// "node group ng runs a custom AMI", "self-managed group asg".
+    pub who: String,
+    pub id: &'static str,
+    pub fix: &'static str,
+    /// The family its AMI type names, if it names one.
+    pub family: Option<AmiFamily>,
+    /// The instance types it launches (empty: the template's).
+    pub instance_types: Vec<String>,
+}
+
+fn refuse(f: &mut Vec<Finding>, s: &UserDataSubject, reason: String, lines: &[String]) {
     let shown = if lines.is_empty() {
         String::new()
     } else {
         format!(":\n    {}", lines.join("\n    "))
     };
     f.push(Finding::error(
-        "nodegroups.user-data",
-        format!("node group {} runs a custom AMI, so podnet must set its max pods in the launch template's user data, but {reason}{shown}", g.name),
-        "give the launch template user data podnet reads (an AL2023 nodeadm NodeConfig, an AL2 /etc/eks/bootstrap.sh call, or Bottlerocket [settings.kubernetes]), or leave the group out with replacement.node_groups and set its max pods yourself",
+        s.id,
+        format!(
+            "{}, so podnet must set its max pods in the launch template's user data, but {reason}{shown}",
+            s.who
+        ),
+        s.fix,
     ));
 }
 
 fn user_data_plan(spec: &Spec, d: &Discovery, g: &NodegroupInfo, f: &mut Vec<Finding>) -> Option<UserDataPlan> {
-    let Some(lt) = d.launch_template_user_data.get(&g.name) else {
-        refuse(f, g, "its launch template could not be read".into(), &[]);
+    let subject = UserDataSubject {
+        who: format!("node group {} runs a custom AMI", g.name),
+        id: "nodegroups.user-data",
+        fix: "give the launch template user data podnet reads (an AL2023 nodeadm NodeConfig, an AL2 /etc/eks/bootstrap.sh call, or Bottlerocket [settings.kubernetes]), or leave the group out with replacement.node_groups and set its max pods yourself",
+        family: g.ami_type.as_deref().and_then(AmiFamily::from_ami_type),
+        instance_types: g.instance_types.clone(),
+    };
+    plan_user_data(spec, d, &subject, d.launch_template_user_data.get(&g.name), f)
+}
+
+/// The max pods edit of a launch template version's user data: the value
+/// the subject's smallest instance type holds under custom networking, in
+/// the form its AMI family reads. `None` (and an error finding naming the
+/// lines podnet could not interpret) when it cannot be planned.
+pub(super) fn plan_user_data(
+    spec: &Spec,
+    d: &Discovery,
+    s: &UserDataSubject,
+    lt: Option<&LaunchTemplateUserData>,
+    f: &mut Vec<Finding>,
+) -> Option<UserDataPlan> {
+    let Some(lt) = lt else {
+        refuse(f, s, "its launch template could not be read".into(), &[]);
         return None;
     };
     if let Some(e) = &lt.error {
-        refuse(f, g, format!("its launch template could not be read: {e}"), &[]);
+        refuse(f, s, format!("its launch template could not be read: {e}"), &[]);
         return None;
     }
     let text = lt
@@ -101,7 +137,7 @@ fn user_data_plan(spec: &Spec, d: &Discovery, g: &NodegroupInfo, f: &mut Vec<Fin
     let Some(text) = text else {
         refuse(
             f,
-            g,
+            s,
             format!(
                 "version {} has no user data podnet can decode (none, or gzip)",
                 lt.version
@@ -111,15 +147,10 @@ fn user_data_plan(spec: &Spec, d: &Discovery, g: &NodegroupInfo, f: &mut Vec<Fin
         return None;
     };
     let lines: Vec<String> = text.lines().take(20).map(str::to_string).collect();
-    let family = g
-        .ami_type
-        .as_deref()
-        .and_then(AmiFamily::from_ami_type)
-        .or_else(|| AmiFamily::detect(&text));
-    let Some(family) = family else {
+    let Some(family) = s.family.or_else(|| AmiFamily::detect(&text)) else {
         refuse(
             f,
-            g,
+            s,
             format!(
                 "podnet cannot tell the AMI family from version {}'s user data",
                 lt.version
@@ -130,20 +161,25 @@ fn user_data_plan(spec: &Spec, d: &Discovery, g: &NodegroupInfo, f: &mut Vec<Fin
     };
     let after = cni_after(spec, d);
     // A template that sets InstanceType leaves the group's list empty.
-    let types: Vec<String> = if g.instance_types.is_empty() {
+    let types: Vec<String> = if s.instance_types.is_empty() {
         lt.instance_type.iter().cloned().collect()
     } else {
-        g.instance_types.clone()
+        s.instance_types.clone()
     };
     let fits: Vec<u32> = types
         .iter()
         .filter_map(|t| d.instance_types.get(t))
         .map(|i| max_pods(i, &after, false).max_pods)
         .collect();
-    let Some(n) = fits.iter().min().copied().filter(|_| fits.len() == types.len()) else {
+    let Some(n) = fits
+        .iter()
+        .min()
+        .copied()
+        .filter(|_| !types.is_empty() && fits.len() == types.len())
+    else {
         refuse(
             f,
-            g,
+            s,
             format!("its instance types ({}) are not all known", types.join(", ")),
             &[],
         );
@@ -159,7 +195,7 @@ fn user_data_plan(spec: &Spec, d: &Discovery, g: &NodegroupInfo, f: &mut Vec<Fin
         Err(e) => {
             refuse(
                 f,
-                g,
+                s,
                 format!("version {}'s {family} user data: {}", lt.version, e.reason),
                 &e.lines,
             );

@@ -93,15 +93,20 @@ fn windows(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
 /// on node-subnet addresses (and a custom-networking aws-node without an
 /// ENIConfig label they match) until someone replaces them.
 fn self_managed(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) {
+    // Replaced (the default): what podnet cannot replace is named by the
+    // planner's self_managed module.
+    let Some(setting) = spec.replacement.self_managed.not_migrated() else {
+        return;
+    };
     let kind = NotMoved {
         id: "nodes.self-managed",
         what: "self-managed nodes",
-        why: "podnet replaces managed node groups and Karpenter nodes only; these are not replaced, so their pods keep node-subnet addresses and the kubelet keeps the max pods its user data sets, too many once aws-node restarts with custom networking",
-        refuse_fix: "move their workloads to a managed node group or NodePool first, or set replacement.self_managed = \"leave\" and replace them yourself after the apply (a launch template version whose user data sets the custom-networking max pods — podnet max-pods — then terminate them a batch at a time)",
+        why: "the plan file says not to replace them, so their pods keep node-subnet addresses and the kubelet keeps the max pods its user data sets, too many once aws-node restarts with custom networking",
+        refuse_fix: "set replacement.self_managed = \"replace\" (the default) to have podnet replace them through their Auto Scaling groups, or \"leave\" and replace them yourself after the apply (a launch template version whose user data sets the custom-networking max pods — podnet max-pods — then terminate them a batch at a time)",
         leave_fix: "replacement.self_managed = \"leave\": podnet neither replaces nor verifies them; replace them yourself after the apply",
     };
     let nodes = d.kube.nodes.iter().filter(|n| is_self_managed(n));
-    not_moved(spec.replacement.self_managed, nodes, &kind, f);
+    not_moved(setting, nodes, &kind, f);
 }
 
 /// In no managed node group and no NodePool, on the VPC CNI.

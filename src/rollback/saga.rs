@@ -19,7 +19,7 @@ use super::remove::{DeletePodEnis, DisassociateCidr, RemovePodSubnets, RevokeRul
 use super::restore::{RestoreKarpenter, RestoreVpcCni};
 use crate::discovery::Discovery;
 use crate::engine::{StateDir, Step};
-use crate::steps::replace_nodes::{DrainSettings, NodeGroupRoll};
+use crate::steps::replace_nodes::{DrainSettings, NodeGroupRoll, SelfManagedRoll};
 use crate::steps::{Env, MigrationInputs, Replacements, Waits, replacements};
 use crate::verify::{Direction, Expectations};
 
@@ -46,6 +46,10 @@ pub struct RollbackInputs {
     /// The Karpenter nodes still on custom networking, in batches.
     pub karpenter_batches: Vec<Vec<String>>,
     pub node_groups: Vec<NodeGroupRoll>,
+    /// Self-managed groups pointed back at the versions the apply started
+    /// from, their nodes (as discovered now) replaced again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_managed: Vec<SelfManagedRoll>,
     pub drain: DrainSettings,
     /// What a node off custom networking looks like, from the settings the
     /// apply recorded as they were before it.
@@ -126,12 +130,40 @@ impl RollbackInputs {
                     g
                 })
                 .collect(),
+            self_managed: self_managed_back(inputs, d),
             drain: inputs.drain.clone(),
             expect,
             waits: inputs.waits,
             plan_file,
         }
     }
+}
+
+/// Each self-managed group the apply moved, pointed back at the version it
+/// started from (by number: a group that named `$Latest` would otherwise
+/// pick podnet's version), its nodes as discovered now in batches.
+fn self_managed_back(inputs: &MigrationInputs, d: &Discovery) -> Vec<SelfManagedRoll> {
+    inputs
+        .self_managed
+        .iter()
+        .map(|g| {
+            let mut back = g.clone();
+            if let Some(u) = back.user_data.take() {
+                back.launch_template.version = Some(u.source_version);
+            }
+            let mut nodes: Vec<String> = d
+                .self_managed
+                .node_groups
+                .iter()
+                .filter(|(_, group)| **group == g.group)
+                .map(|(n, _)| n.clone())
+                .collect();
+            nodes.sort();
+            let size = inputs.drain.batch_size.max(1) as usize;
+            back.batches = nodes.chunks(size).map(<[String]>::to_vec).collect();
+            back
+        })
+        .collect()
 }
 
 /// A rollback's units, as the engine runs them.
@@ -162,6 +194,7 @@ pub fn build(r: &RollbackInputs) -> Units {
         expect: &r.expect,
         karpenter_batches: &r.karpenter_batches,
         node_groups: &r.node_groups,
+        self_managed: &r.self_managed,
     }));
     units.push(Box::new(RemoveEniConfigs {
         eniconfigs: rec.eniconfigs.clone(),

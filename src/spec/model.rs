@@ -277,8 +277,8 @@ pub enum PdbBypass {
 /// What the plan does about nodes podnet does not move to custom
 /// networking: Windows nodes, which custom networking cannot serve (EKS
 /// user guide, "Deploy Windows nodes on EKS clusters": "You can't use custom
-/// networking with Windows nodes"), and self-managed nodes, which podnet
-/// does not replace.
+/// networking with Windows nodes"), and self-managed nodes the plan is told
+/// to leave or refuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NotMigrated {
@@ -292,6 +292,37 @@ pub enum NotMigrated {
 impl NotMigrated {
     pub fn is_refuse(&self) -> bool {
         *self == NotMigrated::Refuse
+    }
+}
+
+/// What the plan does about self-managed nodes (an Auto Scaling group on a
+/// launch template of its own, EKS knowing nothing of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelfManagedPolicy {
+    /// A new launch template version whose user data sets the
+    /// custom-networking max pods, the group pointed at it, and its
+    /// instances terminated a batch at a time for replacements.
+    #[default]
+    Replace,
+    /// Migrate the other nodes; these keep node-subnet addresses.
+    Leave,
+    /// `plan` stops with an error naming the nodes and their groups.
+    Refuse,
+}
+
+impl SelfManagedPolicy {
+    pub fn is_replace(&self) -> bool {
+        *self == SelfManagedPolicy::Replace
+    }
+
+    /// As a kind of node podnet does not move (for `leave` and `refuse`).
+    pub fn not_migrated(&self) -> Option<NotMigrated> {
+        match self {
+            SelfManagedPolicy::Replace => None,
+            SelfManagedPolicy::Leave => Some(NotMigrated::Leave),
+            SelfManagedPolicy::Refuse => Some(NotMigrated::Refuse),
+        }
     }
 }
 
@@ -319,7 +350,7 @@ pub struct ReplacementSection {
     #[serde(default)]
     pub windows: NotMigrated,
     #[serde(default)]
-    pub self_managed: NotMigrated,
+    pub self_managed: SelfManagedPolicy,
 }
 
 impl Default for ReplacementSection {
@@ -333,7 +364,7 @@ impl Default for ReplacementSection {
             evict_unmanaged: false,
             pdb_bypass: PdbBypass::default(),
             windows: NotMigrated::default(),
-            self_managed: NotMigrated::default(),
+            self_managed: SelfManagedPolicy::default(),
         }
     }
 }

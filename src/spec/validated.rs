@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::model::{KarpenterSection, NotMigrated, PdbBypass, Selection, VpcCniSection};
+use super::model::{KarpenterSection, NotMigrated, PdbBypass, Selection, SelfManagedPolicy, VpcCniSection};
 
 /// One thing wrong with a plan file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,8 +125,8 @@ pub struct ReplacementSpec {
     /// the default is not written, so their fingerprint is unchanged.
     #[serde(default, skip_serializing_if = "NotMigrated::is_refuse")]
     pub windows: NotMigrated,
-    #[serde(default, skip_serializing_if = "NotMigrated::is_refuse")]
-    pub self_managed: NotMigrated,
+    #[serde(default, skip_serializing_if = "SelfManagedPolicy::is_replace")]
+    pub self_managed: SelfManagedPolicy,
 }
 
 mod humantime_serde_compat {

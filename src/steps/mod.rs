@@ -39,6 +39,7 @@ pub mod ids {
     pub const CONTROL_PLANE_REACH: &str = "control-plane-reach";
     pub const REPLACE_KARPENTER_NODES: &str = "replace-karpenter-nodes";
     pub const ROLL_NODE_GROUPS: &str = "roll-node-groups";
+    pub const ROLL_SELF_MANAGED: &str = "roll-self-managed";
     pub const VERIFY: &str = "verify";
 }
 
@@ -169,6 +170,10 @@ pub struct MigrationInputs {
     /// `replace-karpenter-nodes/batch-N` unit each.
     pub karpenter_batches: Vec<Vec<String>>,
     pub node_groups: Vec<replace_nodes::NodeGroupRoll>,
+    /// Self-managed node groups replaced through their Auto Scaling groups
+    /// (absent from plans without any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_managed: Vec<replace_nodes::SelfManagedRoll>,
     pub drain: replace_nodes::DrainSettings,
     pub expect: crate::verify::Expectations,
     /// Every wait bound (`[waits]`): saved, so `resume` waits as `apply` did.
@@ -202,6 +207,7 @@ pub struct Replacements<'a> {
     pub expect: &'a crate::verify::Expectations,
     pub karpenter_batches: &'a [Vec<String>],
     pub node_groups: &'a [replace_nodes::NodeGroupRoll],
+    pub self_managed: &'a [replace_nodes::SelfManagedRoll],
 }
 
 fn replacement_units(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
@@ -212,11 +218,13 @@ fn replacement_units(inputs: &MigrationInputs) -> Vec<Box<dyn Step<Env>>> {
         expect: &inputs.expect,
         karpenter_batches: &inputs.karpenter_batches,
         node_groups: &inputs.node_groups,
+        self_managed: &inputs.self_managed,
     })
 }
 
 /// One unit per planned Karpenter batch and per managed node group, each
-/// family closed by its `finish` unit.
+/// family closed by its `finish` unit; then, per self-managed group, its
+/// launch template unit and one unit per batch.
 pub fn replacements(r: &Replacements<'_>) -> Vec<Box<dyn Step<Env>>> {
     let replacement = replace_nodes::karpenter::Replacement {
         node_pools: r.node_pools.to_vec(),
@@ -247,7 +255,28 @@ pub fn replacements(r: &Replacements<'_>) -> Vec<Box<dyn Step<Env>>> {
             rolls.clone(),
         )));
     }
-    units.push(Box::new(replace_nodes::FinishRolls::new(names)));
+    // Self-managed groups before the finish, which puts back the NodePool
+    // limits their batches raised too.
+    let sm = replace_nodes::self_managed::SelfManagedRolls {
+        drain: r.drain.clone(),
+        expect: r.expect.clone(),
+        node_pools: r.node_pools.to_vec(),
+        node_group_rolls: names.iter().map(|n| replace_nodes::node_groups::roll_id(n)).collect(),
+    };
+    let mut batches: Vec<String> = Vec::new();
+    for g in r.self_managed {
+        units.push(Box::new(replace_nodes::PointSelfManagedGroup::new(g.clone())));
+        for n in 1..=g.batches.len() {
+            units.push(Box::new(replace_nodes::ReplaceSelfManagedBatch::new(
+                g,
+                n,
+                batches.clone(),
+                &sm,
+            )));
+            batches.push(replace_nodes::self_managed::batch_id(&g.group, n));
+        }
+    }
+    units.push(Box::new(replace_nodes::FinishRolls::new(names, batches)));
     units
 }
 

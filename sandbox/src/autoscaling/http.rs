@@ -198,10 +198,19 @@ fn authorize(st: &AsHttp, authorization: Option<&str>, action: &str, p: &Params)
             message: "The security token included in the request is invalid.".into(),
         });
     };
-    let resource = match p.get("AutoScalingGroupName").and_then(|n| st.groups.get(n)) {
-        Some(g) => g.arn,
-        None => "*".to_string(),
+    // The group named, or the group of the instance named
+    // (TerminateInstanceInAutoScalingGroup): the Service Authorization
+    // Reference lists the autoScalingGroup resource for both.
+    let group = match p.get("AutoScalingGroupName") {
+        Some(n) => st.groups.get(n),
+        None => p.get("InstanceId").and_then(|id| {
+            st.groups
+                .instances(&[id.to_string()])
+                .first()
+                .and_then(|(g, _, _)| st.groups.get(g))
+        }),
     };
+    let resource = group.map(|g| g.arn).unwrap_or_else(|| "*".to_string());
     let mut asks = vec![crate::iam::Request::new(
         format!("autoscaling:{action}"),
         vec![crate::iam::Resource::new(resource)],

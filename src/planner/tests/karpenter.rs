@@ -8,10 +8,10 @@ use super::super::*;
 use super::seed::*;
 use crate::capacity::InstanceTable;
 use crate::k8s::snapshot::{KarpenterController, NodeClassSummary, NodePoolSummary};
-use crate::spec::model::NotMigrated;
+use crate::spec::model::{NotMigrated, SelfManagedPolicy};
 
 /// The seed plan with changes made to it.
-fn spec_with(change: impl FnOnce(&mut Spec)) -> Spec {
+pub(super) fn spec_with(change: impl FnOnce(&mut Spec)) -> Spec {
     let mut spec = seed_spec();
     change(&mut spec);
     spec
@@ -290,22 +290,26 @@ fn fargate_security_groups_for_pods_and_overrides() {
 }
 
 #[test]
-fn self_managed_nodes_are_refused_unless_the_plan_leaves_them() {
+fn self_managed_nodes_podnet_cannot_replace_are_refused_unless_the_plan_leaves_them() {
     let mut d = seed();
     d.kube.nodes[0].nodegroup = None;
     d.kube.nodes[0]
         .labels
         .insert("alpha.eksctl.io/nodegroup-name".into(), "legacy".into());
+    // Replaced by default, but its instance is in no Auto Scaling group.
     let p = plan(&seed_spec(), &d);
     let f = p
         .findings
         .iter()
-        .find(|f| f.id == "nodes.self-managed")
+        .find(|f| f.id == "self-managed.no-group")
         .expect("refused");
     assert_eq!(f.severity, Severity::Error);
-    assert!(f.reason.contains("self-managed group legacy (ng-a)"), "{}", f.reason);
+    assert!(f.reason.contains("ng-a"), "{}", f.reason);
     assert!(f.fix.contains("replacement.self_managed = \"leave\""), "{}", f.fix);
-    let p = plan(&spec_with(|s| s.replacement.self_managed = NotMigrated::Leave), &d);
+    let p = plan(
+        &spec_with(|s| s.replacement.self_managed = SelfManagedPolicy::Leave),
+        &d,
+    );
     assert!(!p.has_errors(), "{:#?}", p.findings);
     assert!(p.inputs.expect.leave_self_managed);
     // Fargate nodes are not self-managed: they are not on the VPC CNI.
@@ -318,6 +322,6 @@ fn self_managed_nodes_are_refused_unless_the_plan_leaves_them() {
         !plan(&seed_spec(), &d)
             .findings
             .iter()
-            .any(|f| f.id == "nodes.self-managed")
+            .any(|f| f.id.starts_with("self-managed.") || f.id == "nodes.self-managed")
     );
 }

@@ -3,6 +3,7 @@
 mod karpenter;
 mod node_groups;
 pub(crate) mod seed;
+mod self_managed;
 
 use serde_json::json;
 

@@ -108,6 +108,7 @@ pub(crate) fn seed() -> Discovery {
         instance_types_from_table: vec![],
         kube: seed_kube(),
         launch_template_user_data: Default::default(),
+        self_managed: Default::default(),
     };
     for t in ["t3.medium", "t3.large"] {
         d.instance_types

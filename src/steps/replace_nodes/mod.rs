@@ -18,10 +18,14 @@
 //!   with a journaled request token and update id, progress from
 //!   `DescribeUpdate`, then the new nodes' `capacity.pods` checked; and
 //!   `roll-node-groups/finish` puts back the limits those rolls raised.
+//! - `roll-self-managed/<group>/…` ([`self_managed`]): a self-managed
+//!   group's new launch template version and the group pointed at it, then
+//!   its old instances terminated a batch at a time for replacements.
 
 pub mod karpenter;
 pub mod limits;
 pub mod node_groups;
+pub mod self_managed;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -42,6 +46,7 @@ use limits::{RaisedLimits, RecordsRaises, ensure_headroom};
 
 pub use karpenter::{BatchOutput, FinishReplacement, ReplaceBatch, ReplaceKarpenterNodesOutputs, ReplacedNode};
 pub use node_groups::{FinishRolls, NodeGroupRoll, RollNodeGroup, RolledNodeGroup, UserDataPlan};
+pub use self_managed::{PointSelfManagedGroup, ReplaceSelfManagedBatch, SelfManagedRoll};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainSettings {

@@ -152,10 +152,7 @@ impl RollNodeGroup {
                     }
                 };
                 let (source, user_data) = match &self.group.user_data {
-                    Some(u) => (
-                        u.source_version.clone(),
-                        Some(self.edited_user_data(env, &id, u).await?),
-                    ),
+                    Some(u) => (u.source_version.clone(), Some(edited_user_data(env, &id, u).await?)),
                     None => (lt.version.clone().unwrap_or_else(|| "$Default".into()), None),
                 };
                 let token = ctx.once(|c| &mut c.launch_template_token, || uuid::Uuid::new_v4().to_string())?;
@@ -183,36 +180,6 @@ impl RollNodeGroup {
             name: lt.name.clone(),
             version: Some(version),
         }))
-    }
-
-    /// The source version's user data with max pods set as planned, base64
-    /// as EC2 takes it. The edit is pure, so a retry makes the same bytes.
-    async fn edited_user_data(&self, env: &Env, id: &str, u: &UserDataPlan) -> Result<String, StepError> {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let data = env
-            .aws
-            .ec2
-            .launch_template_user_data(id, &u.source_version)
-            .await?
-            .user_data;
-        let text = data
-            .and_then(|d| b64.decode(d).ok())
-            .and_then(|d| String::from_utf8(d).ok())
-            .ok_or_else(|| {
-                StepError::failed(format!(
-                    "launch template {id} version {} has no readable user data",
-                    u.source_version
-                ))
-            })?;
-        let e = userdata::set_max_pods(&text, u.family, u.max_pods).map_err(|e| {
-            StepError::failed(format!(
-                "launch template {id} version {}: {e}: {}",
-                u.source_version,
-                e.lines.join(" | ")
-            ))
-        })?;
-        Ok(b64.encode(e.user_data))
     }
 
     /// The update this unit started (or starts now), if any old node is left.
@@ -389,18 +356,52 @@ impl Unit<Env> for RollNodeGroup {
     }
 }
 
+/// The source version's user data with max pods set as planned, base64
+/// as EC2 takes it. The edit is pure, so a retry makes the same bytes.
+pub(super) async fn edited_user_data(env: &Env, id: &str, u: &UserDataPlan) -> Result<String, StepError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data = env
+        .aws
+        .ec2
+        .launch_template_user_data(id, &u.source_version)
+        .await?
+        .user_data;
+    let text = data
+        .and_then(|d| b64.decode(d).ok())
+        .and_then(|d| String::from_utf8(d).ok())
+        .ok_or_else(|| {
+            StepError::failed(format!(
+                "launch template {id} version {} has no readable user data",
+                u.source_version
+            ))
+        })?;
+    let e = userdata::set_max_pods(&text, u.family, u.max_pods).map_err(|e| {
+        StepError::failed(format!(
+            "launch template {id} version {}: {e}: {}",
+            u.source_version,
+            e.lines.join(" | ")
+        ))
+    })?;
+    Ok(b64.encode(e.user_data))
+}
+
 /// `roll-node-groups/finish`: the NodePool limits the rolls raised, put back
 /// where the migrated nodes fit.
 pub struct FinishRolls {
     id: String,
     groups: Vec<String>,
+    /// `roll-self-managed/<group>/batch-N` units, whose raised limits are
+    /// put back too.
+    self_managed_batches: Vec<String>,
 }
 
 impl FinishRolls {
-    pub fn new(groups: Vec<String>) -> Self {
+    pub fn new(groups: Vec<String>, self_managed_batches: Vec<String>) -> Self {
         FinishRolls {
             id: finish_id(),
             groups,
+            self_managed_batches,
         }
     }
 }
@@ -424,7 +425,7 @@ impl Unit<Env> for FinishRolls {
     }
 
     fn describe(&self) -> String {
-        if self.groups.is_empty() {
+        if self.groups.is_empty() && self.self_managed_batches.is_empty() {
             "roll managed node groups (none selected)".into()
         } else {
             "put back NodePool limits the node group rolls raised".into()
@@ -433,7 +434,7 @@ impl Unit<Env> for FinishRolls {
 
     async fn observe(&self, _env: &Env, _ctx: &StepCtx<'_>) -> Result<StepPlan, StepError> {
         let plan = StepPlan::new(&self.id, self.describe());
-        Ok(if self.groups.is_empty() {
+        Ok(if self.groups.is_empty() && self.self_managed_batches.is_empty() {
             plan.note("no managed node group selected")
         } else {
             plan
@@ -444,6 +445,12 @@ impl Unit<Env> for FinishRolls {
         let mut outs = Vec::new();
         for g in &self.groups {
             if let Some(o) = ctx.output(&OutputOf::<RollNodeGroup>::named(roll_id(g)))? {
+                outs.push(o.raised_limits);
+            }
+        }
+        for id in &self.self_managed_batches {
+            let of = OutputOf::<super::self_managed::ReplaceSelfManagedBatch>::named(id.clone());
+            if let Some(o) = ctx.output(&of)? {
                 outs.push(o.raised_limits);
             }
         }

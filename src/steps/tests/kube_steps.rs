@@ -53,6 +53,7 @@ async fn env(sb: &Sandbox, ec2: Arc<FakeEc2>) -> Env {
             ec2,
             eks: Arc::new(SdkEks::new(aws_sdk_eks::Client::from_conf(eks))),
             access: Arc::new(crate::aws::access::FakeAccess::default()),
+            autoscaling: Arc::new(crate::aws::autoscaling::FakeAutoScaling::default()),
         },
         kube: Some(kube::Client::try_from(config).expect("kube client")),
         kube_user: None,

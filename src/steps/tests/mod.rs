@@ -83,6 +83,7 @@ fn env(ec2: Arc<FakeEc2>) -> Env {
             ec2,
             eks: Arc::new(NoEks),
             access: Arc::new(crate::aws::access::FakeAccess::default()),
+            autoscaling: Arc::new(crate::aws::autoscaling::FakeAutoScaling::default()),
         },
         kube: None,
         kube_user: None,
