@@ -80,6 +80,7 @@ fn sid(scope: &Scope) -> String {
         Scope::TaggedSubnet => "DeletePodSubnets".into(),
         Scope::LaunchTemplates => "LaunchTemplateVersions".into(),
         Scope::AutoScalingGroups => "SelfManagedNodeGroups".into(),
+        Scope::LaunchFromTemplates => "LaunchFromNodeTemplates".into(),
         Scope::Principals => "SimulateOwnPermissions".into(),
     }
 }
@@ -141,6 +142,31 @@ fn statements(scope: &Scope, actions: Vec<String>, t: &Target) -> Vec<Value> {
             Some(json!({ "StringEquals": { format!("aws:ResourceTag/{OWNER_TAG}"): t.cluster } })),
         )],
         Scope::LaunchTemplates => vec![statement(sid(scope), json!(typed(&["launch-template"])), None)],
+        // UpdateAutoScalingGroup with a launch template is authorized as
+        // ec2:RunInstances on every resource a launch from it would use
+        // (AMI, subnet, security groups, interfaces, volumes, the instance),
+        // so AWS's own example grants it on "*"; podnet never calls it. A
+        // template with tag specifications also needs ec2:CreateTags at
+        // launch, and one with an instance profile iam:PassRole to EC2
+        // (EC2 Auto Scaling User Guide, "Control Amazon EC2 launch template
+        // usage in Auto Scaling groups").
+        Scope::LaunchFromTemplates => vec![
+            statement(sid(scope), json!("*"), None),
+            json!({
+                "Sid": "TagInstancesOnLaunch",
+                "Effect": "Allow",
+                "Action": [TAG_ON_CREATE],
+                "Resource": "*",
+                "Condition": { "StringEquals": { "ec2:CreateAction": "RunInstances" } },
+            }),
+            json!({
+                "Sid": "PassNodeInstanceProfileRole",
+                "Effect": "Allow",
+                "Action": [PASS_ROLE],
+                "Resource": format!("arn:{}:iam::{}:role/*", t.partition, t.account.as_deref().unwrap_or("*")),
+                "Condition": { "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } },
+            }),
+        ],
         // Auto Scaling group ARNs carry a generated id before the name.
         Scope::AutoScalingGroups => vec![statement(
             sid(scope),
@@ -169,10 +195,14 @@ fn statements(scope: &Scope, actions: Vec<String>, t: &Target) -> Vec<Value> {
 /// The action EC2 authorizes again for tags given at creation.
 const TAG_ON_CREATE: &str = "ec2:CreateTags";
 
+/// Handing a launch template's instance profile role to EC2.
+const PASS_ROLE: &str = "iam:PassRole";
+
 /// The actions a scope's statements allow beyond the scope's own.
 fn implied(scope: &Scope) -> &'static [&'static str] {
     match scope {
         Scope::NewTaggedSubnet => &[TAG_ON_CREATE],
+        Scope::LaunchFromTemplates => &[TAG_ON_CREATE, PASS_ROLE],
         _ => &[],
     }
 }
@@ -393,6 +423,45 @@ mod tests {
             "CreateSubnet"
         );
         assert_eq!(on_create["Action"], json!(["ec2:CreateTags"]));
+    }
+
+    #[test]
+    fn self_managed_groups_get_what_a_launch_template_update_is_checked_against() {
+        let apply = policy(Phase::Apply, &target(Some("vpc-0abc")));
+        let by_sid = |sid: &str| -> Value {
+            apply["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["Sid"] == sid)
+                .cloned()
+                .unwrap_or_else(|| panic!("statement {sid}: {apply:#}"))
+        };
+        let groups = by_sid("SelfManagedNodeGroups");
+        assert_eq!(
+            groups["Resource"],
+            "arn:aws:autoscaling:ap-northeast-2:123456789012:autoScalingGroup:*:autoScalingGroupName/*"
+        );
+        assert!(
+            groups["Action"]
+                .to_string()
+                .contains("autoscaling:TerminateInstanceInAutoScalingGroup")
+        );
+        assert_eq!(by_sid("LaunchFromNodeTemplates")["Action"], json!(["ec2:RunInstances"]));
+        let pass = by_sid("PassNodeInstanceProfileRole");
+        assert_eq!(
+            pass["Condition"]["StringEquals"]["iam:PassedToService"],
+            "ec2.amazonaws.com"
+        );
+        assert_eq!(
+            by_sid("TagInstancesOnLaunch")["Condition"]["StringEquals"]["ec2:CreateAction"],
+            "RunInstances"
+        );
+        // plan only reads Auto Scaling.
+        let plan = actions_of(&policy(Phase::Plan, &target(None)));
+        assert!(plan.contains("autoscaling:DescribeAutoScalingInstances"));
+        assert!(!plan.contains("autoscaling:UpdateAutoScalingGroup"));
+        assert!(allowed(Phase::Apply).contains("iam:PassRole"));
     }
 
     #[test]

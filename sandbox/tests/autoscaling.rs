@@ -182,4 +182,21 @@ print("activity:", a["Description"], a["StatusCode"])
         "{}",
         run.stderr
     );
+    // DescribeAutoScalingInstances pages 50 at most.
+    let run = common::aws(
+        &sb,
+        &[
+            "autoscaling",
+            "describe-auto-scaling-instances",
+            "--max-items",
+            "60",
+            "--page-size",
+            "60",
+        ],
+    );
+    assert!(
+        !run.ok && run.stderr.contains("less than or equal to 50"),
+        "{}",
+        run.stderr
+    );
 }

@@ -45,6 +45,9 @@ pub enum Scope {
     LaunchTemplates,
     /// The account's Auto Scaling groups (self-managed node groups').
     AutoScalingGroups,
+    /// Launching from the groups' launch templates, which EC2 Auto Scaling
+    /// checks when a group is pointed at a template.
+    LaunchFromTemplates,
     /// The account's IAM users and roles: the caller's own principal, which
     /// is not known when the policy is printed.
     Principals,
@@ -170,7 +173,7 @@ pub const ACTIONS: &[Action] = &[
     // ec2:RunInstances on the template as well (EC2 Auto Scaling User
     // Guide, "Control Amazon EC2 launch template usage in Auto Scaling
     // groups").
-    ec2("RunInstances", true, BOTH, Scope::LaunchTemplates),
+    ec2("RunInstances", true, BOTH, Scope::LaunchFromTemplates),
     autoscaling(
         "TerminateInstanceInAutoScalingGroup",
         true,

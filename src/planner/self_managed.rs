@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use super::Finding;
 use super::node_groups::{UserDataSubject, plan_user_data};
-use crate::discovery::Discovery;
+use crate::discovery::{Discovery, instance_id};
 use crate::k8s::snapshot::NodeSummary;
 use crate::spec::Spec;
 use crate::steps::replace_nodes::SelfManagedRoll;
@@ -55,11 +55,23 @@ pub(super) fn rolls(spec: &Spec, d: &Discovery, f: &mut Vec<Finding>) -> Vec<Sel
     }
     let mut by_group: BTreeMap<&str, Vec<&NodeSummary>> = BTreeMap::new();
     let mut orphans = Vec::new();
+    let mut unknown = Vec::new();
     for n in &all {
         match sm.node_groups.get(&n.name) {
             Some(g) => by_group.entry(g.as_str()).or_default().push(n),
+            None if n.provider_id.as_deref().and_then(instance_id).is_none() => unknown.push(*n),
             None => orphans.push(*n),
         }
+    }
+    if !unknown.is_empty() {
+        f.push(Finding::error(
+            "self-managed.no-instance",
+            format!(
+                "self-managed nodes {} name no EC2 instance in spec.providerID (aws:///<zone>/<instance-id>), so podnet cannot find their Auto Scaling group",
+                names(&unknown)
+            ),
+            format!("check the kubelet's --cloud-provider / the AWS cloud controller on these nodes, {LEAVE}"),
+        ));
     }
     if !orphans.is_empty() {
         f.push(Finding::error(
@@ -105,10 +117,19 @@ fn roll(
         return None;
     };
     let Some(lt) = g.launch_template.clone() else {
-        let uses = match (&g.launch_configuration, g.mixed_instances_policy) {
-            (Some(lc), _) => format!("the launch configuration {lc}"),
-            (None, true) => "a mixed instances policy".to_string(),
-            (None, false) => "no launch template".to_string(),
+        let (uses, fix) = match (&g.launch_configuration, g.mixed_instances_policy) {
+            (Some(lc), _) => (
+                format!("the launch configuration {lc}"),
+                "move the group to a launch template (AWS recommends them over launch configurations)",
+            ),
+            (None, true) => (
+                "a mixed instances policy".to_string(),
+                "podnet does not edit a mixed instances policy's launch template specification: give its template a version whose user data sets the custom-networking max pods (`podnet max-pods`) and point the policy at it, then replace the instances",
+            ),
+            (None, false) => (
+                "no launch template".to_string(),
+                "give the group a launch template of its own",
+            ),
         };
         f.push(Finding::error(
             "self-managed.launch-template",
@@ -116,7 +137,7 @@ fn roll(
                 "self-managed group {group} ({}) uses {uses}: podnet sets max pods in a new version of a group's own launch template only",
                 names(members)
             ),
-            format!("move the group to a launch template of its own (AWS recommends it over launch configurations), {LEAVE}"),
+            format!("{fix}, {LEAVE}"),
         ));
         return None;
     };

@@ -66,10 +66,16 @@ fn error(e: &AsError) -> Response {
 }
 
 fn ok(action: &str, result: &str) -> Response {
+    // Operations with no output answer with the metadata alone.
+    let result = if result.is_empty() {
+        String::new()
+    } else {
+        format!("<{action}Result>{result}</{action}Result>")
+    };
     xml(
         200,
         format!(
-            "<{action}Response xmlns=\"{NS}\"><{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
+            "<{action}Response xmlns=\"{NS}\">{result}<ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
             uuid::Uuid::new_v4()
         ),
     )
@@ -229,21 +235,30 @@ fn authorize(st: &AsHttp, authorization: Option<&str>, action: &str, p: &Params)
     for ask in asks {
         let decision = iam.decide(&principal.arn, &ask);
         if let Some(why) = crate::iam::denial_message(&principal.arn, &ask.action, &decision) {
+            // Auto Scaling words a launch template it may not use its own
+            // way (User Guide, troubleshooting: "You are not authorized to
+            // use launch template").
+            let message = match (ask.action.as_str(), p.get("LaunchTemplate.LaunchTemplateId")) {
+                ("ec2:RunInstances", Some(id)) => format!("You are not authorized to use launch template: {id}"),
+                _ => why,
+            };
             return Err(AsError {
                 status: 403,
                 code: "AccessDenied".into(),
-                message: why,
+                message,
             });
         }
     }
     Ok(())
 }
 
-fn page(p: &Params) -> Result<(usize, usize), AsError> {
+/// `MaxRecords` (at most `limit`: 100 for groups, 50 for instances) and
+/// where `NextToken` resumes.
+fn page(p: &Params, limit: u32) -> Result<(usize, usize), AsError> {
     let max = p.int("MaxRecords")?.unwrap_or(50);
-    if !(1..=100).contains(&max) {
+    if !(1..=limit).contains(&max) {
         return Err(AsError::validation(format!(
-            "1 validation error detected: Value '{max}' at 'maxRecords' failed to satisfy constraint: Member must have value less than or equal to 100"
+            "1 validation error detected: Value '{max}' at 'maxRecords' failed to satisfy constraint: Member must have value less than or equal to {limit}"
         )));
     }
     let start = match p.get("NextToken") {
@@ -315,7 +330,7 @@ fn group_xml(g: &Group) -> String {
 
 fn describe_groups(st: &AsHttp, p: &Params) -> Result<Response, AsError> {
     let names = p.members("AutoScalingGroupNames");
-    let (start, max) = page(p)?;
+    let (start, max) = page(p, 100)?;
     let all: Vec<Group> = st
         .groups
         .all()
@@ -335,7 +350,13 @@ fn describe_groups(st: &AsHttp, p: &Params) -> Result<Response, AsError> {
 
 fn describe_instances(st: &AsHttp, p: &Params) -> Result<Response, AsError> {
     let ids = p.members("InstanceIds");
-    let (start, max) = page(p)?;
+    if ids.len() > 50 {
+        return Err(AsError::validation(format!(
+            "1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: Member must have length less than or equal to 50 (got {})",
+            ids.len()
+        )));
+    }
+    let (start, max) = page(p, 50)?;
     let all = st.groups.instances(&ids);
     let mut body = String::from("<AutoScalingInstances>");
     for (group, t, i) in all.iter().skip(start).take(max) {

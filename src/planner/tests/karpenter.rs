@@ -293,6 +293,7 @@ fn fargate_security_groups_for_pods_and_overrides() {
 fn self_managed_nodes_podnet_cannot_replace_are_refused_unless_the_plan_leaves_them() {
     let mut d = seed();
     d.kube.nodes[0].nodegroup = None;
+    d.kube.nodes[0].provider_id = Some("aws:///ap-northeast-2a/i-0abc".into());
     d.kube.nodes[0]
         .labels
         .insert("alpha.eksctl.io/nodegroup-name".into(), "legacy".into());

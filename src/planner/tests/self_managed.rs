@@ -23,6 +23,7 @@ fn self_managed(user_data: &str) -> Discovery {
     let mut d = seed();
     let n = &mut d.kube.nodes[0];
     n.nodegroup = None;
+    n.provider_id = Some("aws:///ap-northeast-2a/i-1".into());
     n.labels
         .insert("alpha.eksctl.io/nodegroup-name".into(), "legacy".into());
     let node = n.name.clone();
@@ -122,6 +123,17 @@ fn what_podnet_cannot_replace_is_named_before_any_change() {
             .iter()
             .any(|f| f.id == "self-managed.no-group" && f.severity == Severity::Error)
     );
+    // A node naming no instance.
+    let mut d = self_managed(AL2);
+    d.self_managed.node_groups.clear();
+    d.kube.nodes[0].provider_id = None;
+    let p = plan(&seed_spec(), &d);
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.id == "self-managed.no-instance")
+        .expect("refused");
+    assert!(f.reason.contains("spec.providerID"), "{}", f.reason);
     // Auto Scaling not readable.
     let mut d = self_managed(AL2);
     d.self_managed.error = Some("autoscaling:DescribeAutoScalingInstances failed: AccessDenied".into());

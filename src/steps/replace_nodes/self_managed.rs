@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::limits::{RaisedLimits, RecordsRaises, merge_raised};
-use super::node_groups::{RollCheckpoint, RollNodeGroup, edited_user_data};
+use super::node_groups::{RollNodeGroup, edited_user_data};
 use super::{DrainSettings, Env, Raise, Settle, UserDataPlan, kube, new_node_problems, nodes, wait_settled};
 use crate::aws::autoscaling::AsgInfo;
 use crate::aws::eks::LaunchTemplateRef;
@@ -94,6 +94,17 @@ pub struct PointedGroup {
     pub version: String,
 }
 
+/// What an interrupted launch template unit leaves: the version the group
+/// named before it (recorded before any change), the new version's token
+/// before the call and its number after.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct PointCheckpoint {
+    pub version_before: Option<String>,
+    pub launch_template_token: Option<String>,
+    pub launch_template_version: Option<String>,
+}
+
 /// `roll-self-managed/<group>/launch-template`.
 pub struct PointSelfManagedGroup {
     id: String,
@@ -137,7 +148,7 @@ impl PointSelfManagedGroup {
     async fn target(
         &self,
         env: &Env,
-        ctx: &mut UnitCtx<'_, '_, RollCheckpoint>,
+        ctx: &mut UnitCtx<'_, '_, PointCheckpoint>,
         id: &str,
         current: Option<&str>,
     ) -> Result<String, StepError> {
@@ -184,7 +195,7 @@ impl Produces for PointSelfManagedGroup {
 
 #[async_trait]
 impl Unit<Env> for PointSelfManagedGroup {
-    type Checkpoint = RollCheckpoint;
+    type Checkpoint = PointCheckpoint;
 
     fn id(&self) -> &str {
         &self.id
@@ -245,10 +256,12 @@ impl Unit<Env> for PointSelfManagedGroup {
         Ok(plan.with(c))
     }
 
-    async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, RollCheckpoint>) -> Result<PointedGroup, StepError> {
+    async fn apply(&self, env: &Env, ctx: &mut UnitCtx<'_, '_, PointCheckpoint>) -> Result<PointedGroup, StepError> {
         let g = describe(env, &self.roll.group).await?;
         let current = g.launch_template.as_ref().and_then(|t| t.version.clone());
         let id = self.template_id(env).await?;
+        // "" records a group that named no version.
+        let before = ctx.once(|c| &mut c.version_before, || current.clone().unwrap_or_default())?;
         let version = self.target(env, ctx, &id, current.as_deref()).await?;
         if current.as_deref() != Some(version.as_str()) {
             env.status(
@@ -263,10 +276,16 @@ impl Unit<Env> for PointSelfManagedGroup {
         Ok(PointedGroup {
             group: self.roll.group.clone(),
             launch_template_id: id,
-            version_before: current,
+            version_before: Some(before).filter(|v| !v.is_empty()),
             version,
         })
     }
+}
+
+/// The group's instances when a batch first started.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub instances: BTreeSet<String>,
 }
 
 /// A node whose instance this unit terminated.
@@ -280,6 +299,9 @@ pub struct TerminatedInstance {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SelfManagedCheckpoint {
+    /// What existed when the batch first started, so a resumed batch still
+    /// judges the replacements it brought (absent until then).
+    pub before: Option<Snapshot>,
     pub terminated: Vec<TerminatedInstance>,
     /// NodePool limits raised for the pods the replacements no longer hold
     /// (custom networking gives a node fewer pods), originals first.
@@ -429,8 +451,8 @@ impl ReplaceSelfManagedBatch {
         &self,
         env: &Env,
         gone: &BTreeSet<String>,
-        before: &BTreeSet<String>,
-    ) -> Result<(), StepError> {
+        before: &Snapshot,
+    ) -> Result<Vec<String>, StepError> {
         let client = kube(env)?;
         let deadline = Instant::now() + env.waits.replacement_settle;
         loop {
@@ -448,22 +470,22 @@ impl ReplaceSelfManagedBatch {
                     g.desired_capacity
                 ));
             }
-            // Only replacements are judged: nodes there before the batch
-            // (old ones of later batches) are not yet on custom networking.
+            // Only replacements are judged: instances there before the
+            // batch (old ones of later batches, or one that never joined)
+            // are not this batch's to fix.
             let mut replacements: Vec<&NodeSummary> = Vec::new();
-            for i in &live {
+            for i in live.iter().filter(|i| !before.instances.contains(&i.instance_id)) {
                 match all
                     .iter()
                     .find(|n| n.provider_id.as_deref().and_then(instance_id) == Some(i.instance_id.as_str()))
                 {
-                    Some(n) if !before.contains(&n.name) => replacements.push(n),
-                    Some(_) => {}
+                    Some(n) => replacements.push(n),
                     None => problems.push(format!("{} has not registered a node", i.instance_id)),
                 }
             }
             problems.extend(new_node_problems(&replacements, &self.expect)?);
             if problems.is_empty() {
-                return Ok(());
+                return Ok(replacements.iter().map(|n| n.name.clone()).collect());
             }
             if Instant::now() >= deadline {
                 return Err(StepError::new(
@@ -568,7 +590,21 @@ impl Unit<Env> for ReplaceSelfManagedBatch {
         ctx: &mut UnitCtx<'_, '_, SelfManagedCheckpoint>,
     ) -> Result<SelfManagedBatchOutput, StepError> {
         let client = kube(env)?.clone();
-        let before: BTreeSet<String> = nodes(&client, "").await?.into_iter().map(|n| n.name).collect();
+        let before = match ctx.checkpoint().before.clone() {
+            Some(b) => b,
+            None => {
+                let b = Snapshot {
+                    instances: describe(env, &self.group)
+                        .await?
+                        .instances
+                        .into_iter()
+                        .map(|i| i.instance_id)
+                        .collect(),
+                };
+                ctx.save(|c| c.before = Some(b.clone()))?;
+                b
+            }
+        };
         let old = self.old(&client).await?;
         if !old.is_empty() {
             env.status(
@@ -584,10 +620,19 @@ impl Unit<Env> for ReplaceSelfManagedBatch {
         let names: Vec<String> = terminated.iter().map(|t| t.node.clone()).collect();
         self.wait_gone(env, &names).await?;
         let gone: BTreeSet<String> = terminated.iter().map(|t| t.instance.clone()).collect();
-        self.wait_replaced(env, &gone, &before).await?;
+        let replacements = self.wait_replaced(env, &gone, &before).await?;
+        // Pending pods are awaited with every other node counted old, so
+        // only this group's replacements are judged (a cluster autoscaler
+        // scaling another group meanwhile is not this batch's concern).
+        let others: BTreeSet<String> = nodes(&client, "")
+            .await?
+            .into_iter()
+            .map(|n| n.name)
+            .filter(|n| !replacements.contains(n))
+            .collect();
         let settle = Settle {
             selector: SELF_MANAGED_SELECTOR.to_string(),
-            old: &before,
+            old: &others,
             expect: &self.expect,
             timeout: env.waits.replacement_settle,
         };
