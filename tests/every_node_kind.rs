@@ -72,33 +72,6 @@ fn label<'a>(n: &'a Value, key: &str) -> Option<&'a str> {
     n["metadata"]["labels"][key].as_str()
 }
 
-/// Decoded user data of every version of a launch template, oldest first.
-fn versions(sb: &podnet_sandbox::Sandbox, id: &str) -> Vec<String> {
-    use base64::Engine as _;
-    let vs = aws_json(
-        sb,
-        &["ec2", "describe-launch-template-versions", "--launch-template-id", id],
-    );
-    let mut vs: Vec<Value> = vs["LaunchTemplateVersions"].as_array().cloned().unwrap_or_default();
-    vs.sort_by_key(|v| v["VersionNumber"].as_i64());
-    vs.iter()
-        .map(|v| {
-            let b = v["LaunchTemplateData"]["UserData"].as_str().unwrap_or("");
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).expect("base64")).expect("utf-8")
-        })
-        .collect()
-}
-
-/// The lines of `new` not in `old`, and of `old` not in `new`.
-fn line_diff(old: &str, new: &str) -> (Vec<String>, Vec<String>) {
-    let o: Vec<&str> = old.lines().collect();
-    let n: Vec<&str> = new.lines().collect();
-    (
-        n.iter().filter(|l| !o.contains(l)).map(|l| l.to_string()).collect(),
-        o.iter().filter(|l| !n.contains(l)).map(|l| l.to_string()).collect(),
-    )
-}
-
 #[test]
 fn a_cluster_with_every_kind_of_node_migrates_end_to_end() {
     let sb = start(everything());
@@ -182,7 +155,7 @@ fn a_cluster_with_every_kind_of_node_migrates_end_to_end() {
     let groups = aws_json(&sb, &["autoscaling", "describe-auto-scaling-groups"]);
     for g in groups["AutoScalingGroups"].as_array().expect("groups") {
         let name = g["AutoScalingGroupName"].as_str().unwrap_or("?");
-        let vs = versions(&sb, &templates[name]);
+        let vs = template_versions(&sb, &templates[name]);
         assert_eq!(vs.len(), 2, "{name}: {vs:#?}");
         assert_eq!(g["LaunchTemplate"]["Version"], "2", "{name}");
         for i in g["Instances"].as_array().expect("instances") {
@@ -273,7 +246,7 @@ fn group_state(sb: &podnet_sandbox::Sandbox, group_part: &str) -> (Vec<String>, 
         })
         .collect();
     (
-        versions(sb, lt),
+        template_versions(sb, lt),
         instances,
         g["LaunchTemplate"]["Version"].as_str().unwrap_or("?").to_string(),
     )

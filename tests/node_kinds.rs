@@ -317,7 +317,6 @@ fn with_custom_amis() -> podnet_sandbox::Scenario {
 /// Each version's user data (decoded) of a node group's launch template,
 /// oldest first, read with the AWS CLI.
 fn user_data_versions(sb: &podnet_sandbox::Sandbox, group: &str) -> Vec<String> {
-    use base64::Engine as _;
     let ng = aws_json(
         sb,
         &[
@@ -333,28 +332,7 @@ fn user_data_versions(sb: &podnet_sandbox::Sandbox, group: &str) -> Vec<String> 
         .as_str()
         .expect("launch template id")
         .to_string();
-    let vs = aws_json(
-        sb,
-        &["ec2", "describe-launch-template-versions", "--launch-template-id", &id],
-    );
-    let mut vs: Vec<Value> = vs["LaunchTemplateVersions"].as_array().cloned().unwrap_or_default();
-    vs.sort_by_key(|v| v["VersionNumber"].as_i64());
-    vs.iter()
-        .map(|v| {
-            let b = v["LaunchTemplateData"]["UserData"].as_str().unwrap_or("");
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).expect("base64")).expect("utf-8")
-        })
-        .collect()
-}
-
-/// The lines of `new` not in `old`, and of `old` not in `new`.
-fn line_diff(old: &str, new: &str) -> (Vec<String>, Vec<String>) {
-    let o: Vec<&str> = old.lines().collect();
-    let n: Vec<&str> = new.lines().collect();
-    (
-        n.iter().filter(|l| !o.contains(l)).map(|l| l.to_string()).collect(),
-        o.iter().filter(|l| !n.contains(l)).map(|l| l.to_string()).collect(),
-    )
+    template_versions(sb, &id)
 }
 
 #[test]

@@ -474,3 +474,31 @@ pub fn seed_with_room() -> Scenario {
     }
     s
 }
+
+/// The decoded user data of every version of a launch template, oldest
+/// first, read with the AWS CLI.
+pub fn template_versions(sb: &Sandbox, id: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let vs = aws_json(
+        sb,
+        &["ec2", "describe-launch-template-versions", "--launch-template-id", id],
+    );
+    let mut vs: Vec<Value> = vs["LaunchTemplateVersions"].as_array().cloned().unwrap_or_default();
+    vs.sort_by_key(|v| v["VersionNumber"].as_i64());
+    vs.iter()
+        .map(|v| {
+            let b = v["LaunchTemplateData"]["UserData"].as_str().unwrap_or("");
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).expect("base64")).expect("utf-8")
+        })
+        .collect()
+}
+
+/// The lines of `new` not in `old`, and of `old` not in `new`.
+pub fn line_diff(old: &str, new: &str) -> (Vec<String>, Vec<String>) {
+    let o: Vec<&str> = old.lines().collect();
+    let n: Vec<&str> = new.lines().collect();
+    (
+        n.iter().filter(|l| !o.contains(l)).map(|l| l.to_string()).collect(),
+        o.iter().filter(|l| !n.contains(l)).map(|l| l.to_string()).collect(),
+    )
+}

@@ -11,17 +11,14 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use super::limits::{RaisedLimits, RecordsRaises, cores, ensure_headroom, headroom, merge_raised, restore_limits};
-use super::{DrainSettings, Env, Raise, Settle, kube, nodes, wait_settled};
-use crate::engine::{
-    Action, After, Change, ErrorClass, OutputOf, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx,
-};
+use super::{DrainSettings, Env, Gone, Raise, Settle, kube, nodes, wait_nodes_gone, wait_settled};
+use crate::engine::{Action, After, Change, OutputOf, Produces, StepCtx, StepError, StepPlan, Unit, UnitCtx};
 use crate::k8s::crds::NodeClaim;
 use crate::k8s::ops::{self, DrainReport};
 use crate::k8s::snapshot::{NODEPOOL_LABEL, NodeSummary};
-use crate::k8s::{KubeError, list_all, with_retry};
+use crate::k8s::{KubeError, list_all};
 use crate::steps::ids;
 use crate::verify::Expectations;
 
@@ -193,7 +190,12 @@ impl Replacement {
             };
             ctx.save(|c| c.replaced.push(done))?;
         }
-        self.wait_gone(env, step, &names).await?;
+        let words = Gone {
+            after: "their NodeClaims were deleted",
+            hint: "check Karpenter's logs for termination errors, then run `podnet resume`",
+            waiting: &|left| format!("waiting for Karpenter to terminate {left}"),
+        };
+        wait_nodes_gone(env, step, &names, words).await?;
         let old_names: BTreeSet<String> = old.iter().map(|n| n.name.clone()).collect();
         let settle = Settle {
             selector: self.selector(),
@@ -208,35 +210,6 @@ impl Replacement {
         };
         wait_settled(env, step, settle, Some(raise)).await?;
         Ok(())
-    }
-
-    async fn wait_gone(&self, env: &Env, step: &str, names: &[String]) -> Result<(), StepError> {
-        let client = kube(env)?;
-        let api: Api<Node> = Api::all(client.clone());
-        let deadline = Instant::now() + env.waits.replacement_settle;
-        loop {
-            let mut left = Vec::new();
-            for n in names {
-                if with_retry(&format!("get node {n}"), || api.get_opt(n)).await?.is_some() {
-                    left.push(n.clone());
-                }
-            }
-            if left.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(StepError::new(
-                    ErrorClass::Timeout,
-                    format!(
-                        "nodes {} are still there after their NodeClaims were deleted",
-                        left.join(", ")
-                    ),
-                )
-                .hint("check Karpenter's logs for termination errors, then run `podnet resume`"));
-            }
-            env.status(step, &format!("waiting for Karpenter to terminate {}", left.join(", ")));
-            tokio::time::sleep(env.waits.poll).await;
-        }
     }
 }
 

@@ -215,6 +215,45 @@ async fn wait_settled<C: RecordsRaises>(
     }
 }
 
+/// How a wait for removed nodes words its timeout and progress.
+pub(super) struct Gone<'a> {
+    /// "their NodeClaims were deleted": what should have removed them.
+    pub after: &'a str,
+    pub hint: &'a str,
+    /// The status line for the nodes still there.
+    pub waiting: &'a (dyn Fn(&str) -> String + Sync),
+}
+
+/// Waits until none of `names` is a Node any more (`waits.replacement_settle`
+/// at most).
+pub(super) async fn wait_nodes_gone(env: &Env, step: &str, names: &[String], words: Gone<'_>) -> Result<(), StepError> {
+    let api: Api<Node> = Api::all(kube(env)?.clone());
+    let deadline = Instant::now() + env.waits.replacement_settle;
+    loop {
+        let mut left = Vec::new();
+        for n in names {
+            if k8s::with_retry(&format!("get node {n}"), || api.get_opt(n))
+                .await?
+                .is_some()
+            {
+                left.push(n.clone());
+            }
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(StepError::new(
+                ErrorClass::Timeout,
+                format!("nodes {} are still there after {}", left.join(", "), words.after),
+            )
+            .hint(words.hint));
+        }
+        env.status(step, &(words.waiting)(&left.join(", ")));
+        tokio::time::sleep(env.waits.poll).await;
+    }
+}
+
 fn not_settled(timeout: Duration, mut why: Vec<String>, pending: &[String]) -> StepError {
     if !pending.is_empty() {
         why.push(format!(

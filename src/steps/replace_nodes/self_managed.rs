@@ -22,14 +22,15 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Node;
-use kube::Api;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::limits::{RaisedLimits, RecordsRaises, merge_raised};
 use super::node_groups::{RollNodeGroup, edited_user_data};
-use super::{DrainSettings, Env, Raise, Settle, UserDataPlan, kube, new_node_problems, nodes, wait_settled};
+use super::{
+    DrainSettings, Env, Gone, Raise, Settle, UserDataPlan, kube, new_node_problems, nodes, wait_nodes_gone,
+    wait_settled,
+};
 use crate::aws::autoscaling::AsgInfo;
 use crate::aws::eks::LaunchTemplateRef;
 use crate::discovery::instance_id;
@@ -38,7 +39,6 @@ use crate::engine::{
 };
 use crate::k8s::ops;
 use crate::k8s::snapshot::NodeSummary;
-use crate::k8s::with_retry;
 use crate::steps::ids;
 use crate::userdata;
 use crate::verify::Expectations;
@@ -506,35 +506,6 @@ impl ReplaceSelfManagedBatch {
             tokio::time::sleep(env.waits.poll).await;
         }
     }
-
-    /// Waits until the terminated instances' nodes are gone.
-    async fn wait_gone(&self, env: &Env, names: &[String]) -> Result<(), StepError> {
-        let api: Api<Node> = Api::all(kube(env)?.clone());
-        let deadline = Instant::now() + env.waits.replacement_settle;
-        loop {
-            let mut left = Vec::new();
-            for n in names {
-                if with_retry(&format!("get node {n}"), || api.get_opt(n)).await?.is_some() {
-                    left.push(n.clone());
-                }
-            }
-            if left.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(StepError::new(
-                    ErrorClass::Timeout,
-                    format!(
-                        "nodes {} are still there after their instances were terminated",
-                        left.join(", ")
-                    ),
-                )
-                .hint("check the instances in EC2 and the cloud controller, then run `podnet resume`"));
-            }
-            env.status(&self.id, &format!("waiting for {} to go", left.join(", ")));
-            tokio::time::sleep(env.waits.poll).await;
-        }
-    }
 }
 
 impl Produces for ReplaceSelfManagedBatch {
@@ -618,7 +589,12 @@ impl Unit<Env> for ReplaceSelfManagedBatch {
         }
         let terminated = ctx.checkpoint().terminated.clone();
         let names: Vec<String> = terminated.iter().map(|t| t.node.clone()).collect();
-        self.wait_gone(env, &names).await?;
+        let words = Gone {
+            after: "their instances were terminated",
+            hint: "check the instances in EC2 and the cloud controller, then run `podnet resume`",
+            waiting: &|left| format!("waiting for {left} to go"),
+        };
+        wait_nodes_gone(env, &self.id, &names, words).await?;
         let gone: BTreeSet<String> = terminated.iter().map(|t| t.instance.clone()).collect();
         let replacements = self.wait_replaced(env, &gone, &before).await?;
         // Pending pods are awaited with every other node counted old, so

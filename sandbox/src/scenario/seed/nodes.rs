@@ -96,50 +96,32 @@ pub(super) async fn network(s: &Scenario, moto: Option<&Client>, join: &Join<'_>
     Ok((world, ipam))
 }
 
-/// Nodes and their primary addresses: the managed node groups' first, then
-/// Karpenter's.
+/// Nodes and their primary addresses: the managed node groups' first, the
+/// self-managed groups' next, then Karpenter's.
 pub(super) fn plan_nodes(s: &Scenario, world: &World, ipam: &mut Ipam) -> Result<Vec<Planned>, SeedError> {
     let mut planned: Vec<Planned> = Vec::new();
     for g in &s.node_groups {
-        let zones: Vec<String> = g
-            .zones
-            .clone()
-            .unwrap_or_else(|| s.zones.iter().map(|z| z.name.clone()).collect());
-        for i in 0..g.size {
-            let zone = &zones[i as usize % zones.len()];
-            let origin = NodeOrigin::Managed {
-                nodegroup: g.name.clone(),
-                launch_template: world.launch_templates.get(&g.name).cloned(),
-            };
-            planned.push(plan_node(
-                s,
-                world,
-                zone,
-                &g.instance_type,
-                origin,
-                ago(20, i64::from(i)),
-                ipam,
-            )?);
-        }
+        let origin = || NodeOrigin::Managed {
+            nodegroup: g.name.clone(),
+            launch_template: world.launch_templates.get(&g.name).cloned(),
+        };
+        let group = GroupNodes {
+            zones: g.zones.as_deref(),
+            size: g.size,
+            instance_type: &g.instance_type,
+            age_days: 20,
+        };
+        planned.extend(plan_group(s, world, &group, origin, ipam)?);
     }
     for g in &s.self_managed_groups {
-        let zones: Vec<String> = g
-            .zones
-            .clone()
-            .unwrap_or_else(|| s.zones.iter().map(|z| z.name.clone()).collect());
-        for i in 0..g.size {
-            let zone = &zones[i as usize % zones.len()];
-            let origin = NodeOrigin::SelfManaged { group: g.name.clone() };
-            planned.push(plan_node(
-                s,
-                world,
-                zone,
-                &g.instance_type,
-                origin,
-                ago(40, i64::from(i)),
-                ipam,
-            )?);
-        }
+        let origin = || NodeOrigin::SelfManaged { group: g.name.clone() };
+        let group = GroupNodes {
+            zones: g.zones.as_deref(),
+            size: g.size,
+            instance_type: &g.instance_type,
+            age_days: 40,
+        };
+        planned.extend(plan_group(s, world, &group, origin, ipam)?);
     }
     if let Some(k) = &s.karpenter {
         let mut idx = 0;
@@ -168,6 +150,44 @@ pub(super) fn plan_nodes(s: &Scenario, world: &World, ipam: &mut Ipam) -> Result
         }
     }
     Ok(planned)
+}
+
+/// A node group's nodes as the scenario gives them.
+struct GroupNodes<'a> {
+    /// Default: every scenario zone.
+    zones: Option<&'a [String]>,
+    size: u32,
+    instance_type: &'a str,
+    /// How long ago the group's first node was created.
+    age_days: i64,
+}
+
+/// A group's nodes, round-robin over its zones, an hour apart in age.
+fn plan_group(
+    s: &Scenario,
+    world: &World,
+    g: &GroupNodes<'_>,
+    origin: impl Fn() -> NodeOrigin,
+    ipam: &mut Ipam,
+) -> Result<Vec<Planned>, SeedError> {
+    let zones: Vec<String> = g
+        .zones
+        .map(<[String]>::to_vec)
+        .unwrap_or_else(|| s.zones.iter().map(|z| z.name.clone()).collect());
+    (0..g.size)
+        .map(|i| {
+            let zone = &zones[i as usize % zones.len()];
+            plan_node(
+                s,
+                world,
+                zone,
+                g.instance_type,
+                origin(),
+                ago(g.age_days, i64::from(i)),
+                ipam,
+            )
+        })
+        .collect()
 }
 
 /// One node: its primary address from the zone's private subnet.
